@@ -1,0 +1,49 @@
+# backout: `make demo` runs a whole incident end to end; `make test` runs the full suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BACKOUT := $(VENV)/bin/backout
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv deps system-deps cluster-binaries lint typecheck pytest test demo clean
+
+help:
+	@echo "make demo   - run a whole incident end to end on embedded defaults"
+	@echo "make test   - ruff, mypy and the full pytest suite (real Temporal, Kubernetes, Prometheus)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+cluster-binaries: venv
+	$(BACKOUT) cluster build
+
+deps: venv system-deps cluster-binaries
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution cluster simservice
+
+pytest: deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: deps
+	$(BACKOUT) demo
+
+clean:
+	rm -rf .backout .pytest_cache .mypy_cache .ruff_cache

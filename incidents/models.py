@@ -1,0 +1,380 @@
+"""Typed contracts shared by the API, the incident workflow and its activities.
+
+Everything that crosses a Temporal boundary (workflow input, signal, update, query,
+activity argument or result) is one of these pydantic models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from incidents.bundle import AttributionOutput, Change, IncidentBundle
+
+Outcome = Literal["Successful", "Failed", "Inconclusive", "Error"]
+Mode = Literal["shadow", "approve", "auto"]
+Severity = Literal["critical", "error", "warning", "info"]
+
+IncidentStateName = Literal[
+    "open",
+    "collecting",
+    "attributing",
+    "deciding",
+    "awaiting_approval",
+    "remediating",
+    "verifying",
+    "recovered",
+    "needs_human",
+    "shadowed",
+    "no_action",
+    "resolved_before_action",
+]
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {"recovered", "needs_human", "shadowed", "no_action", "resolved_before_action"}
+)
+
+
+# --- Signals into an incident -------------------------------------------------------
+
+
+class Alert(BaseModel):
+    """One alert of an Alertmanager notification, normalised."""
+
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str | None = None
+
+
+class EvalSymptom(BaseModel):
+    """A golden-set regression, delivered to an incident exactly like an alert."""
+
+    manifest: str
+    service: str
+    namespace: str | None = None
+    run_id: str
+    metric: str = "pass_rate"
+    baseline: float
+    candidate: float
+    delta: float
+    p_value: float | None = None
+    ci: tuple[float, float] | None = None
+    test: str | None = None
+    regression: bool = True
+    series: list[tuple[datetime, float]] = Field(default_factory=list)
+    observed_at: datetime
+
+
+class IncidentSignal(BaseModel):
+    """What the webhook or the eval workflow delivers with signal-with-start."""
+
+    source: Literal["alertmanager", "eval", "manual"]
+    received_at: datetime
+    alerts: list[Alert] = Field(default_factory=list)
+    eval: EvalSymptom | None = None
+    group_key: str | None = None
+    external_url: str | None = None
+
+
+class IncidentInput(BaseModel):
+    incident_id: str
+    namespace: str | None = None
+    service: str | None = None
+    group: str
+    source: Literal["alertmanager", "eval", "manual"]
+
+
+# --- Runbook decisions (produced by runbooks.decide, pure and deterministic) --------
+
+
+class _ActionBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Mode = "auto"
+
+
+class RollbackAction(_ActionBase):
+    """Roll back the attributed change (or an explicit one) by its rollback handle."""
+
+    type: Literal["rollback"] = "rollback"
+    change_id: str | None = None
+    to_revision: int | None = None
+    to_version: str | None = None
+
+
+class PauseRolloutAction(_ActionBase):
+    type: Literal["pause_rollout"] = "pause_rollout"
+    deployment: str | None = None
+
+
+class ScaleAction(_ActionBase):
+    type: Literal["scale"] = "scale"
+    deployment: str | None = None
+    replicas: int = Field(ge=0)
+
+
+class ApprovalAction(_ActionBase):
+    """Gate every later mutating action on a human decision."""
+
+    type: Literal["request_approval"] = "request_approval"
+    approvers: list[str] = Field(default_factory=list)
+    timeout_s: int = Field(default=900, gt=0)
+    on_timeout: Literal["proceed", "abort", "escalate"] = "escalate"
+
+
+class PageAction(_ActionBase):
+    type: Literal["page"] = "page"
+    severity: Severity = "critical"
+    team: str | None = None
+
+
+class NotifyAction(_ActionBase):
+    type: Literal["notify"] = "notify"
+    channel: str | None = None
+    message: str | None = None
+
+
+class VerifyAction(_ActionBase):
+    """Wait for recovery: rollout complete, then the symptom gone for `duration_s`."""
+
+    type: Literal["wait_verify"] = "wait_verify"
+    duration_s: int = Field(default=120, ge=0)
+    timeout_s: int = Field(default=600, gt=0)
+    metric: str | None = None
+    eval: bool = False
+
+
+class EscalateAction(_ActionBase):
+    type: Literal["escalate"] = "escalate"
+    team: str | None = None
+    reason: str | None = None
+
+
+class RecordAction(_ActionBase):
+    type: Literal["record"] = "record"
+    note: str = ""
+
+
+PlannedAction = Annotated[
+    RollbackAction
+    | PauseRolloutAction
+    | ScaleAction
+    | ApprovalAction
+    | PageAction
+    | NotifyAction
+    | VerifyAction
+    | EscalateAction
+    | RecordAction,
+    Field(discriminator="type"),
+]
+MUTATING_ACTIONS: frozenset[str] = frozenset({"rollback", "pause_rollout", "scale"})
+
+
+class DecisionContext(BaseModel):
+    """Everything a runbook condition may look at. Built inside the workflow."""
+
+    incident_id: str
+    service: str | None = None
+    namespace: str | None = None
+    source: str
+    severity: str | None = None
+    alertnames: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    attribution: AttributionOutput | None = None
+    changes: list[Change] = Field(default_factory=list)
+    eval: EvalSymptom | None = None
+    now: datetime
+    recent_rollbacks: int = 0
+
+
+class DecisionStep(BaseModel):
+    node: str
+    condition: str | None = None
+    value: Any = None
+    note: str | None = None
+
+
+class Decision(BaseModel):
+    runbook: str | None = None
+    mode: Mode = "shadow"
+    path: list[DecisionStep] = Field(default_factory=list)
+    actions: list[PlannedAction] = Field(default_factory=list)
+
+
+# --- Remediation and verification (activities/kube) --------------------------------
+
+
+class RemediationRequest(BaseModel):
+    incident_id: str
+    operation: Literal["rollback", "pause", "scale"]
+    target_type: Literal["deployment", "configmap", "secret"]
+    name: str
+    namespace: str
+    change: Change | None = None
+    to_revision: int | None = None
+    to_version: str | None = None
+    replicas: int | None = None
+    dry_run: bool = False
+
+
+class RemediationResult(BaseModel):
+    outcome: Outcome
+    applied: bool = False
+    dry_run: bool = False
+    target: str
+    from_version: str | None = None
+    to_version: str | None = None
+    diff: str = ""
+    message: str = ""
+
+
+class VerifyRequest(BaseModel):
+    target_type: Literal["deployment", "configmap", "secret"]
+    name: str
+    namespace: str
+    timeout_s: int = 300
+
+
+class VerificationResult(BaseModel):
+    outcome: Outcome
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- Context collection ---------------------------------------------------------------
+
+
+class ContextRequest(BaseModel):
+    incident_id: str
+    service: str | None = None
+    namespace: str | None = None
+    source: str
+    detected_at: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+    eval: EvalSymptom | None = None
+    lookback_s: int = 7200
+
+
+class ContextResult(BaseModel):
+    bundle: IncidentBundle
+    notes: list[str] = Field(default_factory=list)
+
+
+# --- Notification (activities/paging) -------------------------------------------------
+
+NotifyEvent = Literal[
+    "opened",
+    "update",
+    "approval_requested",
+    "approved",
+    "rejected",
+    "rollback_performed",
+    "recovered",
+    "needs_human",
+    "shadowed",
+    "resolved_before_action",
+]
+
+
+class ActionRecord(BaseModel):
+    at: datetime
+    action: str
+    mode: Mode
+    outcome: Outcome | Literal["skipped", "would_have", "pending"]
+    target: str | None = None
+    message: str = ""
+    diff: str = ""
+
+
+class ApprovalRequest(BaseModel):
+    request_id: str
+    approvers: list[str] = Field(default_factory=list)
+    expires_at: datetime
+    proposed: list[str] = Field(default_factory=list)
+
+
+class ApprovalDecision(BaseModel):
+    request_id: str
+    approve: bool
+    user: str
+    source: Literal["slack", "api", "cli"] = "api"
+    reason: str | None = None
+
+
+class IncidentReport(BaseModel):
+    """A self-contained snapshot of an incident for pagers, chat and reports."""
+
+    incident_id: str
+    title: str
+    state: IncidentStateName
+    service: str | None = None
+    namespace: str | None = None
+    source: str
+    severity: Severity = "critical"
+    team: str | None = None
+    detected_at: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+    attribution: AttributionOutput | None = None
+    changes: list[Change] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    approval: ApprovalRequest | None = None
+    eval: EvalSymptom | None = None
+    summary: str = ""
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class ChatThread(BaseModel):
+    channel: str
+    ts: str
+
+
+class NotifyRequest(BaseModel):
+    event: NotifyEvent
+    report: IncidentReport
+    thread: ChatThread | None = None
+    detail: str | None = None
+
+
+class NotifyResult(BaseModel):
+    channel: Literal["pagerduty", "slack"]
+    outcome: Outcome
+    message: str = ""
+    thread: ChatThread | None = None
+    dedup_key: str | None = None
+
+
+# --- Queryable incident state ----------------------------------------------------------
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    kind: Literal["step", "decision", "action", "signal", "error", "note"]
+    step: str
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncidentView(BaseModel):
+    """The workflow query result and the body of GET /v1/incidents/{id}."""
+
+    id: str
+    state: IncidentStateName
+    source: str
+    service: str | None = None
+    namespace: str | None = None
+    group: str
+    opened_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+    alerts: list[Alert] = Field(default_factory=list)
+    eval: EvalSymptom | None = None
+    attribution: AttributionOutput | None = None
+    decision: Decision | None = None
+    actions: list[ActionRecord] = Field(default_factory=list)
+    approval: ApprovalRequest | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    summary: str = ""
