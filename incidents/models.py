@@ -378,3 +378,12 @@ class IncidentView(BaseModel):
     approval: ApprovalRequest | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     summary: str = ""
+
+
+class OpenIncidentRequest(BaseModel):
+    """Start the incident for `key` or join the running one (signal-with-start, USE_EXISTING)."""
+
+    namespace: str | None = None
+    service: str | None = None
+    group: str
+    signal: IncidentSignal

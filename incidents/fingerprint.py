@@ -1,0 +1,33 @@
+"""Stable incident identity: one incident per (namespace, service/workload, alert group)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from pydantic import BaseModel
+
+_SLUG = re.compile(r"[^a-z0-9-]+")
+
+SERVICE_LABELS: tuple[str, ...] = ("service", "workload", "deployment", "app", "job")
+
+
+class IncidentKey(BaseModel):
+    namespace: str | None = None
+    service: str | None = None
+    group: str
+
+    def workflow_id(self) -> str:
+        """Readable prefix plus a hash of the exact key, so distinct keys never collide."""
+        raw = f"{self.namespace or ''}\x1f{self.service or ''}\x1f{self.group}"
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
+        readable = _SLUG.sub("-", f"{self.namespace or '_'}-{self.service or '_'}".lower()).strip("-")[:60]
+        return f"incident-{readable}-{digest}"
+
+
+def service_from_labels(labels: dict[str, str]) -> str | None:
+    for name in SERVICE_LABELS:
+        value = labels.get(name)
+        if value:
+            return value
+    return None
