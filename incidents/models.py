@@ -87,6 +87,13 @@ class IncidentInput(BaseModel):
     service: str | None = None
     group: str
     source: Literal["alertmanager", "eval", "manual"]
+    # Behaviour knobs, fixed at start so that replays see the same values.
+    settle_s: float = 5.0
+    cooldown_s: float = 600.0
+    lookback_s: int = 7200
+    runbook_dir: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    temporal_ui_url: str | None = None
 
 
 # --- Runbook decisions (produced by runbooks.decide, pure and deterministic) --------
@@ -257,11 +264,13 @@ class ContextRequest(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     eval: EvalSymptom | None = None
     lookback_s: int = 7200
+    alerts: list[Alert] = Field(default_factory=list)
 
 
 class ContextResult(BaseModel):
     bundle: IncidentBundle
     notes: list[str] = Field(default_factory=list)
+    recent_rollbacks: int = 0
 
 
 # --- Notification (activities/paging) -------------------------------------------------

@@ -1,0 +1,72 @@
+"""Opening and joining incidents: the one place that talks signal-with-start."""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from incidents.fingerprint import IncidentKey
+from incidents.models import IncidentInput, IncidentSignal, IncidentView, OpenIncidentRequest
+from worker.settings import Settings
+from workflows.incident import IncidentWorkflow
+
+
+class IncidentBehaviour:
+    """Knobs copied into every new incident's input (so replays see fixed values)."""
+
+    def __init__(self, settings: Settings, temporal_ui_url: str | None = None) -> None:
+        self.settings = settings
+        self.temporal_ui_url = temporal_ui_url
+
+    def input_for(self, key: IncidentKey, source: str) -> IncidentInput:
+        s = self.settings
+        return IncidentInput(
+            incident_id=key.workflow_id(),
+            namespace=key.namespace,
+            service=key.service,
+            group=key.group,
+            source=source,  # type: ignore[arg-type]
+            settle_s=s.incident_settle_s,
+            cooldown_s=s.incident_cooldown_s,
+            lookback_s=s.lookback_s,
+            runbook_dir=str(s.runbook_dir) if s.runbook_dir else None,
+            public_url=s.public_url,
+            temporal_ui_url=self.temporal_ui_url,
+        )
+
+
+async def open_or_join(
+    client: Client, behaviour: IncidentBehaviour, request: OpenIncidentRequest
+) -> WorkflowHandle[IncidentWorkflow, IncidentView]:
+    """Signal-with-start with USE_EXISTING: storms, HA pairs and retries all land in one run."""
+    key = IncidentKey(namespace=request.namespace, service=request.service, group=request.group)
+    params = behaviour.input_for(key, request.signal.source)
+    return await client.start_workflow(
+        IncidentWorkflow.run,
+        params,
+        id=params.incident_id,
+        task_queue=behaviour.settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal="add_signal",
+        start_signal_args=[request.signal],
+        memo={
+            "state": "open",
+            "service": request.service,
+            "namespace": request.namespace,
+            "source": request.signal.source,
+            "group": request.group,
+        },
+    )
+
+
+async def signal_if_open(client: Client, key: IncidentKey, signal: IncidentSignal) -> bool:
+    """Deliver a signal to a running incident only (resolved alerts never open one)."""
+    handle = client.get_workflow_handle(key.workflow_id())
+    try:
+        await handle.signal("add_signal", signal)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

@@ -1,0 +1,98 @@
+"""Process orchestration for `backout up`, `backout worker` and `backout api`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+
+import uvicorn
+
+from worker.api import create_app
+from worker.settings import Settings, SettingsError
+from worker.temporal_client import connect
+from worker.temporal_server import DevServerConfig, TemporalDevServer
+from worker.worker import run_worker
+
+log = logging.getLogger("backout")
+
+
+def check_listen_safety(settings: Settings) -> None:
+    """Refuse to expose the webhook beyond loopback without a bearer token."""
+    host = settings.api_host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and settings.api_token is None:
+        raise SettingsError(
+            f"api_host {host} is not a loopback address: set BACKOUT_API_TOKEN (or --api-token) "
+            "so the webhook requires a bearer token"
+        )
+
+
+def _install_stop_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def _serve_api(settings: Settings, stop: asyncio.Event, temporal_ui_url: str | None) -> None:
+    app = create_app(settings, lambda: connect(settings, attempts=3), temporal_ui_url=temporal_ui_url)
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    # uvicorn captures SIGINT/SIGTERM while serving and re-raises them on exit, which reaches
+    # the loop handler installed by run_up and stops the worker too.
+    task = asyncio.create_task(server.serve())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+    stopper.cancel()
+    stop.set()
+
+
+async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = True) -> None:
+    check_listen_safety(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    server: TemporalDevServer | None = None
+    ui_url: str | None = None
+    if settings.temporal_address is None and with_worker and with_api:
+        server = TemporalDevServer(
+            DevServerConfig(
+                db_file=settings.temporal_db_file,
+                port=settings.temporal_port,
+                ui_port=settings.temporal_ui_port if settings.temporal_ui else None,
+                log_file=settings.state_dir / "temporal.log",
+            )
+        )
+        server.start()
+        ui_url = server.ui_url
+        log.warning(
+            "temporal dev server on %s (UI %s), state in %s",
+            server.address,
+            ui_url,
+            settings.temporal_db_file,
+        )
+    stop = asyncio.Event()
+    _install_stop_handlers(stop)
+    try:
+        tasks = []
+        if with_worker:
+            client = await connect(settings, attempts=60)
+            tasks.append(asyncio.create_task(run_worker(client, settings, stop)))
+        if with_api:
+            tasks.append(asyncio.create_task(_serve_api(settings, stop, ui_url)))
+            log.warning("backout API on http://%s:%s", settings.api_host, settings.api_port)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()
+        for task in tasks:
+            await task
+    finally:
+        if server is not None:
+            server.stop()

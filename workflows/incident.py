@@ -1,0 +1,649 @@
+"""IncidentWorkflow: one durable workflow per incident.
+
+collect context -> attribute -> decide (runbook, in-workflow) -> optional approval ->
+remediate -> verify -> notify -> close, then a cool-down that absorbs flapping alerts.
+Deterministic: all I/O happens in activities; time comes from workflow.now().
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from incidents.bundle import AttributionOutput, Change, IncidentBundle
+    from incidents.models import (
+        MUTATING_ACTIONS,
+        ActionRecord,
+        Alert,
+        ApprovalAction,
+        ApprovalDecision,
+        ApprovalRequest,
+        ChatThread,
+        ContextRequest,
+        ContextResult,
+        Decision,
+        DecisionContext,
+        EscalateAction,
+        IncidentInput,
+        IncidentReport,
+        IncidentSignal,
+        IncidentStateName,
+        IncidentView,
+        NotifyEvent,
+        NotifyRequest,
+        NotifyResult,
+        PageAction,
+        PlannedAction,
+        RecordAction,
+        RemediationRequest,
+        RemediationResult,
+        Severity,
+        TimelineEntry,
+        VerificationResult,
+        VerifyAction,
+        VerifyRequest,
+    )
+    from workflows.remediation import remediation_request_for
+
+SHORT_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+)
+
+
+class IncidentFailure(Exception):
+    """A step failed in a way a human must hear about."""
+
+
+@workflow.defn(name="IncidentWorkflow")
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, params: IncidentInput) -> None:
+        self._input = params
+        now = workflow.now()
+        self._view = IncidentView(
+            id=params.incident_id,
+            state="open",
+            source=params.source,
+            service=params.service,
+            namespace=params.namespace,
+            group=params.group,
+            opened_at=now,
+            updated_at=now,
+        )
+        self._alerts: dict[str, Alert] = {}
+        self._signals = 0
+        self._duplicates = 0
+        self._bundle: IncidentBundle | None = None
+        self._thread: ChatThread | None = None
+        self._team: str | None = None
+        self._severity: Severity = "critical"
+        self._approval_result: ApprovalDecision | None = None
+        self._approval_timed_out = False
+        self._in_cooldown = False
+        self._refired = False
+        self._last_remediation: RemediationRequest | None = None
+
+    # --- Signals, queries, updates ------------------------------------------------------
+
+    @workflow.signal(name="add_signal")
+    def add_signal(self, signal: IncidentSignal) -> None:
+        self._signals += 1
+        if signal.eval is not None:
+            first = self._view.eval is None
+            self._view.eval = signal.eval
+            self._log(
+                "signal",
+                "eval",
+                f"eval {signal.eval.manifest}: {signal.eval.metric} {signal.eval.baseline:.3f} -> "
+                f"{signal.eval.candidate:.3f}" + ("" if first else " (repeat)"),
+            )
+        for alert in signal.alerts:
+            self._merge_alert(alert)
+
+    def _merge_alert(self, alert: Alert) -> None:
+        known = self._alerts.get(alert.fingerprint)
+        if known is not None and known.status == alert.status:
+            self._duplicates += 1
+            return
+        self._alerts[alert.fingerprint] = alert
+        name = alert.labels.get("alertname", alert.fingerprint)
+        if known is None:
+            message = f"alert {name} {alert.status}"
+        else:
+            message = f"alert {name} {known.status} -> {alert.status}"
+            if alert.status == "firing" and self._in_cooldown:
+                self._refired = True
+        self._log("signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
+        self._view.alerts = list(self._alerts.values())
+
+    @workflow.query(name="view")
+    def view(self) -> IncidentView:
+        return self._view
+
+    @workflow.query(name="bundle")
+    def bundle(self) -> IncidentBundle | None:
+        return self._bundle
+
+    @workflow.update(name="approve")
+    async def approve(self, decision: ApprovalDecision) -> str:
+        self._approval_result = decision
+        verdict = "approved" if decision.approve else "rejected"
+        self._log("decision", "approval", f"{verdict} by {decision.user} via {decision.source}")
+        return verdict
+
+    @approve.validator
+    def _validate_approval(self, decision: ApprovalDecision) -> None:
+        pending = self._view.approval
+        if pending is None:
+            raise ValueError("no approval is pending for this incident")
+        if decision.request_id != pending.request_id:
+            raise ValueError(f"approval request {decision.request_id} is not the pending one")
+        if self._approval_result is not None:
+            raise ValueError("this approval request was already decided")
+        if self._approval_timed_out or workflow.now() >= pending.expires_at:
+            raise ValueError("this approval request has expired")
+        if pending.approvers and decision.user not in pending.approvers:
+            raise ValueError(f"{decision.user} may not approve for this incident")
+
+    # --- Main flow ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, params: IncidentInput) -> IncidentView:
+        await workflow.wait_condition(lambda: self._signals > 0)
+        self._log("step", "open", f"incident opened from {params.source}")
+        if params.settle_s > 0:
+            # Let the rest of an alert storm arrive before collecting context.
+            await workflow.sleep(timedelta(seconds=params.settle_s))
+        try:
+            await self._respond(params)
+        except IncidentFailure as failure:
+            await self._needs_human(str(failure))
+        except (ActivityError, ApplicationError) as error:
+            await self._needs_human(f"step failed: {_cause(error)}")
+        await self._cooldown(params)
+        self._view.closed_at = workflow.now()
+        self._log("step", "close", f"incident closed in state {self._view.state}")
+        return self._view
+
+    async def _respond(self, params: IncidentInput) -> None:
+        self._set_state("collecting")
+        context = await workflow.execute_activity(
+            "collect_context",
+            self._context_request(params),
+            result_type=ContextResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+        self._bundle = context.bundle
+        for note in context.notes:
+            self._log("note", "collect", note)
+        self._log(
+            "step",
+            "collect",
+            f"{len(context.bundle.changes)} candidate change(s), {len(context.bundle.metrics)} series",
+        )
+
+        self._set_state("attributing")
+        attribution = await self._attribute(context.bundle)
+        self._view.attribution = attribution
+
+        self._set_state("deciding")
+        decision = await self._decide(params, context, attribution)
+        self._view.decision = decision
+        self._log(
+            "decision",
+            "runbook",
+            f"runbook {decision.runbook or '(none matched)'} in {decision.mode} mode: "
+            + (", ".join(f"{a.type}[{a.mode}]" for a in decision.actions) or "no actions"),
+            {"path": [step.model_dump(mode="json") for step in decision.path]},
+        )
+        for action in decision.actions:
+            if isinstance(action, PageAction):
+                self._severity = action.severity
+                self._team = action.team or self._team
+        await self._notify("opened")
+        await self._execute(decision.actions)
+
+    async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
+        attribution = await workflow.execute_activity(
+            "attribute_bundle",
+            bundle,
+            result_type=AttributionOutput,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+        if attribution.ranking:
+            top = attribution.ranking[0]
+            self._log(
+                "decision",
+                "attribute",
+                f"top culprit {top.change_id} p={top.probability:.2f}"
+                + (f": {top.reasons[0]}" if top.reasons else ""),
+                {"ranking": [r.model_dump() for r in attribution.ranking[:5]]},
+            )
+        else:
+            self._log("decision", "attribute", "no candidate change in the window")
+        return attribution
+
+    async def _decide(
+        self, params: IncidentInput, context: ContextResult, attribution: AttributionOutput
+    ) -> Decision:
+        from runbooks.engine import decide
+        from runbooks.models import Runbook
+
+        runbooks = await workflow.execute_activity(
+            "load_runbooks_activity",
+            {"path": params.runbook_dir},
+            result_type=list[Runbook],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=SHORT_RETRY,
+        )
+        labels: dict[str, str] = {}
+        for alert in self._alerts.values():
+            labels.update(alert.labels)
+        ctx = DecisionContext(
+            incident_id=params.incident_id,
+            service=params.service,
+            namespace=params.namespace,
+            source=params.source,
+            severity=labels.get("severity"),
+            alertnames=sorted(
+                {a.labels["alertname"] for a in self._alerts.values() if "alertname" in a.labels}
+            ),
+            labels=labels,
+            attribution=attribution,
+            changes=context.bundle.changes,
+            eval=self._view.eval,
+            now=workflow.now(),
+            recent_rollbacks=context.recent_rollbacks,
+        )
+        return decide(runbooks, ctx)
+
+    # --- Executing the decision -----------------------------------------------------------
+
+    async def _execute(self, actions: list[PlannedAction]) -> None:
+        approved = False
+        acted = False
+        for action in actions:
+            if action.type in MUTATING_ACTIONS and self._all_alerts_resolved():
+                self._set_state("resolved_before_action")
+                self._log("decision", "guard", "every alert resolved before acting: nothing changed")
+                await self._notify("resolved_before_action")
+                return
+            if isinstance(action, ApprovalAction):
+                if action.mode == "shadow":
+                    self._record(action.type, "shadow", "would_have", message="would have asked for approval")
+                    continue
+                approved = await self._request_approval(action)
+                if not approved:
+                    return
+                continue
+            if action.type in MUTATING_ACTIONS:
+                if action.mode == "shadow":
+                    await self._shadow(action)
+                    continue
+                if action.mode == "approve" and not approved:
+                    approved = await self._request_approval(ApprovalAction(mode="approve"))
+                    if not approved:
+                        return
+                await self._mutate(action)
+                acted = True
+            elif isinstance(action, VerifyAction):
+                if action.mode == "shadow" or not acted:
+                    self._record(action.type, action.mode, "skipped", message="nothing was changed to verify")
+                    continue
+                await self._verify(action)
+            elif isinstance(action, EscalateAction):
+                await self._needs_human(action.reason or "runbook escalated to a human", team=action.team)
+                return
+            elif isinstance(action, PageAction | RecordAction) or action.type == "notify":
+                note = getattr(action, "note", None) or getattr(action, "message", None) or ""
+                self._record(action.type, action.mode, "Successful", message=note)
+                if action.type == "notify":
+                    await self._notify("update", detail=note or None)
+        if self._view.state not in ("recovered", "needs_human"):
+            if any(record.outcome == "would_have" for record in self._view.actions):
+                self._set_state("shadowed")
+                await self._notify("shadowed")
+            elif acted:
+                # Remediated without an explicit verify step: recovery is not shown, so a human checks.
+                await self._needs_human("remediation applied but the runbook did not verify recovery")
+            else:
+                self._set_state("no_action")
+                if self._view.decision is not None and self._view.decision.runbook is None:
+                    await self._needs_human("no runbook matched this incident")
+
+    async def _request_approval(self, action: ApprovalAction) -> bool:
+        now = workflow.now()
+        proposed = [a.type for a in (self._view.decision.actions if self._view.decision else [])]
+        self._approval_result = None
+        self._approval_timed_out = False
+        self._view.approval = ApprovalRequest(
+            request_id=str(workflow.uuid4()),
+            approvers=action.approvers,
+            expires_at=now + timedelta(seconds=action.timeout_s),
+            proposed=[p for p in proposed if p in MUTATING_ACTIONS],
+        )
+        self._set_state("awaiting_approval")
+        await self._notify("approval_requested")
+        try:
+            await workflow.wait_condition(
+                lambda: self._approval_result is not None, timeout=timedelta(seconds=action.timeout_s)
+            )
+        except TimeoutError:
+            self._approval_timed_out = True
+            self._log("decision", "approval", f"no answer within {action.timeout_s}s: {action.on_timeout}")
+            if action.on_timeout == "proceed":
+                return True
+            if action.on_timeout == "abort":
+                self._set_state("no_action")
+                return False
+            await self._needs_human(f"approval not given within {action.timeout_s}s")
+            return False
+        result = self._approval_result
+        assert result is not None
+        if result.approve:
+            await self._notify("approved", detail=f"approved by {result.user}")
+            return True
+        await self._needs_human(
+            f"remediation rejected by {result.user}" + (f": {result.reason}" if result.reason else "")
+        )
+        return False
+
+    async def _shadow(self, action: PlannedAction) -> None:
+        target = self._describe_target(action)
+        self._record(
+            action.type,
+            "shadow",
+            "would_have",
+            target=target,
+            message=f"would have run {action.type} on {target}",
+        )
+        self._log("action", action.type, f"shadow: would have run {action.type} on {target}")
+
+    async def _mutate(self, action: PlannedAction) -> None:
+        change = self._change_for(action)
+        request = remediation_request_for(action, change, self._input.incident_id, self._input.namespace)
+        if isinstance(request, str):
+            raise IncidentFailure(request)
+        self._set_state("remediating")
+        result = await workflow.execute_activity(
+            "remediate",
+            request,
+            result_type=RemediationResult,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+        self._record(
+            action.type,
+            action.mode,
+            result.outcome,
+            target=result.target,
+            message=result.message,
+            diff=result.diff,
+        )
+        self._log(
+            "action",
+            action.type,
+            f"{result.outcome}: {result.message or result.target}",
+            {"diff": result.diff},
+        )
+        if result.outcome != "Successful":
+            raise IncidentFailure(
+                f"{action.type} of {result.target} {result.outcome.lower()}: {result.message}"
+            )
+        self._last_remediation = request
+        if request.operation == "rollback":
+            await self._notify("rollback_performed", detail=result.message)
+        await self._notify("update", detail=f"{action.type} {result.target}: {result.message}")
+
+    async def _verify(self, action: VerifyAction) -> None:
+        self._set_state("verifying")
+        request = self._last_remediation
+        if request is not None and request.target_type == "deployment":
+            result = await workflow.execute_activity(
+                "verify_rollout",
+                VerifyRequest(
+                    target_type="deployment",
+                    name=request.name,
+                    namespace=request.namespace,
+                    timeout_s=action.timeout_s,
+                ),
+                result_type=VerificationResult,
+                start_to_close_timeout=timedelta(seconds=action.timeout_s + 30),
+                retry_policy=SHORT_RETRY,
+            )
+            self._record(
+                "verify_rollout", action.mode, result.outcome, target=request.name, message=result.message
+            )
+            if result.outcome != "Successful":
+                raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
+        if self._alerts:
+            try:
+                await workflow.wait_condition(
+                    self._all_alerts_resolved, timeout=timedelta(seconds=action.timeout_s)
+                )
+            except TimeoutError:
+                self._record("verify_symptom", action.mode, "Failed", message="alerts still firing")
+                raise IncidentFailure(
+                    f"symptom still present {action.timeout_s}s after remediation"
+                ) from None
+            self._record("verify_symptom", action.mode, "Successful", message="every alert resolved")
+        elif self._view.eval is not None:
+            symptom = await workflow.execute_activity(
+                "recheck_eval",
+                self._view.eval,
+                result_type=type(self._view.eval),
+                start_to_close_timeout=timedelta(seconds=action.timeout_s),
+                retry_policy=SHORT_RETRY,
+            )
+            if symptom.regression:
+                self._record(
+                    "verify_eval",
+                    action.mode,
+                    "Failed",
+                    message=f"{symptom.metric} still {symptom.candidate:.3f}",
+                )
+                raise IncidentFailure("eval still regressed after remediation")
+            self._record(
+                "verify_eval",
+                action.mode,
+                "Successful",
+                message=f"{symptom.metric} back to {symptom.candidate:.3f}",
+            )
+        self._set_state("recovered")
+        self._log("step", "verify", "service recovered")
+        await self._notify("recovered")
+
+    async def _needs_human(self, reason: str, team: str | None = None) -> None:
+        self._set_state("needs_human")
+        self._log("error", "escalate", reason)
+        if team:
+            self._team = team
+        await self._notify("needs_human", detail=reason)
+
+    async def _cooldown(self, params: IncidentInput) -> None:
+        """Stay open a while: a re-fire now is the same incident, never a second rollback."""
+        if params.cooldown_s <= 0:
+            return
+        self._in_cooldown = True
+        try:
+            await workflow.wait_condition(lambda: self._refired, timeout=timedelta(seconds=params.cooldown_s))
+        except TimeoutError:
+            return
+        if self._view.state == "needs_human":
+            self._log("note", "cooldown", "alert fired again; a human is already paged")
+            return
+        await self._needs_human("the alert fired again after the incident was handled; not acting twice")
+
+    # --- Helpers --------------------------------------------------------------------------
+
+    def _context_request(self, params: IncidentInput) -> ContextRequest:
+        labels: dict[str, str] = {}
+        starts = [a.starts_at for a in self._alerts.values()]
+        for alert in self._alerts.values():
+            labels.update(alert.labels)
+        detected = (
+            min(starts) if starts else (self._view.eval.observed_at if self._view.eval else workflow.now())
+        )
+        return ContextRequest(
+            incident_id=params.incident_id,
+            service=params.service,
+            namespace=params.namespace,
+            source=params.source,
+            detected_at=detected,
+            labels=labels,
+            eval=self._view.eval,
+            lookback_s=params.lookback_s,
+            alerts=list(self._alerts.values()),
+        )
+
+    def _change_for(self, action: PlannedAction) -> Change | None:
+        changes = self._bundle.changes if self._bundle else []
+        wanted = getattr(action, "change_id", None)
+        if wanted is None and self._view.attribution and self._view.attribution.ranking:
+            wanted = self._view.attribution.ranking[0].change_id
+        return next((c for c in changes if c.id == wanted), None)
+
+    def _describe_target(self, action: PlannedAction) -> str:
+        change = self._change_for(action)
+        request = remediation_request_for(action, change, self._input.incident_id, self._input.namespace)
+        if isinstance(request, str):
+            return request
+        return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")
+
+    def _all_alerts_resolved(self) -> bool:
+        return bool(self._alerts) and all(a.status == "resolved" for a in self._alerts.values())
+
+    def _record(
+        self,
+        action: str,
+        mode: Any,
+        outcome: Any,
+        target: str | None = None,
+        message: str = "",
+        diff: str = "",
+    ) -> None:
+        self._view.actions.append(
+            ActionRecord(
+                at=workflow.now(),
+                action=action,
+                mode=mode,
+                outcome=outcome,
+                target=target,
+                message=message,
+                diff=diff,
+            )
+        )
+
+    def _set_state(self, state: IncidentStateName) -> None:
+        if self._view.state == state:
+            return
+        self._log("step", state, f"state {self._view.state} -> {state}")
+        self._view.state = state
+        workflow.upsert_memo({"state": state})
+
+    def _log(self, kind: Any, step: str, message: str, data: dict[str, Any] | None = None) -> None:
+        now = workflow.now()
+        self._view.timeline.append(
+            TimelineEntry(at=now, kind=kind, step=step, message=message, data=data or {})
+        )
+        self._view.updated_at = now
+
+    def _report(self) -> IncidentReport:
+        from activities.paging.summary import build_summary
+
+        view = self._view
+        title_service = view.service or "unknown service"
+        names = sorted({a.labels.get("alertname", "") for a in self._alerts.values()} - {""})
+        what = (
+            ", ".join(names)
+            if names
+            else (f"eval {view.eval.manifest} regressed" if view.eval else view.source)
+        )
+        links = {"backout": f"{self._input.public_url.rstrip('/')}/v1/incidents/{view.id}"}
+        if self._input.temporal_ui_url:
+            links["temporal"] = (
+                f"{self._input.temporal_ui_url.rstrip('/')}/namespaces/default/workflows/{view.id}"
+            )
+        labels: dict[str, str] = {}
+        for alert in self._alerts.values():
+            labels.update(alert.labels)
+        report = IncidentReport(
+            incident_id=view.id,
+            title=f"{what} on {title_service}" + (f" ({view.namespace})" if view.namespace else ""),
+            state=view.state,
+            service=view.service,
+            namespace=view.namespace,
+            source=view.source,
+            severity=self._severity,
+            team=self._team,
+            detected_at=self._bundle.incident.detected_at if self._bundle else view.opened_at,
+            labels=labels,
+            attribution=view.attribution,
+            changes=self._bundle.changes if self._bundle else [],
+            actions=view.actions,
+            approval=view.approval,
+            eval=view.eval,
+            links=links,
+        )
+        report.summary = build_summary(report)
+        view.summary = report.summary
+        return report
+
+    async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
+        report = self._report()
+        request = NotifyRequest(event=event, report=report, thread=self._thread, detail=detail)
+        results = await asyncio.gather(
+            self._deliver("notify_pagerduty", request),
+            self._deliver("notify_slack", request),
+        )
+        for result in results:
+            if result is not None and result.thread is not None and self._thread is None:
+                self._thread = result.thread
+
+    async def _deliver(self, activity: str, request: NotifyRequest) -> NotifyResult | None:
+        """One channel failing never blocks or loses the other."""
+        try:
+            result = await workflow.execute_activity(
+                activity,
+                request,
+                result_type=NotifyResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=5),
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as error:
+            self._log("error", activity, f"{request.event} not delivered: {_cause(error)}")
+            return None
+        if result.outcome != "Successful":
+            self._log("error", activity, f"{request.event}: {result.outcome}: {result.message}")
+        else:
+            self._log(
+                "action",
+                activity,
+                f"{request.event} delivered" + (f": {result.message}" if result.message else ""),
+            )
+        return result
+
+
+def _cause(error: BaseException) -> str:
+    cause: BaseException | None = error
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause or error)
