@@ -1,0 +1,615 @@
+"""A small, safe expression language for runbook conditions.
+
+Grammar (whitelisted, no loops, no attribute access outside the variable tree):
+
+    expr    := or
+    or      := and (("or" | "||") and)*
+    and     := not (("and" | "&&") not)*
+    not     := ("not" | "!") not | compare
+    compare := sum (("==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not in") sum)?
+    sum     := product (("+" | "-") product)*
+    product := unary (("*" | "/" | "%") unary)*
+    unary   := "-" unary | postfix
+    postfix := primary ("." NAME | "[" expr "]")*     (only on a variable path)
+    primary := NUMBER | STRING | true | false | null | NAME | FUNC "(" args ")" | "(" expr ")" | "[" items "]"
+
+Evaluation only reads plain dicts, lists, strings, numbers, booleans and None; it never
+calls getattr, so Python internals are unreachable. Size and step limits bound the work.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SOURCE_CHARS = 2000
+MAX_NODES = 300
+MAX_STEPS = 5000
+MAX_STRING_CHARS = 10_000
+
+
+class ExprError(ValueError):
+    """A parse or evaluation error; `offset` is the 0-based column within the expression."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+# --- AST ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+    offset: int
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: tuple[Node, ...]
+    offset: int
+
+
+@dataclass(frozen=True)
+class Var:
+    """A dotted lookup into the variable tree, e.g. attribution.top.kind or labels["team"]."""
+
+    path: tuple[str | Node, ...]
+    offset: int
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str
+    operand: Node
+    offset: int
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str
+    left: Node
+    right: Node
+    offset: int
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Node, ...]
+    offset: int
+
+
+Node = Literal | ListExpr | Var | Unary | Binary | Call
+
+
+# --- Functions callers may use -------------------------------------------------------------
+
+
+def _length(value: Any) -> int:
+    if not isinstance(value, str | list | dict):
+        raise TypeError(f"len() needs a string, list or map, got {type_name(value)}")
+    return len(value)
+
+
+def _string_function(name: str, body: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
+    def run(text: Any, part: Any) -> bool:
+        if not isinstance(text, str) or not isinstance(part, str):
+            raise TypeError(f"{name}() needs two strings")
+        return body(text, part)
+
+    return run
+
+
+def _text(name: str, body: Callable[[str], str]) -> Callable[[Any], str]:
+    def run(text: Any) -> str:
+        if not isinstance(text, str):
+            raise TypeError(f"{name}() needs a string, got {type_name(text)}")
+        return body(text)
+
+    return run
+
+
+def _numbers(name: str, body: Callable[..., float]) -> Callable[..., float]:
+    def run(*values: Any) -> float:
+        if not values or not all(_is_number(v) for v in values):
+            raise TypeError(f"{name}() needs numbers")
+        return body(*values)
+
+    return run
+
+
+def _default(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
+FUNCTIONS: dict[str, tuple[Callable[..., Any], int | None]] = {
+    "len": (_length, 1),
+    "lower": (_text("lower", str.lower), 1),
+    "upper": (_text("upper", str.upper), 1),
+    "startswith": (_string_function("startswith", str.startswith), 2),
+    "endswith": (_string_function("endswith", str.endswith), 2),
+    "contains": (_string_function("contains", lambda text, part: part in text), 2),
+    "abs": (_numbers("abs", abs), 1),
+    "min": (_numbers("min", min), None),
+    "max": (_numbers("max", max), None),
+    "default": (_default, 2),
+}
+KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    return "unsupported value"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- Tokenizer -----------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+  | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>==|!=|<=|>=|&&|\|\||[<>+\-*/%()\[\].,!])
+    """,
+    re.VERBOSE,
+)
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str
+    text: str
+    offset: int
+
+
+def _unescape(body: str, offset: int) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            code = body[index + 1]
+            if code not in _ESCAPES:
+                raise ExprError(f"unknown escape '\\{code}' in string", offset + index + 1)
+            out.append(_ESCAPES[code])
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+def tokenize(source: str) -> list[Token]:
+    tokens: list[Token] = []
+    position = 0
+    while position < len(source):
+        found = _TOKEN.match(source, position)
+        if found is None:
+            char = source[position]
+            if char in "\"'":
+                raise ExprError("unterminated string", position)
+            raise ExprError(f"unexpected character {char!r}", position)
+        kind = found.lastgroup or ""
+        if kind != "space":
+            tokens.append(Token(kind, found.group(), position))
+        position = found.end()
+    tokens.append(Token("end", "", len(source)))
+    return tokens
+
+
+# --- Parser ---------------------------------------------------------------------------------
+
+_COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.tokens = tokenize(source)
+        self.index = 0
+        self.nodes = 0
+
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.peek()
+        self.index += 1
+        return token
+
+    def at(self, *texts: str) -> bool:
+        token = self.peek()
+        return token.kind in ("op", "name") and token.text in texts
+
+    def expect(self, text: str) -> Token:
+        token = self.peek()
+        if token.text != text or token.kind not in ("op", "name"):
+            found = "end of expression" if token.kind == "end" else repr(token.text)
+            raise ExprError(f"expected {text!r}, found {found}", token.offset)
+        return self.advance()
+
+    def count(self, offset: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise ExprError(f"expression too complex (more than {MAX_NODES} nodes)", offset)
+
+    def parse(self) -> Node:
+        node = self.parse_or()
+        token = self.peek()
+        if token.kind != "end":
+            raise ExprError(f"unexpected {token.text!r}", token.offset)
+        return node
+
+    def parse_or(self) -> Node:
+        left = self.parse_and()
+        while self.at("or", "||"):
+            token = self.advance()
+            self.count(token.offset)
+            left = Binary("or", left, self.parse_and(), token.offset)
+        return left
+
+    def parse_and(self) -> Node:
+        left = self.parse_not()
+        while self.at("and", "&&"):
+            token = self.advance()
+            self.count(token.offset)
+            left = Binary("and", left, self.parse_not(), token.offset)
+        return left
+
+    def parse_not(self) -> Node:
+        if self.at("not", "!") and not (self.peek().text == "not" and self.peek(1).text == "in"):
+            token = self.advance()
+            self.count(token.offset)
+            return Unary("not", self.parse_not(), token.offset)
+        return self.parse_compare()
+
+    def parse_compare(self) -> Node:
+        left = self.parse_sum()
+        operator: str | None = None
+        token = self.peek()
+        if self.at("not") and self.peek(1).text == "in":
+            self.advance()
+            self.advance()
+            operator = "not in"
+        elif self.at(*(_COMPARISONS - {"not in"})):
+            operator = self.advance().text
+        if operator is None:
+            return left
+        self.count(token.offset)
+        node = Binary(operator, left, self.parse_sum(), token.offset)
+        if self.at(*_COMPARISONS) or (self.at("not") and self.peek(1).text == "in"):
+            raise ExprError("chained comparisons are not allowed; use 'and'", self.peek().offset)
+        return node
+
+    def parse_sum(self) -> Node:
+        left = self.parse_product()
+        while self.at("+", "-"):
+            token = self.advance()
+            self.count(token.offset)
+            left = Binary(token.text, left, self.parse_product(), token.offset)
+        return left
+
+    def parse_product(self) -> Node:
+        left = self.parse_unary()
+        while self.at("*", "/", "%"):
+            token = self.advance()
+            self.count(token.offset)
+            left = Binary(token.text, left, self.parse_unary(), token.offset)
+        return left
+
+    def parse_unary(self) -> Node:
+        if self.at("-"):
+            token = self.advance()
+            self.count(token.offset)
+            return Unary("-", self.parse_unary(), token.offset)
+        return self.parse_postfix()
+
+    def parse_postfix(self) -> Node:
+        node = self.parse_primary()
+        while self.at(".", "["):
+            token = self.advance()
+            if not isinstance(node, Var):
+                raise ExprError("attribute and index access are only allowed on variables", token.offset)
+            if token.text == ".":
+                name = self.advance()
+                if name.kind != "name":
+                    raise ExprError("expected a name after '.'", name.offset)
+                _check_name(name)
+                node = Var((*node.path, name.text), node.offset)
+            else:
+                index = self.parse_or()
+                self.expect("]")
+                node = Var((*node.path, index), node.offset)
+            self.count(token.offset)
+        if self.at("(") and isinstance(node, Var):
+            raise ExprError("only the built-in functions may be called", self.peek().offset)
+        return node
+
+    def parse_primary(self) -> Node:
+        token = self.advance()
+        self.count(token.offset)
+        if token.kind == "number":
+            text = token.text
+            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
+            return Literal(value, token.offset)
+        if token.kind == "string":
+            return Literal(_unescape(token.text[1:-1], token.offset + 1), token.offset)
+        if token.kind == "name":
+            if token.text in ("true", "false", "null"):
+                return Literal({"true": True, "false": False, "null": None}[token.text], token.offset)
+            if token.text in KEYWORDS:
+                raise ExprError(f"unexpected keyword {token.text!r}", token.offset)
+            _check_name(token)
+            if self.at("("):
+                return self.parse_call(token)
+            return Var((token.text,), token.offset)
+        if token.kind == "op" and token.text == "(":
+            node = self.parse_or()
+            self.expect(")")
+            return node
+        if token.kind == "op" and token.text == "[":
+            items: list[Node] = []
+            if not self.at("]"):
+                items.append(self.parse_or())
+                while self.at(","):
+                    self.advance()
+                    items.append(self.parse_or())
+            self.expect("]")
+            return ListExpr(tuple(items), token.offset)
+        if token.kind == "end":
+            raise ExprError("unexpected end of expression", token.offset)
+        raise ExprError(f"unexpected {token.text!r}", token.offset)
+
+    def parse_call(self, name: Token) -> Node:
+        if name.text not in FUNCTIONS:
+            known = ", ".join(sorted(FUNCTIONS))
+            raise ExprError(f"unknown function {name.text!r} (allowed: {known})", name.offset)
+        self.expect("(")
+        args: list[Node] = []
+        if not self.at(")"):
+            args.append(self.parse_or())
+            while self.at(","):
+                self.advance()
+                args.append(self.parse_or())
+        self.expect(")")
+        arity = FUNCTIONS[name.text][1]
+        if arity is not None and len(args) != arity:
+            raise ExprError(f"{name.text}() takes {arity} argument(s), got {len(args)}", name.offset)
+        return Call(name.text, tuple(args), name.offset)
+
+
+def _check_name(token: Token) -> None:
+    if token.text.startswith("_"):
+        raise ExprError(f"name {token.text!r} is not allowed (names may not start with '_')", token.offset)
+
+
+def parse(source: str) -> Node:
+    """Parse an expression; raises ExprError with the offending column."""
+    if not isinstance(source, str):
+        raise ExprError(f"expression must be a string, got {type_name(source)}")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ExprError(f"expression longer than {MAX_SOURCE_CHARS} characters")
+    if not source.strip():
+        raise ExprError("expression is empty")
+    return _Parser(source).parse()
+
+
+# --- Static checks ----------------------------------------------------------------------------
+
+# The variable tree a runbook may read: nested dicts of names; a leaf is a type name,
+# "map" means any key is allowed below it.
+Schema = Mapping[str, Any]
+
+
+def check_variables(node: Node, schema: Schema) -> list[ExprError]:
+    """Every variable path must exist in the schema; returns one error per bad path."""
+    problems: list[ExprError] = []
+
+    def visit(current: Node) -> None:
+        if isinstance(current, Var):
+            _check_path(current, schema, problems)
+            for part in current.path:
+                if not isinstance(part, str):
+                    visit(part)
+        elif isinstance(current, Unary):
+            visit(current.operand)
+        elif isinstance(current, Binary):
+            visit(current.left)
+            visit(current.right)
+        elif isinstance(current, Call):
+            for arg in current.args:
+                visit(arg)
+        elif isinstance(current, ListExpr):
+            for item in current.items:
+                visit(item)
+
+    visit(node)
+    return problems
+
+
+def _check_path(var: Var, schema: Schema, problems: list[ExprError]) -> None:
+    level: Any = schema
+    walked: list[str] = []
+    for part in var.path:
+        if level in ("map", "list"):
+            return
+        if not isinstance(level, Mapping):
+            problems.append(
+                ExprError(f"'{'.'.join(walked)}' is a {level}; it has no field {part!r}", var.offset)
+            )
+            return
+        if not isinstance(part, str):
+            if isinstance(part, Literal) and isinstance(part.value, str):
+                part = part.value
+            else:
+                problems.append(ExprError(f"'{'.'.join(walked)}' can only be indexed by a name", var.offset))
+                return
+        walked.append(part)
+        if part not in level:
+            name = ".".join(walked)
+            known = ", ".join(sorted(level))
+            problems.append(ExprError(f"undefined variable '{name}' (known here: {known})", var.offset))
+            return
+        level = level[part]
+
+
+# --- Evaluation ----------------------------------------------------------------------------------
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def tick(self, offset: int) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise ExprError(f"evaluation exceeded {MAX_STEPS} steps", offset)
+
+
+def evaluate(node: Node, variables: Mapping[str, Any]) -> Any:
+    """Evaluate a parsed expression against plain data; raises ExprError on type errors."""
+    return _eval(node, variables, _Budget())
+
+
+def _eval(node: Node, variables: Mapping[str, Any], budget: _Budget) -> Any:
+    budget.tick(node.offset)
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, ListExpr):
+        return [_eval(item, variables, budget) for item in node.items]
+    if isinstance(node, Var):
+        return _lookup(node, variables, budget)
+    if isinstance(node, Unary):
+        value = _eval(node.operand, variables, budget)
+        if node.op == "not":
+            return not _truth(value, node.offset)
+        if not _is_number(value):
+            raise ExprError(f"cannot negate {type_name(value)}", node.offset)
+        return -value
+    if isinstance(node, Call):
+        function = FUNCTIONS[node.name][0]
+        args = [_eval(arg, variables, budget) for arg in node.args]
+        try:
+            return function(*args)
+        except TypeError as exc:
+            raise ExprError(str(exc), node.offset) from None
+    return _binary(node, variables, budget)
+
+
+def _truth(value: Any, offset: int) -> bool:
+    if not isinstance(value, bool):
+        raise ExprError(f"expected a boolean, got {type_name(value)}", offset)
+    return value
+
+
+def _lookup(node: Var, variables: Mapping[str, Any], budget: _Budget) -> Any:
+    current: Any = variables
+    for part in node.path:
+        key = part if isinstance(part, str) else _eval(part, variables, budget)
+        if isinstance(current, dict):
+            if not isinstance(key, str):
+                raise ExprError(f"map keys are strings, got {type_name(key)}", node.offset)
+            current = current.get(key)
+        elif isinstance(current, list):
+            if not _is_number(key) or int(key) != key:
+                raise ExprError("list index must be a whole number", node.offset)
+            index = int(key)
+            current = current[index] if -len(current) <= index < len(current) else None
+        elif current is None:
+            return None
+        else:
+            raise ExprError(f"cannot look up {key!r} in a {type_name(current)}", node.offset)
+    return current
+
+
+def _binary(node: Binary, variables: Mapping[str, Any], budget: _Budget) -> Any:
+    op = node.op
+    left = _eval(node.left, variables, budget)
+    if op == "and":
+        return _truth(left, node.offset) and _truth(_eval(node.right, variables, budget), node.offset)
+    if op == "or":
+        return _truth(left, node.offset) or _truth(_eval(node.right, variables, budget), node.offset)
+    right = _eval(node.right, variables, budget)
+    if op == "==":
+        return _equal(left, right)
+    if op == "!=":
+        return not _equal(left, right)
+    if op in ("in", "not in"):
+        if isinstance(right, list):
+            found = any(_equal(left, item) for item in right)
+        elif isinstance(right, str | dict) and isinstance(left, str):
+            found = left in right
+        elif right is None:
+            found = False
+        else:
+            raise ExprError(
+                f"'in' needs a list, map or string on the right, got {type_name(right)}", node.offset
+            )
+        return found if op == "in" else not found
+    if op in ("<", "<=", ">", ">="):
+        return _order(op, left, right, node.offset)
+    return _arithmetic(op, left, right, node.offset)
+
+
+def _equal(left: Any, right: Any) -> bool:
+    if _is_number(left) and _is_number(right):
+        return bool(left == right)
+    return type(left) is type(right) and bool(left == right)
+
+
+def _order(op: str, left: Any, right: Any, offset: int) -> bool:
+    comparable = (_is_number(left) and _is_number(right)) or (
+        isinstance(left, str) and isinstance(right, str)
+    )
+    if not comparable:
+        raise ExprError(f"cannot compare {type_name(left)} {op} {type_name(right)}", offset)
+    if op == "<":
+        return bool(left < right)
+    if op == "<=":
+        return bool(left <= right)
+    if op == ">":
+        return bool(left > right)
+    return bool(left >= right)
+
+
+def _arithmetic(op: str, left: Any, right: Any, offset: int) -> Any:
+    if op == "+" and isinstance(left, str) and isinstance(right, str):
+        if len(left) + len(right) > MAX_STRING_CHARS:
+            raise ExprError(f"string longer than {MAX_STRING_CHARS} characters", offset)
+        return left + right
+    if not (_is_number(left) and _is_number(right)):
+        raise ExprError(f"cannot apply {op!r} to {type_name(left)} and {type_name(right)}", offset)
+    if op in ("/", "%") and right == 0:
+        raise ExprError("division by zero", offset)
+    result = {
+        "+": lambda: left + right,
+        "-": lambda: left - right,
+        "*": lambda: left * right,
+        "/": lambda: left / right,
+        "%": lambda: left % right,
+    }[op]()
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ExprError("result is not a finite number", offset)
+    return result

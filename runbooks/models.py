@@ -1,0 +1,272 @@
+"""Pydantic models of a runbook file (what people write in YAML).
+
+A runbook matches incidents and holds a decision tree: condition nodes (`if`/`then`/
+`else`) and action nodes (`actions`, optional `next`). The decision the tree produces
+is made of `incidents.models.PlannedAction`s.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from incidents.bundle import CHANGE_KINDS
+from incidents.models import Mode, Severity
+
+MODE_RANK: dict[str, int] = {"shadow": 0, "approve": 1, "auto": 2}
+ChangeKind = Literal[
+    "image", "config", "secret", "prompt", "model", "corpus", "flag", "scale", "infra", "other"
+]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or a string like "90s", "15m", "1h"."""
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError(f"duration {value!r} must be a number of seconds or like '90s', '15m', '1h'")
+        return int(found.group(1)) * _UNIT_SECONDS[found.group(2) or "s"]
+    return value
+
+
+Seconds = Annotated[int, BeforeValidator(parse_duration)]
+assert set(ChangeKind.__args__) == set(CHANGE_KINDS)  # type: ignore[attr-defined]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LabelMatcher(_Strict):
+    """A Prometheus-style matcher: `op` is =, !=, =~ or !~ (regexes are fully anchored)."""
+
+    name: str = Field(min_length=1)
+    op: Literal["=", "!=", "=~", "!~"] = "="
+    value: str
+
+    @model_validator(mode="after")
+    def _valid_regex(self) -> LabelMatcher:
+        if self.op in ("=~", "!~"):
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {self.value!r}: {exc}") from None
+        return self
+
+
+class Match(_Strict):
+    """Which incidents a runbook handles. Every given criterion must hold; lists mean any of."""
+
+    alertnames: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict, description="exact label values")
+    matchers: list[LabelMatcher] = Field(default_factory=list)
+    services: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    severities: list[Severity] = Field(default_factory=list)
+    sources: list[Literal["alertmanager", "eval", "manual"]] = Field(default_factory=list)
+    eval_regression: bool | None = Field(
+        default=None, description="true: only eval regressions; false: never eval regressions"
+    )
+
+
+def _time_of_day(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 16:00 as the base-60 number 960.
+        raise ValueError("write times of day quoted, e.g. '16:00'")
+    return value
+
+
+TimeOfDay = Annotated[time, BeforeValidator(_time_of_day)]
+
+
+class FreezeWindow(_Strict):
+    """A change freeze, either recurring (days + start/end time of day, UTC) or absolute."""
+
+    name: str
+    days: list[Weekday] = Field(default_factory=list, description="empty = every day")
+    start: TimeOfDay | None = Field(default=None, description="UTC, quoted: '16:00'")
+    end: TimeOfDay | None = Field(default=None, description="UTC, quoted; empty = until midnight")
+    start_at: datetime | None = Field(default=None, alias="from")
+    end_at: datetime | None = Field(default=None, alias="until")
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2026-11-27T00:00:00Z")
+        return value
+
+
+# --- Action steps (one key per step, e.g. `- rollback: {kinds: [model]}`) --------------------
+
+
+class _ActionSpec(_Strict):
+    mode: Mode | None = Field(default=None, description="overrides the runbook mode (never above it)")
+
+
+class RollbackSpec(_ActionSpec):
+    kinds: list[ChangeKind] = Field(
+        default_factory=list, description="only roll back if the top change has one of these kinds"
+    )
+
+
+class PauseRolloutSpec(_ActionSpec):
+    deployment: str | None = Field(default=None, description="default: the attributed change's deployment")
+
+
+class ScaleSpec(_ActionSpec):
+    deployment: str | None = Field(default=None, description="default: the incident's service")
+    replicas: int = Field(ge=0)
+
+
+class ApprovalSpec(_ActionSpec):
+    approvers: list[str] = Field(default_factory=list)
+    timeout: Seconds = Field(default=900, gt=0, description="seconds, or '15m'")
+    on_timeout: Literal["proceed", "abort", "escalate"] = "escalate"
+
+
+class PageSpec(_ActionSpec):
+    severity: Severity = "critical"
+    team: str | None = None
+
+
+class NotifySpec(_ActionSpec):
+    channel: str | None = None
+    message: str | None = None
+
+
+class VerifySpec(_ActionSpec):
+    duration: Seconds = Field(default=120, ge=0, description="symptom must stay gone this long")
+    timeout: Seconds = Field(default=600, gt=0)
+    metric: str | None = None
+    eval: bool = False
+
+
+class EscalateSpec(_ActionSpec):
+    team: str | None = None
+    reason: str | None = None
+
+
+class RecordSpec(_ActionSpec):
+    note: str = ""
+
+
+ACTION_NAMES: tuple[str, ...] = (
+    "rollback",
+    "pause_rollout",
+    "scale",
+    "request_approval",
+    "page",
+    "notify",
+    "wait_verify",
+    "escalate",
+    "record",
+)
+
+
+class ActionStep(_Strict):
+    """Exactly one of the fields below."""
+
+    rollback: RollbackSpec | None = None
+    pause_rollout: PauseRolloutSpec | None = None
+    scale: ScaleSpec | None = None
+    request_approval: ApprovalSpec | None = None
+    page: PageSpec | None = None
+    notify: NotifySpec | None = None
+    wait_verify: VerifySpec | None = None
+    escalate: EscalateSpec | None = None
+    record: RecordSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_spec(cls, data: Any) -> Any:
+        # `- pause_rollout:` or `- record: "note"` read better than `{}` / `{note: ...}`.
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, value in data.items():
+                if key in ACTION_NAMES and value is None and len(data) == 1:
+                    data[key] = {}
+                elif key == "record" and isinstance(value, str):
+                    data[key] = {"note": value}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ActionStep:
+        chosen = [name for name in ACTION_NAMES if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                f"each action step names exactly one action ({', '.join(ACTION_NAMES)}); got {len(chosen)}"
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        return next(name for name in ACTION_NAMES if getattr(self, name) is not None)
+
+    @property
+    def spec(self) -> _ActionSpec:
+        spec: _ActionSpec = getattr(self, self.name)
+        return spec
+
+
+class TreeNode(_Strict):
+    """Either a condition (`if`, `then`, `else`) or actions (`actions`, optional `next`)."""
+
+    description: str | None = None
+    condition: str | None = Field(default=None, alias="if", description="expression; see docs")
+    then: str | None = None
+    otherwise: str | None = Field(default=None, alias="else")
+    actions: list[ActionStep] | None = None
+    next: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TreeNode:
+        if self.condition is not None:
+            if self.actions is not None or self.next is not None:
+                raise ValueError(
+                    "a node is either a condition (if/then/else) or actions (actions/next), not both"
+                )
+            if self.then is None or self.otherwise is None:
+                raise ValueError("a condition node needs both 'then' and 'else'")
+        elif self.actions is None:
+            raise ValueError("a node needs 'if' (with 'then' and 'else') or 'actions'")
+        elif self.then is not None or self.otherwise is not None:
+            raise ValueError("'then' and 'else' belong to a condition node (add 'if')")
+        return self
+
+    def successors(self) -> list[str]:
+        if self.condition is not None:
+            return [name for name in (self.then, self.otherwise) if name is not None]
+        return [self.next] if self.next is not None else []
+
+
+class Runbook(_Strict):
+    """One runbook file."""
+
+    name: str = Field(pattern=NODE_NAME.pattern)
+    description: str = ""
+    owner: str | None = Field(default=None, description="team that maintains the runbook")
+    mode: Mode = Field(description="default mode of every action, and the most any action may use")
+    priority: int = Field(default=0, description="higher wins when several runbooks match")
+    match: Match
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    start: str
+    nodes: dict[str, TreeNode] = Field(min_length=1)
+    source: str | None = Field(default=None, description="file it was loaded from (set by the loader)")
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_names(cls, nodes: dict[str, TreeNode]) -> dict[str, TreeNode]:
+        for name in nodes:
+            if not NODE_NAME.match(name):
+                raise ValueError(
+                    f"node name {name!r} must start with a letter and use letters, digits, _ or -"
+                )
+        return nodes
