@@ -1,0 +1,352 @@
+"""Local stand-ins for PagerDuty and Slack that validate the documented contracts and record calls.
+
+Used by the tests and by `make demo` (`python -m activities.paging.receivers` starts both and
+prints what they get). The PagerDuty receiver speaks HTTPS with a CA generated here, because
+the `pagerduty` client refuses plain http.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from incidents.bundle import describe_validation_error, parse_timestamp
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_loopback_tls(directory: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "backout receivers CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    files.key_file.chmod(0o600)
+    return files
+
+
+# --- Running an app on a free loopback port ----------------------------------------------------
+
+
+class ReceiverServer:
+    """Serves an ASGI app on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, app: FastAPI, tls: TlsFiles | None = None) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=str(tls.cert_file) if tls else None,
+            ssl_keyfile=str(tls.key_file) if tls else None,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            daemon=True,
+            name=f"receiver-{self.port}",
+        )
+
+    def start(self, timeout_s: float = 10.0) -> ReceiverServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"receiver on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+class FaultQueue:
+    """Statuses to answer instead of processing the next requests (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, dict[str, str]]] = []
+
+    def push(self, status: int, count: int = 1, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._pending.extend([(status, headers or {})] * count)
+
+    def take(self) -> tuple[int, dict[str, str]] | None:
+        with self._lock:
+            return self._pending.pop(0) if self._pending else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+
+# --- PagerDuty Events API v2 -------------------------------------------------------------------
+
+
+class _PdLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    href: str = Field(min_length=1)
+    text: str | None = None
+
+
+class _PdImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    src: str = Field(pattern=r"^https://")
+    href: str | None = None
+    alt: str | None = None
+
+
+class _PdPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str = Field(min_length=1)
+    severity: Literal["critical", "error", "warning", "info"]
+    timestamp: str | None = None
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    custom_details: Any = None
+
+
+class PdEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    routing_key: str = Field(min_length=1)
+    event_action: Literal["trigger", "acknowledge", "resolve"]
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=255)
+    payload: _PdPayload | None = None
+    client: str | None = None
+    client_url: str | None = None
+    links: list[_PdLink] = Field(default_factory=list)
+    images: list[_PdImage] = Field(default_factory=list)
+
+
+class _PdChangePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    summary: str = Field(min_length=1, max_length=1024)
+    source: str | None = None
+    timestamp: str | None = None
+    custom_details: Any = None
+
+
+class PdChangeEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    routing_key: str = Field(min_length=1)
+    payload: _PdChangePayload
+    links: list[_PdLink] = Field(default_factory=list)
+    images: list[_PdImage] = Field(default_factory=list)
+
+
+class PagerDutyReceiver:
+    """Events API v2 (`/v2/enqueue`) and Change Events (`/v2/change/enqueue`) over HTTPS."""
+
+    def __init__(self, tls: TlsFiles, routing_keys: set[str] | None = None) -> None:
+        self.tls = tls
+        self.routing_keys = routing_keys
+        self.faults = FaultQueue()
+        self._lock = threading.Lock()
+        self.events: list[dict[str, Any]] = []
+        self.change_events: list[dict[str, Any]] = []
+        self.rejected: list[tuple[int, str]] = []
+        self.attempts = 0
+        self.alert_status: dict[str, str] = {}
+        self.app = FastAPI()
+        self.app.post("/v2/enqueue")(self._enqueue)
+        self.app.post("/v2/change/enqueue")(self._change)
+        self._server = ReceiverServer(self.app, tls)
+        self.url = self._server.url
+
+    def start(self) -> PagerDutyReceiver:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.events.clear()
+            self.change_events.clear()
+            self.rejected.clear()
+            self.alert_status.clear()
+            self.attempts = 0
+        self.faults.clear()
+
+    def actions(self) -> list[tuple[str, str | None]]:
+        with self._lock:
+            return [(event["event_action"], event.get("dedup_key")) for event in self.events]
+
+    def _reject(self, status: int, message: str) -> JSONResponse:
+        with self._lock:
+            self.rejected.append((status, message))
+        return JSONResponse(
+            {"status": "invalid event", "message": "Event object is invalid", "errors": [message]}, status
+        )
+
+    async def _parse(self, request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
+        with self._lock:
+            self.attempts += 1
+        fault = self.faults.take()
+        if fault is not None:
+            return JSONResponse(
+                {"status": "error", "message": f"injected {fault[0]}"}, fault[0], headers=fault[1]
+            )
+        try:
+            event = model.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return self._reject(400, describe_validation_error(exc))
+        routing_key = getattr(event, "routing_key", "")
+        if self.routing_keys is not None and routing_key not in self.routing_keys:
+            return self._reject(400, "routing_key: invalid routing key")
+        payload = getattr(event, "payload", None)
+        stamp = getattr(payload, "timestamp", None)
+        if stamp is not None:
+            try:
+                parse_timestamp(stamp)
+            except ValueError as exc:
+                return self._reject(400, f"payload.timestamp: {exc}")
+        return event
+
+    async def _enqueue(self, request: Request) -> JSONResponse:
+        parsed = await self._parse(request, PdEvent)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        assert isinstance(parsed, PdEvent)
+        if parsed.event_action == "trigger" and parsed.payload is None:
+            return self._reject(400, "payload: required for trigger")
+        if parsed.event_action != "trigger" and not parsed.dedup_key:
+            return self._reject(400, f"dedup_key: required for {parsed.event_action}")
+        dedup_key = parsed.dedup_key or uuid.uuid4().hex
+        with self._lock:
+            self.events.append(
+                parsed.model_dump(mode="json", by_alias=True, exclude_none=True) | {"dedup_key": dedup_key}
+            )
+            self.alert_status[dedup_key] = {"trigger": "triggered", "acknowledge": "acknowledged"}.get(
+                parsed.event_action, "resolved"
+            )
+        return JSONResponse({"status": "success", "message": "Event processed", "dedup_key": dedup_key}, 202)
+
+    async def _change(self, request: Request) -> JSONResponse:
+        parsed = await self._parse(request, PdChangeEvent)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        with self._lock:
+            self.change_events.append(parsed.model_dump(mode="json", exclude_none=True))
+        return JSONResponse({"status": "success", "message": "Change event processed"}, 202)
+
+
+def main() -> None:
+    """Start both receivers for a demo and print what they record until Ctrl-C."""
+    import argparse
+    import tempfile
+
+    from activities.paging.slack_receiver import SlackReceiver
+
+    parser = argparse.ArgumentParser(description="Local PagerDuty and Slack receivers for a backout demo")
+    parser.add_argument("--slack-token", default="xoxb-demo-token")
+    parser.add_argument("--tls-dir", type=Path, default=None)
+    args = parser.parse_args()
+    tls = make_loopback_tls(args.tls_dir or Path(tempfile.mkdtemp(prefix="backout-receivers-")))
+    pagerduty = PagerDutyReceiver(tls).start()
+    slack = SlackReceiver(token=args.slack_token).start()
+    print(f"BACKOUT_PAGERDUTY_EVENTS_URL={pagerduty.url}")
+    print(f"BACKOUT_PAGERDUTY_CA_FILE={tls.ca_file}")
+    print(f"BACKOUT_SLACK_API_URL={slack.url}/api/")
+    print(f"BACKOUT_SLACK_TOKEN={args.slack_token}", flush=True)
+    shown_pd = shown_changes = shown_slack = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            for event in pagerduty.events[shown_pd:]:
+                print(f"pagerduty {event['event_action']} dedup_key={event['dedup_key']}", flush=True)
+            for change in pagerduty.change_events[shown_changes:]:
+                print(f"pagerduty change: {change['payload']['summary']}", flush=True)
+            for call in slack.calls[shown_slack:]:
+                print(
+                    f"slack {call.method} {call.arguments.get('channel', '')} {call.arguments.get('text', '')}",
+                    flush=True,
+                )
+            shown_pd, shown_changes, shown_slack = (
+                len(pagerduty.events),
+                len(pagerduty.change_events),
+                len(slack.calls),
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pagerduty.stop()
+        slack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The deterministic root-cause summary of an incident.
+
+PURE: stdlib and pydantic models only, no I/O, no clock, so the incident workflow may
+call `build_summary` inside the Temporal sandbox and replay gets the same text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from incidents.bundle import Change, RankedChange
+from incidents.models import ActionRecord, IncidentReport
+
+_OUTCOME_BY_STATE: dict[str, str] = {
+    "recovered": "Recovery verified.",
+    "needs_human": "Not resolved automatically: needs a human.",
+    "shadowed": "Shadow mode: nothing was changed.",
+    "no_action": "No action was taken.",
+    "resolved_before_action": "The symptom cleared before any action.",
+    "awaiting_approval": "Waiting for a human to approve.",
+    "remediating": "Remediation in progress.",
+    "verifying": "Remediation applied; verifying recovery.",
+}
+_MAX_REASONS = 2
+
+
+def _clock(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC") if when.utcoffset() is not None else when.isoformat()
+
+
+def describe_symptom(report: IncidentReport) -> str:
+    where = report.service or "an unknown service"
+    if report.namespace:
+        where += f" ({report.namespace})"
+    if report.eval is not None:
+        ev = report.eval
+        return (
+            f"golden-set {ev.metric} of {where} fell from {ev.baseline:.3f} to {ev.candidate:.3f}"
+            f" (delta {ev.delta:+.3f}" + (f", p={ev.p_value:.3g}" if ev.p_value is not None else "") + ")"
+        )
+    alertname = report.labels.get("alertname")
+    return f"{alertname} on {where}" if alertname else f"{report.title} on {where}"
+
+
+def describe_change(change: Change | None, ranked: RankedChange) -> str:
+    if change is None:
+        return f"change {ranked.change_id}"
+    parts = [f"{change.kind} change {change.id} to {change.service}"]
+    if change.author:
+        parts.append(f"by {change.author}")
+    parts.append(f"at {_clock(change.started_at)}")
+    text = " ".join(parts)
+    if change.from_version or change.to_version:
+        text += f", {change.from_version or '?'} -> {change.to_version or '?'}"
+    if change.description:
+        text += f" ({change.description})"
+    return text
+
+
+def _culprit_lines(report: IncidentReport) -> list[str]:
+    ranking = report.attribution.ranking if report.attribution else []
+    if not ranking:
+        return ["Culprit: no candidate change was found."]
+    by_id = {change.id: change for change in report.changes}
+    top = ranking[0]
+    line = f"Likely cause (p={top.probability:.2f}): {describe_change(by_id.get(top.change_id), top)}."
+    if top.reasons:
+        line += " Evidence: " + "; ".join(top.reasons[:_MAX_REASONS]) + "."
+    lines = [line]
+    if len(ranking) > 1:
+        runner = ranking[1]
+        lines.append(
+            f"Runner-up (p={runner.probability:.2f}): {describe_change(by_id.get(runner.change_id), runner)}."
+        )
+    else:
+        lines.append("Runner-up: none (only one candidate change).")
+    return lines
+
+
+def describe_action(record: ActionRecord) -> str:
+    target = f" {record.target}" if record.target else ""
+    if record.outcome == "would_have":
+        return f"would have run {record.action}{target} (mode {record.mode})"
+    if record.outcome in ("skipped", "pending"):
+        return f"{record.action}{target} {record.outcome}"
+    text = f"{record.action}{target}: {record.outcome}"
+    return f"{text} ({record.message})" if record.message else text
+
+
+def build_summary(report: IncidentReport) -> str:
+    """Symptom, when it began, the culprit and runner-up, what was done, whether it worked."""
+    lines = [
+        f"Symptom: {describe_symptom(report)}, severity {report.severity}.",
+        f"Began: {_clock(report.detected_at)}.",
+        *_culprit_lines(report),
+    ]
+    done = [describe_action(record) for record in report.actions]
+    lines.append("Done: " + ("; ".join(done) if done else "nothing yet") + ".")
+    lines.append("Result: " + _OUTCOME_BY_STATE.get(report.state, "Investigating."))
+    return "\n".join(lines)
