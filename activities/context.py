@@ -11,7 +11,7 @@ from activities.prometheus import PrometheusError, query_range
 from incidents.bundle import BundleIncident, Change, IncidentBundle, MetricSeries, Symptom, Topology
 from incidents.changes_store import ChangeStore
 from incidents.models import ContextRequest, ContextResult
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, current_settings
 
 # Alert annotations that point backout at evidence series in Prometheus.
 EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
@@ -148,7 +148,7 @@ def _recent_rollbacks(settings: Settings, namespace: str | None) -> int:
 
 @activity.defn(name="collect_context")
 def collect_context(request: ContextRequest) -> ContextResult:
-    return build_bundle(load_settings(), request, datetime.now(UTC))
+    return build_bundle(current_settings(), request, datetime.now(UTC))
 
 
 ACTIVITIES = [collect_context]

@@ -167,14 +167,12 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        client = gateway.peek()
-        temporal = "unknown"
-        if client is not None:
-            try:
-                await asyncio.wait_for(client.service_client.check_health(), timeout=2)
-                temporal = "ok"
-            except Exception as exc:
-                temporal = f"unreachable: {exc}"
+        try:
+            client = await gateway.client()
+            await asyncio.wait_for(client.service_client.check_health(), timeout=2)
+            temporal = "ok"
+        except Exception as exc:
+            temporal = f"unreachable: {exc}"
         return {"status": "ok", "temporal": temporal}
 
     @app.get("/metrics")

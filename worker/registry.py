@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import context, incidents
+from activities import context, incidents, runbooks
+from activities.paging import activities as paging
+from worker.settings import Settings
 
 
 def workflows() -> list[type]:
@@ -16,6 +18,11 @@ def workflows() -> list[type]:
 
 def activities() -> list[Callable[..., Any]]:
     found: list[Callable[..., Any]] = []
-    for module in (context, incidents):
+    for module in (context, incidents, runbooks, paging):
         found.extend(module.ACTIVITIES)
     return found
+
+
+def configure(settings: Settings) -> None:
+    """Bind activity classes that hold settings to the worker's settings."""
+    paging.configure(settings)

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     attribution_model: Path | None = None
     ownership_file: Path | None = None
     lookback_s: int = 7200
+    incident_settle_s: float = Field(default=5.0, ge=0, description="wait for the rest of an alert storm")
+    incident_cooldown_s: float = Field(default=600.0, ge=0, description="absorb re-fires after handling")
 
     # Paging
     pagerduty_routing_key: SecretStr | None = None
@@ -161,3 +163,17 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(problems) from exc
+
+
+_active: Settings | None = None
+
+
+def use_settings(settings: Settings) -> None:
+    """Make `settings` the ones activities in this process see (set by the worker at start)."""
+    global _active
+    _active = settings
+
+
+def current_settings() -> Settings:
+    """The worker's settings, or those from the environment when no worker configured any."""
+    return _active if _active is not None else load_settings()

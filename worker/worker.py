@@ -18,7 +18,7 @@ from temporalio.worker import (
 )
 
 from worker import registry
-from worker.settings import Settings
+from worker.settings import Settings, use_settings
 
 STEP_LATENCY = Histogram(
     "backout_step_duration_seconds",
@@ -60,6 +60,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then shut down gracefully (in-flight activities finish)."""
+    use_settings(settings)
+    registry.configure(settings)
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
         worker = build_worker(client, settings, executor)
         async with worker:

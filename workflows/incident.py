@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.paging.summary import build_summary
     from incidents.bundle import AttributionOutput, Change, IncidentBundle
     from incidents.models import (
         MUTATING_ACTIONS,
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         VerifyAction,
         VerifyRequest,
     )
+    from runbooks.engine import decide
+    from runbooks.models import Runbook
     from workflows.remediation import remediation_request_for
 
 SHORT_RETRY = RetryPolicy(
@@ -243,9 +246,6 @@ class IncidentWorkflow:
     async def _decide(
         self, params: IncidentInput, context: ContextResult, attribution: AttributionOutput
     ) -> Decision:
-        from runbooks.engine import decide
-        from runbooks.models import Runbook
-
         runbooks = await workflow.execute_activity(
             "load_runbooks_activity",
             {"path": params.runbook_dir},
@@ -566,7 +566,6 @@ class IncidentWorkflow:
         self._view.updated_at = now
 
     def _report(self) -> IncidentReport:
-        from activities.paging.summary import build_summary
 
         view = self._view
         title_service = view.service or "unknown service"

@@ -1,0 +1,222 @@
+"""The webhook against a real Temporal dev server: dedup, resolved signals, bad input, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from tests.fixtures.temporal import running_worker
+from tests.pipeline.payloads import alert, notification
+from worker.api import create_app
+from worker.settings import Settings
+from worker.temporal_client import connect
+
+pytestmark = pytest.mark.temporal
+
+
+async def _incident_ids(client: Client, settings: Settings) -> set[str]:
+    ids: set[str] = set()
+    query = f'WorkflowType = "IncidentWorkflow" AND TaskQueue = "{settings.task_queue}"'
+    async for execution in client.list_workflows(query):
+        ids.add(execution.id)
+    return ids
+
+
+async def _eventually_ids(client: Client, settings: Settings, expected: int) -> set[str]:
+    ids: set[str] = set()
+    for _ in range(100):
+        ids = await _incident_ids(client, settings)
+        if len(ids) >= expected:
+            await asyncio.sleep(0.3)  # visibility is eventually consistent: look once more
+            return await _incident_ids(client, settings)
+        await asyncio.sleep(0.1)
+    return ids
+
+
+@pytest.fixture
+async def api(backout_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    settings = backout_settings.model_copy(update={"incident_settle_s": 60.0})
+    app = create_app(settings, lambda: connect(settings))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backout") as http:
+        http.settings = settings  # type: ignore[attr-defined]
+        yield http
+
+
+async def test_storm_of_duplicates_opens_one_incident_per_group(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    settings: Settings = api.settings  # type: ignore[attr-defined]
+    groups = [f"svc-{i}" for i in range(5)]
+    bodies: list[dict[str, Any]] = []
+    for group in groups:
+        body = notification([alert(service=group), alert(name="TTFTHigh", service=group)], group=group)
+        bodies.extend([body] * 20)  # HA pair + retries + storm: the same notification many times
+    responses = await asyncio.gather(*(api.post("/v1/alerts/alertmanager", json=b) for b in bodies))
+    assert {r.status_code for r in responses} == {202}
+    per_group = {r.json()["incident_id"] for r in responses}
+    assert len(per_group) == len(groups)
+    ids = await _eventually_ids(temporal_client, settings, len(groups))
+    assert ids == per_group
+
+
+async def test_resolved_alert_reaches_the_running_incident(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    settings: Settings = api.settings  # type: ignore[attr-defined]
+    firing = notification([alert(service="retriever")], group="retriever")
+    opened = await api.post("/v1/alerts/alertmanager", json=firing)
+    incident_id = opened.json()["incident_id"]
+    resolved = notification([alert(service="retriever", status="resolved")], group="retriever")
+    answer = await api.post("/v1/alerts/alertmanager", json=resolved)
+    assert answer.status_code == 202 and answer.json()["incident_id"] == incident_id
+    async with running_worker(temporal_client, settings):
+        view = (await api.get(f"/v1/incidents/{incident_id}")).json()
+    assert [a["status"] for a in view["alerts"]] == ["resolved"]
+    messages = [entry["message"] for entry in view["timeline"]]
+    assert "alert LLMErrorRateHigh firing -> resolved" in messages
+
+
+async def test_resolved_only_notification_opens_nothing(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    settings: Settings = api.settings  # type: ignore[attr-defined]
+    body = notification([alert(service="lonely", status="resolved")], group="lonely")
+    answer = await api.post("/v1/alerts/alertmanager", json=body)
+    assert answer.status_code == 202
+    assert answer.json() == {"incident_id": None, "status": "no open incident"}
+    assert not any("lonely" in i for i in await _incident_ids(temporal_client, settings))
+
+
+def _oversized() -> bytes:
+    body = notification([alert()])
+    body["commonAnnotations"] = {"blob": "x" * (1024 * 1024)}
+    return json.dumps(body).encode()
+
+
+MALFORMED: list[tuple[str, bytes, str, int, str]] = [
+    ("not json", b"{not json", "application/json", 400, "malformed_json"),
+    ("empty", b"", "application/json", 400, "empty_body"),
+    (
+        "wrong version",
+        json.dumps({**notification([alert()]), "version": "3"}).encode(),
+        "application/json",
+        422,
+        "unsupported_version",
+    ),
+    (
+        "alerts not a list",
+        json.dumps({**notification([alert()]), "alerts": "x"}).encode(),
+        "application/json",
+        422,
+        "invalid_payload",
+    ),
+    (
+        "missing groupKey",
+        json.dumps({k: v for k, v in notification([alert()]).items() if k != "groupKey"}).encode(),
+        "application/json",
+        422,
+        "invalid_payload",
+    ),
+    (
+        "bad status",
+        json.dumps(notification([alert(status="burning")])).encode(),
+        "application/json",
+        422,
+        "invalid_payload",
+    ),
+    (
+        "bad time",
+        json.dumps(notification([{**alert(), "startsAt": "yesterday"}])).encode(),
+        "application/json",
+        422,
+        "invalid_payload",
+    ),
+    (
+        "no alerts",
+        json.dumps({**notification([alert()]), "alerts": []}).encode(),
+        "application/json",
+        422,
+        "invalid_payload",
+    ),
+    ("array body", b"[]", "application/json", 422, "invalid_payload"),
+    (
+        "form content type",
+        json.dumps(notification([alert()])).encode(),
+        "application/x-www-form-urlencoded",
+        415,
+        "unsupported_media_type",
+    ),
+    ("too large", _oversized(), "application/json", 413, "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "raw", "content_type", "status", "error"), MALFORMED, ids=[m[0] for m in MALFORMED]
+)
+async def test_malformed_webhooks_get_a_json_4xx(
+    api: httpx.AsyncClient, case: str, raw: bytes, content_type: str, status: int, error: str
+) -> None:
+    response = await api.post("/v1/alerts/alertmanager", content=raw, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"] == error
+    assert body["detail"]
+
+
+async def test_bearer_token_is_required_when_configured(backout_settings: Settings) -> None:
+    settings = Settings.model_validate(
+        {**backout_settings.model_dump(), "api_token": "s3cret", "incident_settle_s": 60.0}
+    )
+    app = create_app(settings, lambda: connect(settings))
+    body = notification([alert(service="authz")], group="authz")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backout") as http:
+        missing = await http.post("/v1/alerts/alertmanager", json=body)
+        wrong = await http.post(
+            "/v1/alerts/alertmanager", json=body, headers={"Authorization": "Bearer nope"}
+        )
+        right = await http.post(
+            "/v1/alerts/alertmanager", json=body, headers={"Authorization": "Bearer s3cret"}
+        )
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 202)
+    assert missing.json()["error"] == "unauthorized"
+
+
+async def test_unreachable_temporal_is_a_503_so_alertmanager_retries(backout_settings: Settings) -> None:
+    settings = backout_settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
+    app = create_app(settings, lambda: connect(settings))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backout") as http:
+        response = await http.post("/v1/alerts/alertmanager", json=notification([alert()]))
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["error"] == "unavailable"
+
+
+async def test_changes_are_stored_idempotently(api: httpx.AsyncClient) -> None:
+    change = {
+        "id": "chg-prompt-7",
+        "service": "rag-api",
+        "namespace": "prod",
+        "kind": "prompt",
+        "started_at": "2026-11-27T09:41:10Z",
+        "from_version": "prompt-v6",
+        "to_version": "prompt-v7",
+    }
+    first = await api.post("/v1/changes", json=change)
+    again = await api.post("/v1/changes", json=change)
+    conflict = await api.post("/v1/changes", json={**change, "to_version": "prompt-v8"})
+    invalid = await api.post("/v1/changes", json={**change, "started_at": "soon"})
+    assert (first.status_code, again.status_code, conflict.status_code, invalid.status_code) == (
+        201,
+        200,
+        409,
+        422,
+    )
+    assert "started_at" in invalid.json()["detail"]
+    listed = await api.get("/v1/changes", params={"since_s": 10**9})
+    assert [c["id"] for c in listed.json()["changes"]] == ["chg-prompt-7"]
