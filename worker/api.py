@@ -25,6 +25,7 @@ from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join, signal_if_open
 from worker.alertmanager import AlertmanagerPayload
 from worker.settings import Settings
+from worker.slack_api import router as slack_router
 
 HTTP_REQUESTS = Counter("backout_http_requests_total", "HTTP requests", ["route", "method", "status"])
 HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request latency", ["route"])
@@ -117,6 +118,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.change_store = store
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    app.include_router(slack_router)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -201,7 +201,8 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> J
         background.add_task(_tell_user, settings, click, f"Not allowed: {refusal}", False)
         return _reply(f"Not allowed: {refusal}", ok=False)
 
-    client: Client = request.app.state.temporal_client
+    gateway = getattr(request.app.state, "gateway", None)
+    client: Client = await gateway.client() if gateway is not None else request.app.state.temporal_client
     task = asyncio.create_task(_decide(client, click))
     try:
         applied, text = await asyncio.wait_for(asyncio.shield(task), timeout=ANSWER_BUDGET_S)
