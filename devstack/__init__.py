@@ -1,0 +1,1 @@
+"""Local processes for development, tests and `make demo`: real Prometheus and Alertmanager on loopback."""
