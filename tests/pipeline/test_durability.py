@@ -1,0 +1,104 @@
+"""Durability: a worker killed mid-incident (SIGKILL) and a new one finishing it; replay of committed histories."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from incidents.models import IncidentView, OpenIncidentRequest
+from incidents.service import IncidentBehaviour, open_or_join
+from tests.pipeline.payloads import alert, notification
+from worker.alertmanager import AlertmanagerPayload
+from worker.settings import Settings
+from workflows.incident import IncidentWorkflow
+
+pytestmark = pytest.mark.temporal
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def _worker_process(settings: Settings) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BACKOUT_TEMPORAL_ADDRESS": settings.effective_temporal_address,
+            "BACKOUT_TASK_QUEUE": settings.task_queue,
+            "BACKOUT_STATE_DIR": str(settings.state_dir),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+async def _view(client: Client, incident_id: str) -> IncidentView:
+    return await client.get_workflow_handle(incident_id).query("view", result_type=IncidentView)
+
+
+async def _open(client: Client, settings: Settings, service: str) -> str:
+    payload = AlertmanagerPayload.model_validate(notification([alert(service=service)], group=service))
+    key = payload.incident_key()
+    request = OpenIncidentRequest(
+        namespace=key.namespace, service=key.service, group=key.group, signal=payload.to_signal(datetime.now(UTC))
+    )
+    handle = await open_or_join(client, IncidentBehaviour(settings), request)
+    return handle.id
+
+
+async def test_worker_killed_between_steps_resumes_without_repeating_a_step(
+    temporal_client: Client, backout_settings: Settings
+) -> None:
+    settings = backout_settings.model_copy(update={"incident_settle_s": 4.0})
+    first = _worker_process(settings)
+    try:
+        incident_id = await _open(temporal_client, settings, "restart-svc")
+        for _ in range(200):  # the first worker has run the opening step and now sleeps in settle
+            view = await _view(temporal_client, incident_id)
+            if any(entry.step == "open" for entry in view.timeline):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the first worker never picked the incident up")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    second = _worker_process(settings)
+    try:
+        result = await asyncio.wait_for(
+            temporal_client.get_workflow_handle(incident_id).result(), timeout=120
+        )
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    final = IncidentView.model_validate(result)
+    assert final.closed_at is not None
+    steps = Counter((entry.kind, entry.step) for entry in final.timeline if entry.kind == "step")
+    assert steps, "timeline recorded no steps"
+    assert all(count == 1 for count in steps.values()), steps
+    assert [e.step for e in final.timeline if e.kind == "step"][:3] == ["open", "collecting", "attributing"]
+
+
+def _histories() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
+async def test_committed_histories_replay_on_current_code(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+def test_there_are_histories_to_replay() -> None:
+    assert len(_histories()) >= 2, "record histories with tests/pipeline/record_histories.py"
