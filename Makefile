@@ -35,7 +35,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution cluster simservice devstack
+	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution cluster simservice devstack demo
 
 pytest: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
