@@ -1,0 +1,140 @@
+"""Dry runs: build a DecisionContext from a recorded bundle and walk a runbook, acting on nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from incidents.bundle import AttributionOutput, IncidentBundle, describe_validation_error
+from incidents.models import DecisionContext, DecisionStep, PlannedAction
+from runbooks.engine import match_failures, run_runbook
+from runbooks.models import Runbook
+
+
+class SimulationError(ValueError):
+    """Bad simulation input; the message names the file and field."""
+
+
+class Simulation(BaseModel):
+    runbook: str
+    matches: bool
+    match_failures: list[str] = Field(default_factory=list)
+    mode: str
+    attribution_source: str
+    path: list[DecisionStep] = Field(default_factory=list)
+    actions: list[PlannedAction] = Field(default_factory=list)
+
+
+def context_from_bundle(
+    bundle: IncidentBundle,
+    attribution: AttributionOutput | None,
+    overrides: dict[str, Any] | None = None,
+) -> DecisionContext:
+    """The context the workflow would build for this bundle; `overrides` replace fields."""
+    incident = bundle.incident
+    labels = dict(incident.labels)
+    base: dict[str, Any] = {
+        "incident_id": incident.id,
+        "service": incident.service,
+        "namespace": incident.namespace,
+        "source": incident.source,
+        "severity": labels.get("severity"),
+        "alertnames": [labels["alertname"]] if "alertname" in labels else [],
+        "labels": labels,
+        "attribution": attribution,
+        "changes": bundle.changes,
+        "now": incident.detected_at,
+        "recent_rollbacks": 0,
+    }
+    merged = {**base, **(overrides or {})}
+    try:
+        return DecisionContext.model_validate(merged)
+    except ValidationError as exc:
+        raise SimulationError(f"context: {describe_validation_error(exc)}") from None
+
+
+def load_attribution_file(path: Path) -> AttributionOutput:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SimulationError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise SimulationError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    try:
+        return AttributionOutput.model_validate(data)
+    except ValidationError as exc:
+        raise SimulationError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def attribute_with_available_model(bundle: IncidentBundle) -> tuple[AttributionOutput | None, str]:
+    """Run the attribution package if it is installed and works; else (None, why not)."""
+    try:
+        from activities.attribution import attribute_bundle  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        return None, f"none (attribution code not available: {exc})"
+    try:
+        result = attribute_bundle(bundle)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return AttributionOutput.model_validate(result), "attribution model"
+    except Exception as exc:  # any failure of optional code degrades to "no attribution"
+        return None, f"none (attribution failed: {type(exc).__name__}: {exc})"
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def simulate(
+    runbook: Runbook,
+    bundle: IncidentBundle,
+    attribution: AttributionOutput | None,
+    attribution_source: str,
+    overrides: dict[str, Any] | None = None,
+) -> Simulation:
+    ctx = context_from_bundle(bundle, attribution, overrides)
+    decision = run_runbook(runbook, ctx)
+    return Simulation(
+        runbook=runbook.name,
+        matches=not match_failures(runbook, ctx),
+        match_failures=match_failures(runbook, ctx),
+        mode=runbook.mode,
+        attribution_source=attribution_source,
+        path=decision.path,
+        actions=decision.actions,
+    )
+
+
+def describe_action(action: PlannedAction) -> str:
+    fields = action.model_dump(exclude={"type", "mode"}, exclude_none=True)
+    detail = ", ".join(f"{key}={value}" for key, value in fields.items() if value not in ([], ""))
+    return f"{action.type} [{action.mode}]" + (f" {detail}" if detail else "")
+
+
+def render_text(result: Simulation) -> str:
+    lines = [f"runbook {result.runbook} (mode {result.mode})"]
+    if result.matches:
+        lines.append("match: yes")
+    else:
+        lines.append("match: NO (decide() would not pick this runbook): " + "; ".join(result.match_failures))
+    lines.append(f"attribution: {result.attribution_source}")
+    lines.append("path:")
+    for step in result.path:
+        if step.condition is not None:
+            value = "true" if step.value is True else "false"
+            lines.append(f"  {step.node}: {step.condition} -> {value}")
+            if step.note:
+                lines.append(f"    ({step.note})")
+        else:
+            lines.append(f"  {step.node}: {step.note or ''}")
+    lines.append("actions (not executed):")
+    for action in result.actions:
+        lines.append(f"  - {describe_action(action)}")
+    if not result.actions:
+        lines.append("  (none)")
+    return "\n".join(lines)
