@@ -35,11 +35,19 @@ def _log_tail(path: Path, max_chars: int = 3000) -> str:
 class ManagedProcess:
     """One child process whose output goes to a log file; usable as a context manager."""
 
-    def __init__(self, name: str, argv: list[str], log_file: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_file: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_file = log_file
         self.cwd = cwd
+        self.env = env
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -59,6 +67,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.cwd,
+                env=self.env,
                 # Own process group: a Ctrl-C in the parent terminal is handled by stop(), not twice.
                 start_new_session=True,
             )
@@ -73,7 +82,7 @@ class ManagedProcess:
         """Poll `url` until it answers 200; fail early with the log tail if the process dies."""
         deadline = time.monotonic() + timeout_s
         last_error = "no answer yet"
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
             while time.monotonic() < deadline:
                 if not self.running():
                     raise ProcessStartError(

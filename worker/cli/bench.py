@@ -1,7 +1,107 @@
-"""`backout bench` commands."""
+"""`backout bench` commands: load a running backout API like Alertmanager would and print JSON figures."""
 
 from __future__ import annotations
 
-import typer
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from pydantic import BaseModel, ValidationError
+
+from devstack.process import ProcessStartError
+from worker.bench.benches import Target, run_ingest, run_storm
+from worker.bench.runner import BenchError
+from worker.bench.stack import SpawnedStack
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON figures.")
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="base URL of a running backout API")
+TokenOption = typer.Option(
+    None, "--token", help="bearer token of the API (default: BACKOUT_API_TOKEN)", show_default=False
+)
+ConcurrencyOption = typer.Option(16, "--concurrency", help="notifications in flight at once")
+SpawnOption = typer.Option(
+    False, "--spawn", help="start a private `backout up` on free ports for the run (ignores --url/--token)"
+)
+SettleOption = typer.Option(60.0, "--settle-s", help="seconds to wait for all incidents to be listed")
+JsonOption = typer.Option(False, "--json", help="print the result as JSON")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _target(url: str, token: str | None, concurrency: int, settle_s: float, spawn: bool) -> Iterator[Target]:
+    try:
+        if not spawn:
+            yield Target(
+                url=url,
+                token=token or os.environ.get("BACKOUT_API_TOKEN") or None,
+                concurrency=concurrency,
+                settle_s=settle_s,
+            )
+            return
+        with SpawnedStack() as stack:
+            yield Target(url=stack.url, token=stack.token, concurrency=concurrency, settle_s=settle_s)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise _fail(problems) from exc
+    except ProcessStartError as exc:
+        raise _fail(f"could not start backout up: {exc}") from exc
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, ResultT]], as_json: bool) -> None:
+    try:
+        result = asyncio.run(make())
+    except (BenchError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    data = result.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        width = max(len(key) for key in data)
+        for key, value in data.items():
+            typer.echo(f"{key.ljust(width)}  {value}")
+    if not data.get("ok", True):
+        raise typer.Exit(1)
+
+
+@app.command("ingest")
+def ingest(
+    url: str = UrlOption,
+    token: str | None = TokenOption,
+    notifications: int = typer.Option(2000, "--notifications", min=2, help="webhook notifications to send"),
+    groups: int = typer.Option(100, "--groups", min=1, help="alert groups (one incident each)"),
+    concurrency: int = ConcurrencyOption,
+    settle_s: float = SettleOption,
+    spawn: bool = SpawnOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Post Alertmanager v4 notifications (HA duplicates included); report throughput, latency, incidents, lost."""
+    with _target(url, token, concurrency, settle_s, spawn) as target:
+        _run(lambda: run_ingest(target, notifications, groups), as_json)
+
+
+@app.command("storm")
+def storm(
+    url: str = UrlOption,
+    token: str | None = TokenOption,
+    alerts: int = typer.Option(10_000, "--alerts", min=1, help="distinct alerts in the storm"),
+    groups: int = typer.Option(200, "--groups", min=1, help="alert groups (one incident each)"),
+    batches: int = typer.Option(5, "--batches", min=1, help="notifications per group as it grows"),
+    concurrency: int = ConcurrencyOption,
+    settle_s: float = SettleOption,
+    spawn: bool = SpawnOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss."""
+    with _target(url, token, concurrency, settle_s, spawn) as target:
+        _run(lambda: run_storm(target, alerts, groups, batches), as_json)

@@ -1,0 +1,1 @@
+"""Load benchmarks against a running backout API: webhook ingest and alert storms."""

@@ -1,0 +1,176 @@
+"""`backout bench ingest` and `backout bench storm`: the load, the checks and the JSON they print."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from pydantic import BaseModel, Field
+
+from worker.bench.payloads import LoadShape, plan_notifications
+from worker.bench.runner import RetryPolicy, alerts_held, check_api, incidents_of_run, send_all
+
+
+class Target(BaseModel):
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    settle_s: float = Field(default=60.0, ge=0, description="how long to wait for incidents to become listed")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class IngestResult(BaseModel):
+    bench: str = "ingest"
+    run_id: str
+    url: str
+    notifications: int
+    groups: int
+    ha_duplicates: int
+    concurrency: int
+    wall_s: float
+    notifications_per_s: float
+    p50_ms: float
+    p99_ms: float
+    retries: int
+    incidents: int
+    incident_runs: int
+    lost: int
+    ok: bool
+    problems: list[str]
+
+
+class StormResult(BaseModel):
+    bench: str = "storm"
+    run_id: str
+    url: str
+    alerts: int
+    groups: int
+    notifications: int
+    alert_deliveries: int
+    ha_duplicates: int
+    concurrency: int
+    wall_s: float
+    alerts_per_s: float
+    notifications_per_s: float
+    alert_deliveries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    retries: int
+    incidents_opened: int
+    incident_runs: int
+    duplicates_absorbed: int
+    alerts_held: int
+    alerts_lost: int
+    notifications_lost: int
+    ok: bool
+    problems: list[str]
+
+
+def ingest_shape(notifications: int, groups: int) -> LoadShape:
+    """Each group gets notifications/groups of them: HA pairs of a group growing by one alert each time."""
+    if notifications < groups * 2:
+        raise ValueError(f"--notifications ({notifications}) must be at least 2 x --groups ({groups})")
+    if notifications % (groups * 2):
+        raise ValueError(
+            f"--notifications ({notifications}) must be a multiple of 2 x --groups ({groups}) "
+            "so every group gets the same number of HA pairs"
+        )
+    batches = notifications // (groups * 2)
+    return LoadShape(groups=groups, alerts_per_group=batches, batches=batches, replicas=2)
+
+
+def storm_shape(alerts: int, groups: int, batches: int) -> LoadShape:
+    if alerts % groups:
+        raise ValueError(f"--alerts ({alerts}) must be a multiple of --groups ({groups})")
+    return LoadShape(groups=groups, alerts_per_group=alerts // groups, batches=batches, replicas=2)
+
+
+def _client(target: Target) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=target.concurrency, max_keepalive_connections=target.concurrency)
+    return httpx.AsyncClient(
+        base_url=target.url, timeout=target.retry.request_timeout_s, limits=limits, trust_env=False
+    )
+
+
+async def run_ingest(target: Target, notifications: int, groups: int) -> IngestResult:
+    shape = ingest_shape(notifications, groups)
+    run_id = uuid.uuid4().hex[:12]
+    plan = plan_notifications(shape, run_id, datetime.now(UTC))
+    async with _client(target) as client:
+        await check_api(client, target.token)
+        sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
+        found = await incidents_of_run(client, run_id, shape.groups, target.settle_s)
+    problems: list[str] = []
+    if len(found.ids) != shape.groups:
+        problems.append(f"{len(found.ids)} incidents for {shape.groups} groups")
+    if sent.lost:
+        first = sent.lost[0]
+        problems.append(f"{len(sent.lost)} notifications lost (first: HTTP {first.status}: {first.error})")
+    return IngestResult(
+        run_id=run_id,
+        url=target.url,
+        notifications=len(plan),
+        groups=shape.groups,
+        ha_duplicates=len(plan) - shape.groups * shape.batches,
+        concurrency=target.concurrency,
+        wall_s=round(sent.wall_s, 3),
+        notifications_per_s=round(len(plan) / sent.wall_s, 1),
+        p50_ms=sent.latency_ms(0.5),
+        p99_ms=sent.latency_ms(0.99),
+        retries=sum(d.attempts - 1 for d in sent.deliveries),
+        incidents=len(found.ids),
+        incident_runs=found.runs,
+        lost=len(sent.lost),
+        ok=not problems,
+        problems=problems,
+    )
+
+
+async def run_storm(target: Target, alerts: int, groups: int, batches: int) -> StormResult:
+    shape = storm_shape(alerts, groups, batches)
+    run_id = uuid.uuid4().hex[:12]
+    plan = plan_notifications(shape, run_id, datetime.now(UTC))
+    async with _client(target) as client:
+        await check_api(client, target.token)
+        sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
+        found = await incidents_of_run(client, run_id, shape.groups, target.settle_s)
+        held = await alerts_held(client, found.ids, target.concurrency)
+    sent_fingerprints = {fp for notification in plan for fp in notification.fingerprints}
+    delivered = [plan[d.notification] for d in sent.accepted]
+    deliveries = sum(len(n.fingerprints) for n in delivered)
+    lost_alerts = len(sent_fingerprints - held)
+    problems: list[str] = []
+    if len(found.ids) != shape.groups:
+        problems.append(f"{len(found.ids)} incidents opened for {shape.groups} groups")
+    if lost_alerts:
+        problems.append(f"{lost_alerts} of {len(sent_fingerprints)} alerts held by no incident")
+    if sent.lost:
+        first = sent.lost[0]
+        problems.append(f"{len(sent.lost)} notifications lost (first: HTTP {first.status}: {first.error})")
+    return StormResult(
+        run_id=run_id,
+        url=target.url,
+        alerts=len(sent_fingerprints),
+        groups=shape.groups,
+        notifications=len(plan),
+        alert_deliveries=sum(len(n.fingerprints) for n in plan),
+        ha_duplicates=len(plan) - shape.groups * shape.batches,
+        concurrency=target.concurrency,
+        wall_s=round(sent.wall_s, 3),
+        alerts_per_s=round(len(sent_fingerprints) / sent.wall_s, 1),
+        notifications_per_s=round(len(plan) / sent.wall_s, 1),
+        alert_deliveries_per_s=round(deliveries / sent.wall_s, 1),
+        p50_ms=sent.latency_ms(0.5),
+        p99_ms=sent.latency_ms(0.99),
+        retries=sum(d.attempts - 1 for d in sent.deliveries),
+        incidents_opened=len(found.ids),
+        incident_runs=found.runs,
+        # Deliveries that created nothing new: HA copies and re-sent alerts of growing groups.
+        duplicates_absorbed=deliveries - len(held & sent_fingerprints),
+        alerts_held=len(held & sent_fingerprints),
+        alerts_lost=lost_alerts,
+        notifications_lost=len(sent.lost),
+        ok=not problems,
+        problems=problems,
+    )

@@ -1,0 +1,196 @@
+"""Send a planned load to a backout API the way Alertmanager would, then count what it made of it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+from pydantic import BaseModel, Field
+
+from worker.bench.payloads import BENCH_NAMESPACE, Notification, bench_service
+
+WEBHOOK_PATH = "/v1/alerts/alertmanager"
+
+
+class BenchError(RuntimeError):
+    """The bench cannot run (no API at the URL, wrong token, ...); the message says why."""
+
+
+class RetryPolicy(BaseModel):
+    """Alertmanager-like: retry 5xx and transport errors with backoff; a 4xx drops the notification."""
+
+    first_backoff_s: float = Field(default=0.2, gt=0)
+    max_backoff_s: float = Field(default=5.0, gt=0)
+    window_s: float = Field(default=120.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Delivery(BaseModel):
+    notification: int
+    accepted: bool
+    attempts: int
+    latency_s: float
+    status: int | None = None
+    incident_id: str | None = None
+    error: str | None = None
+
+
+class SendReport(BaseModel):
+    deliveries: list[Delivery]
+    wall_s: float
+
+    @property
+    def accepted(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.accepted]
+
+    @property
+    def lost(self) -> list[Delivery]:
+        return [d for d in self.deliveries if not d.accepted]
+
+    def latency_ms(self, quantile: float) -> float:
+        values = [d.latency_s for d in self.accepted]
+        if not values:
+            return float("nan")
+        return round(float(np.percentile(values, quantile * 100)) * 1000, 2)
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def check_api(client: httpx.AsyncClient, token: str | None) -> None:
+    """Fail early and clearly: API reachable, Temporal connected, token accepted."""
+    try:
+        health = await client.get("/healthz")
+    except httpx.HTTPError as exc:
+        raise BenchError(
+            f"no backout API at {client.base_url} ({exc or type(exc).__name__}): start one with "
+            "`backout up` or pass --spawn"
+        ) from exc
+    if health.status_code != 200:
+        raise BenchError(f"{client.base_url}/healthz answered HTTP {health.status_code}")
+    temporal = health.json().get("temporal")
+    if temporal != "ok":
+        raise BenchError(f"backout API at {client.base_url} is not connected to Temporal: {temporal}")
+    probe = await client.post(WEBHOOK_PATH, content=b"{}", headers=auth_headers(token))
+    if probe.status_code == 401:
+        raise BenchError("the API rejected the bearer token (HTTP 401): pass --token or BACKOUT_API_TOKEN")
+
+
+async def _deliver(
+    client: httpx.AsyncClient, index: int, notification: Notification, token: str | None, policy: RetryPolicy
+) -> Delivery:
+    started = time.perf_counter()
+    backoff = policy.first_backoff_s
+    attempts = 0
+    last_status: int | None = None
+    last_error = ""
+    while True:
+        attempts += 1
+        try:
+            response = await client.post(WEBHOOK_PATH, json=notification.body, headers=auth_headers(token))
+            last_status = response.status_code
+            if 200 <= response.status_code < 300:
+                body: Any = response.json() if response.content else {}
+                incident = body.get("incident_id") if isinstance(body, dict) else None
+                return Delivery(
+                    notification=index,
+                    accepted=True,
+                    attempts=attempts,
+                    latency_s=time.perf_counter() - started,
+                    status=response.status_code,
+                    incident_id=incident,
+                )
+            last_error = response.text[:300]
+            if response.status_code < 500:
+                break
+        except httpx.HTTPError as exc:
+            last_status = None
+            last_error = str(exc) or type(exc).__name__
+        if time.perf_counter() - started + backoff > policy.window_s:
+            break
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 1.5, policy.max_backoff_s)
+    return Delivery(
+        notification=index,
+        accepted=False,
+        attempts=attempts,
+        latency_s=time.perf_counter() - started,
+        status=last_status,
+        error=last_error,
+    )
+
+
+async def send_all(
+    client: httpx.AsyncClient,
+    notifications: Sequence[Notification],
+    token: str | None,
+    concurrency: int,
+    policy: RetryPolicy,
+) -> SendReport:
+    """`concurrency` senders drain the plan in order, each notification retried until accepted or dropped."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(notifications)):
+        queue.put_nowait(index)
+    deliveries: list[Delivery] = []
+
+    async def sender() -> None:
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            deliveries.append(await _deliver(client, index, notifications[index], token, policy))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
+    deliveries.sort(key=lambda d: d.notification)
+    return SendReport(deliveries=deliveries, wall_s=wall)
+
+
+class RunIncidents(BaseModel):
+    ids: set[str]
+    runs: int
+
+
+async def incidents_of_run(
+    client: httpx.AsyncClient, run_id: str, expected: int, settle_s: float
+) -> RunIncidents:
+    """Incidents (distinct workflow ids) the API lists for this run; waits up to `settle_s` for visibility."""
+    service = bench_service(run_id)
+    deadline = time.perf_counter() + settle_s
+    limit = max(1000, expected * 5)
+    while True:
+        response = await client.get("/v1/incidents", params={"limit": limit})
+        if response.status_code != 200:
+            raise BenchError(f"GET /v1/incidents answered HTTP {response.status_code}: {response.text[:300]}")
+        items = [
+            item
+            for item in response.json().get("incidents", [])
+            if item.get("service") == service and item.get("namespace") in (BENCH_NAMESPACE, None)
+        ]
+        found = RunIncidents(ids={item["id"] for item in items}, runs=len(items))
+        if len(found.ids) >= expected or time.perf_counter() >= deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def alerts_held(client: httpx.AsyncClient, incident_ids: set[str], concurrency: int) -> set[str]:
+    """Fingerprints of the alerts the incidents hold (their views dedup per fingerprint)."""
+    semaphore = asyncio.Semaphore(concurrency)
+    held: set[str] = set()
+
+    async def fetch(incident_id: str) -> None:
+        async with semaphore:
+            response = await client.get(f"/v1/incidents/{incident_id}")
+        if response.status_code != 200:
+            raise BenchError(f"GET /v1/incidents/{incident_id} answered HTTP {response.status_code}")
+        held.update(alert["fingerprint"] for alert in response.json().get("alerts", []))
+
+    await asyncio.gather(*(fetch(incident_id) for incident_id in sorted(incident_ids)))
+    return held
