@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -187,7 +188,7 @@ async def alerts_held(client: httpx.AsyncClient, incident_ids: set[str], concurr
 
     async def fetch(incident_id: str) -> None:
         async with semaphore:
-            response = await client.get(f"/v1/incidents/{incident_id}")
+            response = await client.get(f"/v1/incidents/{quote(incident_id, safe='')}")
         if response.status_code != 200:
             raise BenchError(f"GET /v1/incidents/{incident_id} answered HTTP {response.status_code}")
         held.update(alert["fingerprint"] for alert in response.json().get("alerts", []))

@@ -1,0 +1,36 @@
+"""The benches against a real `backout up` (embedded Temporal dev server, worker, API), small sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from worker.bench.benches import Target, run_ingest, run_storm
+from worker.bench.stack import SpawnedStack
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def backout_stack() -> Iterator[SpawnedStack]:
+    with SpawnedStack() as stack:
+        yield stack
+
+
+async def test_ingest_against_real_api(backout_stack: SpawnedStack) -> None:
+    target = Target(url=backout_stack.url, token=backout_stack.token, concurrency=8, settle_s=30)
+    result = await run_ingest(target, notifications=48, groups=6)
+    assert result.ok, result.problems
+    assert (result.incidents, result.lost) == (6, 0)
+
+
+async def test_storm_against_real_api_keeps_every_alert_in_one_incident_per_group(
+    backout_stack: SpawnedStack,
+) -> None:
+    target = Target(url=backout_stack.url, token=backout_stack.token, concurrency=8, settle_s=30)
+    result = await run_storm(target, alerts=120, groups=6, batches=3)
+    assert result.ok, result.problems
+    assert result.incidents_opened == 6
+    assert (result.alerts_held, result.alerts_lost, result.notifications_lost) == (120, 0, 0)
+    assert result.duplicates_absorbed == result.alert_deliveries - 120
