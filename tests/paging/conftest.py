@@ -40,7 +40,9 @@ namespaces:
 """
 
 
-def make_report(incident_id: str = "incident-prod-rag-api-0123456789abcdef", **updates: object) -> IncidentReport:
+def make_report(
+    incident_id: str = "incident-prod-rag-api-0123456789abcdef", **updates: object
+) -> IncidentReport:
     changes = [
         Change(
             id="chg-17",
@@ -79,7 +81,9 @@ def make_report(incident_id: str = "incident-prod-rag-api-0123456789abcdef", **u
         attribution=AttributionOutput(
             incident_id=incident_id,
             ranking=[
-                RankedChange(change_id="chg-17", probability=0.82, reasons=["started 24 min before the symptom"]),
+                RankedChange(
+                    change_id="chg-17", probability=0.82, reasons=["started 24 min before the symptom"]
+                ),
                 RankedChange(change_id="chg-12", probability=0.11, reasons=["same service"]),
             ],
             model=ModelInfo(name="test", version="1"),

@@ -52,7 +52,9 @@ class PagingTestIncident:
         self._result = ScenarioResult()
         self._approval: ApprovalRequest | None = None
 
-    async def _notify(self, report: IncidentReport, event: NotifyEvent, state: IncidentStateName, detail: str | None = None) -> None:
+    async def _notify(
+        self, report: IncidentReport, event: NotifyEvent, state: IncidentStateName, detail: str | None = None
+    ) -> None:
         report.state = state
         report.summary = build_summary(report)
         request = NotifyRequest(event=event, report=report, thread=self._result.thread, detail=detail)
@@ -75,14 +77,17 @@ class PagingTestIncident:
             await self._notify(report, "approval_requested", "awaiting_approval")
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._result.decisions), timeout=timedelta(seconds=scenario.approval_timeout_s)
+                    lambda: bool(self._result.decisions),
+                    timeout=timedelta(seconds=scenario.approval_timeout_s),
                 )
             except TimeoutError:
                 await self._notify(report, "needs_human", "needs_human", detail="approval timed out")
                 return self._result
             decision = self._result.decisions[0]
             if not decision.approve:
-                await self._notify(report, "needs_human", "needs_human", detail=f"rejected by {decision.user}")
+                await self._notify(
+                    report, "needs_human", "needs_human", detail=f"rejected by {decision.user}"
+                )
                 return self._result
             await self._notify(report, "approved", "remediating", detail=f"approved by {decision.user}")
         if scenario.rollback is not None:

@@ -20,7 +20,11 @@ from worker.settings import Settings
 def test_dedup_key_comes_from_the_incident_id_only() -> None:
     first = make_report(title="one title")
     second = make_report(title="another title", state="recovered")
-    assert dedup_key_for(first.incident_id) == dedup_key_for(second.incident_id) == f"backout/{first.incident_id}"
+    assert (
+        dedup_key_for(first.incident_id)
+        == dedup_key_for(second.incident_id)
+        == f"backout/{first.incident_id}"
+    )
     assert len(dedup_key_for("x" * 400)) <= 255
     assert dedup_key_for("x" * 400) != dedup_key_for("x" * 399 + "y")
 
@@ -39,12 +43,16 @@ def test_trigger_carries_owner_key_severity_culprits_actions_and_links(
     assert [c["change_id"] for c in details["ranked_culprits"]] == ["chg-17", "chg-12"]
     assert details["ranked_culprits"][0]["probability"] == 0.82
     assert details["ranked_culprits"][0]["reasons"] == ["started 24 min before the symptom"]
-    assert details["actions_taken"] == ["rollback deployment/retriever: Successful (rolled back to revision 3)"]
+    assert details["actions_taken"] == [
+        "rollback deployment/retriever: Successful (rolled back to revision 3)"
+    ]
     assert details["links"]["temporal"].startswith("http://127.0.0.1:8233")
     assert {link["text"] for link in event["links"]} == {"backout", "temporal"}
 
 
-def test_event_mapping_uses_one_dedup_key(paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver) -> None:
+def test_event_mapping_uses_one_dedup_key(
+    paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
+) -> None:
     activities = PagingActivities(paging_settings)
     report = make_report(actions=[rollback_record()])
     for event in ("opened", "update", "approval_requested", "approved", "rollback_performed", "recovered"):
@@ -66,7 +74,9 @@ def test_needs_human_pages_critical_with_the_reason(
     assert event["payload"]["custom_details"]["reason"] == "rollout did not complete"
 
 
-def test_pagerduty_rejection_is_not_retryable(paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver) -> None:
+def test_pagerduty_rejection_is_not_retryable(
+    paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
+) -> None:
     pagerduty_receiver.faults.push(400)
     with pytest.raises(ApplicationError) as caught:
         PagingActivities(paging_settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
@@ -88,9 +98,13 @@ def test_pagerduty_rate_limit_is_capped_and_retryable(
 def test_unknown_routing_key_is_rejected_by_the_receiver(
     paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
 ) -> None:
-    settings = paging_settings.model_copy(update={"pagerduty_routing_key": SecretStr("unknown"), "ownership_file": None})
+    settings = paging_settings.model_copy(
+        update={"pagerduty_routing_key": SecretStr("unknown"), "ownership_file": None}
+    )
     with pytest.raises(ApplicationError, match="invalid routing key"):
-        PagingActivities(settings).send_pagerduty(NotifyRequest(event="opened", report=make_report(team=None)))
+        PagingActivities(settings).send_pagerduty(
+            NotifyRequest(event="opened", report=make_report(team=None))
+        )
 
 
 def test_unconfigured_channels_answer_inconclusive(paging_settings: Settings) -> None:
@@ -124,12 +138,16 @@ def test_slack_head_replies_in_thread_and_edits_in_place(
     assert len(slack_receiver.heads()) == 1
     replies = slack_receiver.thread(head.channel, head.ts)
     assert [r.text.split(" ")[0] for r in replies] == [":rewind:", ":white_check_mark:"]
-    assert all(call.arguments["thread_ts"] == head.ts for call in slack_receiver.calls_of("chat.postMessage")[1:])
+    assert all(
+        call.arguments["thread_ts"] == head.ts for call in slack_receiver.calls_of("chat.postMessage")[1:]
+    )
     assert "[recovered]" in head.text
     assert [text.split("]")[0] for text in head.edits] == [":mag: [investigating", ":rewind: [rolling back"]
 
 
-def test_approval_message_has_buttons_in_thread(paging_settings: Settings, slack_receiver: SlackReceiver) -> None:
+def test_approval_message_has_buttons_in_thread(
+    paging_settings: Settings, slack_receiver: SlackReceiver
+) -> None:
     activities = PagingActivities(paging_settings)
     report = make_report(
         state="awaiting_approval",
@@ -144,7 +162,9 @@ def test_approval_message_has_buttons_in_thread(paging_settings: Settings, slack
     assert '"r":"req-1"' in actions["elements"][0]["value"]
 
 
-def test_slack_rate_limit_then_success_delivers_once(paging_settings: Settings, slack_receiver: SlackReceiver) -> None:
+def test_slack_rate_limit_then_success_delivers_once(
+    paging_settings: Settings, slack_receiver: SlackReceiver
+) -> None:
     slack_receiver.faults.push(429, 1, {"Retry-After": "1"})
     result = PagingActivities(paging_settings).send_slack(NotifyRequest(event="opened", report=make_report()))
     assert result.outcome == "Successful"
@@ -160,7 +180,9 @@ def test_slack_bad_token_is_not_retryable(paging_settings: Settings, slack_recei
     assert slack_receiver.heads() == []
 
 
-def test_reply_without_thread_opens_a_head_first(paging_settings: Settings, slack_receiver: SlackReceiver) -> None:
+def test_reply_without_thread_opens_a_head_first(
+    paging_settings: Settings, slack_receiver: SlackReceiver
+) -> None:
     result = PagingActivities(paging_settings).send_slack(
         NotifyRequest(event="needs_human", report=make_report(state="needs_human"), detail="rollback failed")
     )

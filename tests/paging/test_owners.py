@@ -36,15 +36,25 @@ def test_lookup_order(owners_file: Path) -> None:
         OwnerRequest(service="rag-api", namespace="prod", labels={"backout.dev/team": "search"}), ownership
     )
     assert (labelled.team, labelled.source) == ("search", "label")
-    annotated = resolve_owner(OwnerRequest(service="x", namespace="y"), ownership, workload_team="ml-platform")
-    assert (annotated.team, annotated.source, annotated.slack_channel) == ("ml-platform", "annotation", "#ml-incidents")
+    annotated = resolve_owner(
+        OwnerRequest(service="x", namespace="y"), ownership, workload_team="ml-platform"
+    )
+    assert (annotated.team, annotated.source, annotated.slack_channel) == (
+        "ml-platform",
+        "annotation",
+        "#ml-incidents",
+    )
 
 
 def test_routing_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "o.yaml"
-    path.write_text("teams: {a: {pagerduty_routing_key_env: PD_KEY_FOR_A}}\nservices: [{service: s, team: a}]\n")
+    path.write_text(
+        "teams: {a: {pagerduty_routing_key_env: PD_KEY_FOR_A}}\nservices: [{service: s, team: a}]\n"
+    )
     monkeypatch.setenv("PD_KEY_FOR_A", "secret-key")
-    assert resolve_owner(OwnerRequest(service="s"), load_ownership(path)).pagerduty_routing_key == "secret-key"
+    assert (
+        resolve_owner(OwnerRequest(service="s"), load_ownership(path)).pagerduty_routing_key == "secret-key"
+    )
 
 
 @pytest.mark.parametrize(
@@ -61,7 +71,7 @@ def test_routing_key_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_bad_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    with pytest.raises(OwnershipError, match="bad.yaml") as caught:
+    with pytest.raises(OwnershipError, match=r"bad\.yaml") as caught:
         load_ownership(path)
     assert message in str(caught.value)
 
@@ -91,11 +101,15 @@ def test_cli_exit_codes(owners_file: Path, tmp_path: Path) -> None:
     assert ok.exit_code == 0, ok.output
     assert "prod/rag-api -> ml-platform" in ok.output
 
-    unowned = runner.invoke(cli, ["owners", "check", "--file", str(owners_file), "--services", "dev/orphan,prod/rag-api"])
+    unowned = runner.invoke(
+        cli, ["owners", "check", "--file", str(owners_file), "--services", "dev/orphan,prod/rag-api"]
+    )
     assert unowned.exit_code == 1
     assert "dev/orphan" in unowned.output and "1 without owner" in unowned.output
 
-    as_json = runner.invoke(cli, ["owners", "check", "-f", str(owners_file), "--services", "dev/orphan", "--json"])
+    as_json = runner.invoke(
+        cli, ["owners", "check", "-f", str(owners_file), "--services", "dev/orphan", "--json"]
+    )
     assert as_json.exit_code == 1 and '"unowned": [\n    "dev/orphan"' in as_json.output
 
     missing = runner.invoke(cli, ["owners", "check", "--file", str(tmp_path / "nope.yaml")])

@@ -45,8 +45,12 @@ def test_summary_without_attribution_or_runner_up() -> None:
 
 
 def test_shadow_action_reads_as_would_have() -> None:
-    shadow = ActionRecord(at=DETECTED, action="rollback", mode="shadow", outcome="would_have", target="deployment/x")
-    assert "would have run rollback deployment/x" in build_summary(make_report(state="shadowed", actions=[shadow]))
+    shadow = ActionRecord(
+        at=DETECTED, action="rollback", mode="shadow", outcome="would_have", target="deployment/x"
+    )
+    assert "would have run rollback deployment/x" in build_summary(
+        make_report(state="shadowed", actions=[shadow])
+    )
 
 
 def test_summary_module_imports_only_stdlib_pydantic_and_models() -> None:
