@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "BACKOUT_CONFIG"
 
@@ -71,7 +71,8 @@ class Settings(BaseSettings):
 
     # Kubernetes
     kubeconfig: Path | None = None
-    allowed_namespaces: list[str] = Field(default_factory=list)
+    # NoDecode: BACKOUT_ALLOWED_NAMESPACES is comma-separated, not JSON (split by _split_csv).
+    allowed_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_rollbacks_per_namespace_per_hour: int = 3
     kube_dry_run: bool = False
 
