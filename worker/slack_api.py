@@ -141,7 +141,20 @@ def may_approve(settings: Settings, team: str | None, user: str) -> str | None:
     return None
 
 
-async def _decide(client: Client, click: Click) -> tuple[bool, str]:
+async def _temporal_client(state: Any) -> Client:
+    """The API's lazily connected client (its gateway) or a client set on app.state."""
+    gateway = getattr(state, "gateway", None)
+    if gateway is not None:
+        client: Client = await gateway.client()
+        return client
+    return state.temporal_client  # type: ignore[no-any-return]
+
+
+async def _decide(state: Any, click: Click) -> tuple[bool, str]:
+    try:
+        client = await _temporal_client(state)
+    except Exception as exc:  # the API gateway wraps every connect failure in its own error type
+        return False, f"Nothing changed: backout cannot reach Temporal ({exc})"
     decision = ApprovalDecision(
         request_id=click.value.r, approve=click.value.a, user=click.user, source="slack"
     )
@@ -201,9 +214,7 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> J
         background.add_task(_tell_user, settings, click, f"Not allowed: {refusal}", False)
         return _reply(f"Not allowed: {refusal}", ok=False)
 
-    gateway = getattr(request.app.state, "gateway", None)
-    client: Client = await gateway.client() if gateway is not None else request.app.state.temporal_client
-    task = asyncio.create_task(_decide(client, click))
+    task = asyncio.create_task(_decide(request.app.state, click))
     try:
         applied, text = await asyncio.wait_for(asyncio.shield(task), timeout=ANSWER_BUDGET_S)
     except TimeoutError:

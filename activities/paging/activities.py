@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.paging.base import DeliveryError, Owner, OwnerRequest
+from activities.paging.base import DeliveryError, Owner, OwnerRequest, RewriteRequest, RewrittenSummary
 from activities.paging.messages import (
     approval_blocks,
     head_blocks,
@@ -31,7 +31,7 @@ from activities.paging.owners import (
     resolve_owner,
 )
 from activities.paging.pagerduty import PagerDutyPager, dedup_key_for
-from activities.paging.rewrite import RewriteRequest, RewrittenSummary, rewrite_summary_text
+from activities.paging.rewrite import rewrite_summary_text
 from activities.paging.slack import SlackNotifier
 from incidents.models import ChatThread, IncidentReport, NotifyRequest, NotifyResult
 from worker.settings import Settings, load_settings

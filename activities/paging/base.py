@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from incidents.models import ChatThread, Severity
+from incidents.models import ChatThread, IncidentReport, Severity
 
 TEAM_ANNOTATION = "backout.dev/team"
 
@@ -30,6 +30,21 @@ class Owner(BaseModel):
     slack_channel: str | None = None
     approvers: list[str] = Field(default_factory=list)
     source: Literal["ownership_file", "annotation", "label", "default", "none"] = "none"
+
+
+class RewriteRequest(BaseModel):
+    """Input of the optional `rewrite_summary` activity."""
+
+    report: IncidentReport
+
+
+class RewrittenSummary(BaseModel):
+    """The deterministic summary always; the LLM's version only when it passed the fact check."""
+
+    deterministic: str
+    rewritten: str | None = None
+    model: str | None = None
+    note: str = ""
 
 
 class DeliveryError(Exception):
@@ -54,6 +69,7 @@ class PagerAlert(BaseModel):
     summary: str = Field(min_length=1, max_length=1024)
     source: str = Field(min_length=1)
     severity: Severity = "critical"
+    timestamp: str | None = None
     component: str | None = None
     group: str | None = None
     alert_class: str | None = None

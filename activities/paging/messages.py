@@ -80,6 +80,7 @@ def pager_alert(request: NotifyRequest) -> PagerAlert:
         summary=_clip(summary, 1024),
         source=f"{report.namespace}/{report.service}" if report.namespace else (report.service or "backout"),
         severity=severity,
+        timestamp=report.detected_at.isoformat(),
         component=report.service,
         group=report.namespace,
         alert_class=report.labels.get("alertname") or report.source,
@@ -118,7 +119,7 @@ def _links_text(report: IncidentReport) -> str:
     return " · ".join(f"<{href}|{name}>" for name, href in sorted(report.links.items()) if href)
 
 
-def head_blocks(report: IncidentReport, notes: list[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+def head_blocks(report: IncidentReport) -> tuple[str, list[dict[str, Any]]]:
     """The one message per incident, edited in place as the state changes."""
     emoji, state = _HEAD_STATE.get(report.state, (":grey_question:", report.state))
     text = f"{emoji} [{state}] {report.title}"
@@ -154,10 +155,6 @@ def head_blocks(report: IncidentReport, notes: list[str] | None = None) -> tuple
             },
         },
     ]
-    if notes:
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(" ".join(notes), 2000)}]}
-        )
     links = _links_text(report)
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(links, 2000)}]})

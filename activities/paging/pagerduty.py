@@ -72,7 +72,11 @@ class PagerDutyPager(Pager):
 
     def trigger(self, alert: PagerAlert) -> str:
         payload: dict[str, object] = {}
-        for field, value in (("component", alert.component), ("group", alert.group)):
+        for field, value in (
+            ("component", alert.component),
+            ("group", alert.group),
+            ("timestamp", alert.timestamp),
+        ):
             if value:
                 payload[field] = value
         if alert.alert_class:

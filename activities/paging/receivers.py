@@ -321,6 +321,7 @@ def main() -> None:
     slack = SlackReceiver(token=args.slack_token).start()
     print(f"BACKOUT_PAGERDUTY_EVENTS_URL={pagerduty.url}")
     print(f"BACKOUT_PAGERDUTY_CA_FILE={tls.ca_file}")
+    print("BACKOUT_PAGERDUTY_ROUTING_KEY=demo-routing-key")
     print(f"BACKOUT_SLACK_API_URL={slack.url}/api/")
     print(f"BACKOUT_SLACK_TOKEN={args.slack_token}", flush=True)
     shown_pd = shown_changes = shown_slack = 0

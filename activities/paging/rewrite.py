@@ -11,8 +11,8 @@ import json
 import re
 
 import httpx
-from pydantic import BaseModel
 
+from activities.paging.base import RewriteRequest, RewrittenSummary
 from activities.paging.messages import ranked_culprits
 from activities.paging.summary import build_summary
 from incidents.models import IncidentReport
@@ -25,17 +25,6 @@ _INSTRUCTIONS = (
     "Use only the facts given. Do not add causes, numbers, names, versions or times that are not "
     "in the facts. Keep every probability exactly as written."
 )
-
-
-class RewriteRequest(BaseModel):
-    report: IncidentReport
-
-
-class RewrittenSummary(BaseModel):
-    deterministic: str
-    rewritten: str | None = None
-    model: str | None = None
-    note: str = ""
 
 
 def evidence_for(report: IncidentReport) -> str:

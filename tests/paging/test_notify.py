@@ -39,6 +39,7 @@ def test_trigger_carries_owner_key_severity_culprits_actions_and_links(
     assert event["routing_key"] == PD_TEAM_ROUTING_KEY
     assert event["dedup_key"] == result.dedup_key
     assert event["payload"]["severity"] == "error"
+    assert event["payload"]["timestamp"] == "2026-11-27T10:05:00+00:00"
     details = event["payload"]["custom_details"]
     assert [c["change_id"] for c in details["ranked_culprits"]] == ["chg-17", "chg-12"]
     assert details["ranked_culprits"][0]["probability"] == 0.82

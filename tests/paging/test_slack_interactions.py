@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
@@ -170,3 +171,59 @@ async def test_reject_hands_the_incident_to_a_human(
     assert [d.approve for d in result.decisions] == [False]
     assert [action for action, _ in pagerduty_receiver.actions()] == ["trigger", "trigger"]
     assert pagerduty_receiver.events[1]["payload"]["severity"] == "critical"
+
+
+class _BrokenGateway:
+    async def client(self) -> Client:
+        raise RuntimeError("temporal is unreachable: connection refused")
+
+
+def _standalone_app(settings: Settings) -> FastAPI:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.settings = settings
+    app.state.gateway = _BrokenGateway()
+    return app
+
+
+def _fake_click(request_id: str = "req-1") -> str:
+    value = f'{{"w":"incident-x","r":"{request_id}","t":"ml-platform","a":true}}'
+    payload = {
+        "type": "block_actions",
+        "user": {"id": APPROVER},
+        "channel": {"id": "C1"},
+        "actions": [{"action_id": "backout_approve", "value": value}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+async def test_unreachable_temporal_is_reported_not_raised(paging_settings: Settings) -> None:
+    transport = httpx.ASGITransport(app=_standalone_app(paging_settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
+        body = _fake_click()
+        response = await http.post("/v1/slack/interactions", content=body, headers=signed(body))
+    assert response.status_code == 200 and response.json()["ok"] is False
+    assert "cannot reach Temporal" in response.json()["text"]
+
+
+async def test_without_a_signing_secret_every_interaction_is_refused(paging_settings: Settings) -> None:
+    settings = paging_settings.model_copy(update={"slack_signing_secret": None})
+    transport = httpx.ASGITransport(app=_standalone_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
+        body = _fake_click()
+        response = await http.post("/v1/slack/interactions", content=body, headers=signed(body))
+    assert response.status_code == 401
+
+
+async def test_malformed_interactions_are_ignored_after_the_signature_check(
+    paging_settings: Settings,
+) -> None:
+    transport = httpx.ASGITransport(app=_standalone_app(paging_settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
+        for body, expected in [
+            ("payload=not-json", "payload is not JSON"),
+            (urlencode({"payload": '{"type":"view_submission"}'}), "not a block_actions"),
+            (_fake_click().replace("backout_approve", "backout_reject"), "does not match"),
+        ]:
+            response = await http.post("/v1/slack/interactions", content=body, headers=signed(body))
+            assert response.status_code == 200 and expected in response.json()["text"], response.text

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
+from activities.paging.base import RewriteRequest
 from activities.paging.receivers import ReceiverServer
-from activities.paging.rewrite import RewriteRequest, evidence_for, rewrite_summary_text, unsupported_claims
+from activities.paging.rewrite import evidence_for, rewrite_summary_text, unsupported_claims
 from activities.paging.summary import build_summary
 from incidents.models import ActionRecord
 from tests.paging.conftest import DETECTED, make_report, rollback_record
