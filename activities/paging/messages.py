@@ -64,7 +64,9 @@ def pager_alert(request: NotifyRequest) -> PagerAlert:
     report = request.report
     severity = "critical" if request.event == "needs_human" else report.severity
     prefix = "[needs human] " if request.event == "needs_human" else ""
-    summary = f"{prefix}{report.title}: {describe_symptom(report)}"
+    culprits = ranked_culprits(report, 1)
+    likely = f" - likely {culprits[0]['change_id']} (p={culprits[0]['probability']:.2f})" if culprits else ""
+    summary = f"{prefix}{report.title}{likely}"
     details: dict[str, Any] = {
         "incident_id": report.incident_id,
         "state": report.state,
@@ -155,6 +157,20 @@ def head_blocks(report: IncidentReport) -> tuple[str, list[dict[str, Any]]]:
             },
         },
     ]
+    if report.approval is not None and report.state == "awaiting_approval":
+        plan = ", ".join(report.approval.proposed) or "remediate"
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _clip(
+                        f"*backout wants to*: {plan} (needs approval by "
+                        f"{report.approval.expires_at.strftime('%H:%M:%S UTC')}, see the thread)"
+                    ),
+                },
+            }
+        )
     links = _links_text(report)
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(links, 2000)}]})

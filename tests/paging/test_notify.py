@@ -40,6 +40,7 @@ def test_trigger_carries_owner_key_severity_culprits_actions_and_links(
     assert event["dedup_key"] == result.dedup_key
     assert event["payload"]["severity"] == "error"
     assert event["payload"]["timestamp"] == "2026-11-27T10:05:00+00:00"
+    assert event["payload"]["summary"] == "RagPrecisionLow on rag-api (prod) - likely chg-17 (p=0.82)"
     details = event["payload"]["custom_details"]
     assert [c["change_id"] for c in details["ranked_culprits"]] == ["chg-17", "chg-12"]
     assert details["ranked_culprits"][0]["probability"] == 0.82
@@ -160,6 +161,8 @@ def test_approval_message_has_buttons_in_thread(
     [message] = slack_receiver.thread(thread.channel, thread.ts)
     [actions] = [block for block in message.blocks if block["type"] == "actions"]
     assert [e["action_id"] for e in actions["elements"]] == [APPROVE_ACTION_ID, REJECT_ACTION_ID]
+    [head] = slack_receiver.heads()
+    assert any("*backout wants to*: rollback" in str(block) for block in head.blocks)
     assert '"r":"req-1"' in actions["elements"][0]["value"]
 
 
