@@ -47,19 +47,27 @@ class PositionedDocument:
         node = self.scalars.get(path)
         if node is None:
             return self.value_position(path)
-        start = node.start_mark
-        if node.style in (None, "'", '"'):
-            if "\n" in node.value:
-                return Position(start.line + 1, start.column + 1)
-            quote = 0 if node.style is None else 1
-            return Position(start.line + 1, start.column + 1 + quote + offset)
-        # Block scalar (| or >): content starts on the next line at its indentation.
-        before = node.value[:offset]
-        line_index = start.line + 1 + before.count("\n")
-        text_line = self.lines[line_index] if line_index < len(self.lines) else ""
-        indent = len(text_line) - len(text_line.lstrip(" "))
-        column_in_line = len(before) - (before.rfind("\n") + 1)
-        return Position(line_index + 1, indent + column_in_line + 1)
+        start, end = node.start_mark, node.end_mark
+        quote = 1 if node.style in ("'", '"') else 0
+        if node.style in ("|", ">"):
+            # Block scalar: content starts on the line after the indicator.
+            segments = [(index, self.lines[index]) for index in range(start.line + 1, end.line + 1)]
+            first_column = None
+        else:
+            segments = [(index, self.lines[index]) for index in range(start.line, end.line + 1)]
+            first_column = start.column + quote
+        remaining = offset
+        for number, (index, text) in enumerate(segments):
+            if number == 0 and first_column is not None:
+                column, content = first_column, text[first_column:]
+            else:
+                content = text.lstrip(" ")
+                column = len(text) - len(content)
+            if remaining <= len(content.rstrip()):
+                return Position(index + 1, column + remaining + 1)
+            # Line breaks inside a scalar count as one character (a space or a newline).
+            remaining -= len(content.rstrip()) + 1
+        return Position(start.line + 1, start.column + 1)
 
 
 def _position(mark: Any) -> Position:
