@@ -1,0 +1,21 @@
+# One image for `backout worker` and `backout api` (docker-compose.yml runs both).
+# Configured only through BACKOUT_* environment variables; see worker/settings.py.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    BACKOUT_STATE_DIR=/var/lib/backout
+
+WORKDIR /src
+COPY . /src
+RUN pip install /src \
+    && useradd --system --uid 10001 --home-dir /var/lib/backout --create-home backout \
+    && rm -rf /src
+
+WORKDIR /var/lib/backout
+USER backout
+EXPOSE 8080
+ENTRYPOINT ["backout"]
+CMD ["--help"]
