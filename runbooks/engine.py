@@ -28,7 +28,7 @@ from incidents.models import (
     ScaleAction,
     VerifyAction,
 )
-from runbooks import expr
+from runbooks import expr, expr_eval
 from runbooks.models import (
     MODE_RANK,
     ActionStep,
@@ -155,7 +155,7 @@ def _plan_action(step: ActionStep, mode: Mode, ctx: DecisionContext) -> tuple[Pl
 def evaluate_condition(source: str, variables: dict[str, Any]) -> tuple[bool, str | None]:
     """The branch to take and, on an evaluation error, why the `else` branch was taken."""
     try:
-        value = expr.evaluate(compile_condition(source), variables)
+        value = expr_eval.evaluate(compile_condition(source), variables)
     except expr.ExprError as exc:
         return False, f"error at column {exc.offset + 1}: {exc.message}; took 'else'"
     if not isinstance(value, bool):

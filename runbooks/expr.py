@@ -13,22 +13,20 @@ Grammar (whitelisted, no loops, no attribute access outside the variable tree):
     postfix := primary ("." NAME | "[" expr "]")*     (only on a variable path)
     primary := NUMBER | STRING | true | false | null | NAME | FUNC "(" args ")" | "(" expr ")" | "[" items "]"
 
-Evaluation only reads plain dicts, lists, strings, numbers, booleans and None; it never
-calls getattr, so Python internals are unreachable. Size and step limits bound the work.
+Parsing and static checks live here; evaluation (runbooks.expr_eval) only reads plain
+dicts, lists, strings, numbers, booleans and None and never calls getattr, so Python
+internals are unreachable. Size limits here and a step limit there bound the work.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 MAX_SOURCE_CHARS = 2000
 MAX_NODES = 300
-MAX_STEPS = 5000
-MAX_STRING_CHARS = 10_000
 
 
 class ExprError(ValueError):
@@ -88,58 +86,20 @@ class Call:
 Node = Literal | ListExpr | Var | Unary | Binary | Call
 
 
-# --- Functions callers may use -------------------------------------------------------------
-
-
-def _length(value: Any) -> int:
-    if not isinstance(value, str | list | dict):
-        raise TypeError(f"len() needs a string, list or map, got {type_name(value)}")
-    return len(value)
-
-
-def _string_function(name: str, body: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
-    def run(text: Any, part: Any) -> bool:
-        if not isinstance(text, str) or not isinstance(part, str):
-            raise TypeError(f"{name}() needs two strings")
-        return body(text, part)
-
-    return run
-
-
-def _text(name: str, body: Callable[[str], str]) -> Callable[[Any], str]:
-    def run(text: Any) -> str:
-        if not isinstance(text, str):
-            raise TypeError(f"{name}() needs a string, got {type_name(text)}")
-        return body(text)
-
-    return run
-
-
-def _numbers(name: str, body: Callable[..., float]) -> Callable[..., float]:
-    def run(*values: Any) -> float:
-        if not values or not all(_is_number(v) for v in values):
-            raise TypeError(f"{name}() needs numbers")
-        return body(*values)
-
-    return run
-
-
-def _default(value: Any, fallback: Any) -> Any:
-    return fallback if value is None else value
-
-
-FUNCTIONS: dict[str, tuple[Callable[..., Any], int | None]] = {
-    "len": (_length, 1),
-    "lower": (_text("lower", str.lower), 1),
-    "upper": (_text("upper", str.upper), 1),
-    "startswith": (_string_function("startswith", str.startswith), 2),
-    "endswith": (_string_function("endswith", str.endswith), 2),
-    "contains": (_string_function("contains", lambda text, part: part in text), 2),
-    "abs": (_numbers("abs", abs), 1),
-    "min": (_numbers("min", min), None),
-    "max": (_numbers("max", max), None),
-    "default": (_default, 2),
+# Built-in functions and how many arguments each takes (None = one or more).
+FUNCTION_ARITY: dict[str, int | None] = {
+    "len": 1,
+    "lower": 1,
+    "upper": 1,
+    "startswith": 2,
+    "endswith": 2,
+    "contains": 2,
+    "abs": 1,
+    "min": None,
+    "max": None,
+    "default": 2,
 }
+
 KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 
 
@@ -159,7 +119,7 @@ def type_name(value: Any) -> str:
     return "unsupported value"
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -383,8 +343,8 @@ class _Parser:
         raise ExprError(f"unexpected {token.text!r}", token.offset)
 
     def parse_call(self, name: Token) -> Node:
-        if name.text not in FUNCTIONS:
-            known = ", ".join(sorted(FUNCTIONS))
+        if name.text not in FUNCTION_ARITY:
+            known = ", ".join(sorted(FUNCTION_ARITY))
             raise ExprError(f"unknown function {name.text!r} (allowed: {known})", name.offset)
         self.expect("(")
         args: list[Node] = []
@@ -394,7 +354,7 @@ class _Parser:
                 self.advance()
                 args.append(self.parse_or())
         self.expect(")")
-        arity = FUNCTIONS[name.text][1]
+        arity = FUNCTION_ARITY[name.text]
         if arity is not None and len(args) != arity:
             raise ExprError(f"{name.text}() takes {arity} argument(s), got {len(args)}", name.offset)
         return Call(name.text, tuple(args), name.offset)
@@ -475,141 +435,36 @@ def _check_path(var: Var, schema: Schema, problems: list[ExprError]) -> None:
         level = level[part]
 
 
-# --- Evaluation ----------------------------------------------------------------------------------
+def variables_used(node: Node) -> list[Var]:
+    """Every variable lookup in the expression, in source order, without repeats."""
+    found: dict[str, Var] = {}
+
+    def visit(current: Node) -> None:
+        if isinstance(current, Var):
+            found.setdefault(describe_var(current), current)
+            for part in current.path:
+                if not isinstance(part, str):
+                    visit(part)
+        elif isinstance(current, Unary):
+            visit(current.operand)
+        elif isinstance(current, Binary):
+            visit(current.left)
+            visit(current.right)
+        elif isinstance(current, Call | ListExpr):
+            for child in current.args if isinstance(current, Call) else current.items:
+                visit(child)
+
+    visit(node)
+    return sorted(found.values(), key=lambda var: var.offset)
 
 
-class _Budget:
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def tick(self, offset: int) -> None:
-        self.steps += 1
-        if self.steps > MAX_STEPS:
-            raise ExprError(f"evaluation exceeded {MAX_STEPS} steps", offset)
-
-
-def evaluate(node: Node, variables: Mapping[str, Any]) -> Any:
-    """Evaluate a parsed expression against plain data; raises ExprError on type errors."""
-    return _eval(node, variables, _Budget())
-
-
-def _eval(node: Node, variables: Mapping[str, Any], budget: _Budget) -> Any:
-    budget.tick(node.offset)
-    if isinstance(node, Literal):
-        return node.value
-    if isinstance(node, ListExpr):
-        return [_eval(item, variables, budget) for item in node.items]
-    if isinstance(node, Var):
-        return _lookup(node, variables, budget)
-    if isinstance(node, Unary):
-        value = _eval(node.operand, variables, budget)
-        if node.op == "not":
-            return not _truth(value, node.offset)
-        if not _is_number(value):
-            raise ExprError(f"cannot negate {type_name(value)}", node.offset)
-        return -value
-    if isinstance(node, Call):
-        function = FUNCTIONS[node.name][0]
-        args = [_eval(arg, variables, budget) for arg in node.args]
-        try:
-            return function(*args)
-        except TypeError as exc:
-            raise ExprError(str(exc), node.offset) from None
-    return _binary(node, variables, budget)
-
-
-def _truth(value: Any, offset: int) -> bool:
-    if not isinstance(value, bool):
-        raise ExprError(f"expected a boolean, got {type_name(value)}", offset)
-    return value
-
-
-def _lookup(node: Var, variables: Mapping[str, Any], budget: _Budget) -> Any:
-    current: Any = variables
-    for part in node.path:
-        key = part if isinstance(part, str) else _eval(part, variables, budget)
-        if isinstance(current, dict):
-            if not isinstance(key, str):
-                raise ExprError(f"map keys are strings, got {type_name(key)}", node.offset)
-            current = current.get(key)
-        elif isinstance(current, list):
-            if not _is_number(key) or int(key) != key:
-                raise ExprError("list index must be a whole number", node.offset)
-            index = int(key)
-            current = current[index] if -len(current) <= index < len(current) else None
-        elif current is None:
-            return None
+def describe_var(var: Var) -> str:
+    text = ""
+    for part in var.path:
+        if isinstance(part, str):
+            text += f".{part}" if text else part
+        elif isinstance(part, Literal):
+            text += f"[{part.value!r}]"
         else:
-            raise ExprError(f"cannot look up {key!r} in a {type_name(current)}", node.offset)
-    return current
-
-
-def _binary(node: Binary, variables: Mapping[str, Any], budget: _Budget) -> Any:
-    op = node.op
-    left = _eval(node.left, variables, budget)
-    if op == "and":
-        return _truth(left, node.offset) and _truth(_eval(node.right, variables, budget), node.offset)
-    if op == "or":
-        return _truth(left, node.offset) or _truth(_eval(node.right, variables, budget), node.offset)
-    right = _eval(node.right, variables, budget)
-    if op == "==":
-        return _equal(left, right)
-    if op == "!=":
-        return not _equal(left, right)
-    if op in ("in", "not in"):
-        if isinstance(right, list):
-            found = any(_equal(left, item) for item in right)
-        elif isinstance(right, str | dict) and isinstance(left, str):
-            found = left in right
-        elif right is None:
-            found = False
-        else:
-            raise ExprError(
-                f"'in' needs a list, map or string on the right, got {type_name(right)}", node.offset
-            )
-        return found if op == "in" else not found
-    if op in ("<", "<=", ">", ">="):
-        return _order(op, left, right, node.offset)
-    return _arithmetic(op, left, right, node.offset)
-
-
-def _equal(left: Any, right: Any) -> bool:
-    if _is_number(left) and _is_number(right):
-        return bool(left == right)
-    return type(left) is type(right) and bool(left == right)
-
-
-def _order(op: str, left: Any, right: Any, offset: int) -> bool:
-    comparable = (_is_number(left) and _is_number(right)) or (
-        isinstance(left, str) and isinstance(right, str)
-    )
-    if not comparable:
-        raise ExprError(f"cannot compare {type_name(left)} {op} {type_name(right)}", offset)
-    if op == "<":
-        return bool(left < right)
-    if op == "<=":
-        return bool(left <= right)
-    if op == ">":
-        return bool(left > right)
-    return bool(left >= right)
-
-
-def _arithmetic(op: str, left: Any, right: Any, offset: int) -> Any:
-    if op == "+" and isinstance(left, str) and isinstance(right, str):
-        if len(left) + len(right) > MAX_STRING_CHARS:
-            raise ExprError(f"string longer than {MAX_STRING_CHARS} characters", offset)
-        return left + right
-    if not (_is_number(left) and _is_number(right)):
-        raise ExprError(f"cannot apply {op!r} to {type_name(left)} and {type_name(right)}", offset)
-    if op in ("/", "%") and right == 0:
-        raise ExprError("division by zero", offset)
-    result = {
-        "+": lambda: left + right,
-        "-": lambda: left - right,
-        "*": lambda: left * right,
-        "/": lambda: left / right,
-        "%": lambda: left % right,
-    }[op]()
-    if isinstance(result, float) and not math.isfinite(result):
-        raise ExprError("result is not a finite number", offset)
-    return result
+            text += "[...]"
+    return text

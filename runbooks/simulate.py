@@ -12,12 +12,20 @@ from pydantic import BaseModel, Field, ValidationError
 
 from incidents.bundle import AttributionOutput, IncidentBundle, describe_validation_error
 from incidents.models import DecisionContext, DecisionStep, PlannedAction
-from runbooks.engine import match_failures, run_runbook
+from runbooks import expr, expr_eval
+from runbooks.engine import compile_condition, match_failures, run_runbook
 from runbooks.models import Runbook
+from runbooks.variables import build_variables
 
 
 class SimulationError(ValueError):
     """Bad simulation input; the message names the file and field."""
+
+
+class SimulatedStep(DecisionStep):
+    """A step of the path plus the values of the variables its condition read."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
 
 
 class Simulation(BaseModel):
@@ -26,7 +34,7 @@ class Simulation(BaseModel):
     match_failures: list[str] = Field(default_factory=list)
     mode: str
     attribution_source: str
-    path: list[DecisionStep] = Field(default_factory=list)
+    path: list[SimulatedStep] = Field(default_factory=list)
     actions: list[PlannedAction] = Field(default_factory=list)
 
 
@@ -99,15 +107,29 @@ def simulate(
 ) -> Simulation:
     ctx = context_from_bundle(bundle, attribution, overrides)
     decision = run_runbook(runbook, ctx)
+    variables = build_variables(ctx, runbook.freeze_windows)
+    path = [SimulatedStep(**step.model_dump(), inputs=_inputs(step, variables)) for step in decision.path]
     return Simulation(
         runbook=runbook.name,
         matches=not match_failures(runbook, ctx),
         match_failures=match_failures(runbook, ctx),
         mode=runbook.mode,
         attribution_source=attribution_source,
-        path=decision.path,
+        path=path,
         actions=decision.actions,
     )
+
+
+def _inputs(step: DecisionStep, variables: dict[str, Any]) -> dict[str, Any]:
+    if step.condition is None:
+        return {}
+    values: dict[str, Any] = {}
+    for var in expr.variables_used(compile_condition(step.condition)):
+        try:
+            values[expr.describe_var(var)] = expr_eval.evaluate(var, variables)
+        except expr.ExprError as exc:
+            values[expr.describe_var(var)] = f"<error: {exc.message}>"
+    return values
 
 
 def describe_action(action: PlannedAction) -> str:
@@ -128,6 +150,11 @@ def render_text(result: Simulation) -> str:
         if step.condition is not None:
             value = "true" if step.value is True else "false"
             lines.append(f"  {step.node}: {step.condition} -> {value}")
+            if step.inputs:
+                shown = ", ".join(
+                    f"{name}={json.dumps(item, default=str)}" for name, item in step.inputs.items()
+                )
+                lines.append(f"    where {shown}")
             if step.note:
                 lines.append(f"    ({step.note})")
         else:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runbooks import expr
+from runbooks import expr, expr_eval
 from runbooks.variables import SCHEMA
 
 VARIABLES: dict[str, Any] = {
@@ -37,7 +37,7 @@ VARIABLES: dict[str, Any] = {
     ],
 )
 def test_evaluates(source: str, expected: bool) -> None:
-    assert expr.evaluate(expr.parse(source), VARIABLES) is expected
+    assert expr_eval.evaluate(expr.parse(source), VARIABLES) is expected
 
 
 @pytest.mark.parametrize(
@@ -75,9 +75,9 @@ def test_size_limits() -> None:
 
 
 def test_string_growth_is_bounded() -> None:
-    big = {"labels": {"x": "a" * (expr.MAX_STRING_CHARS - 1)}}
+    big = {"labels": {"x": "a" * (expr_eval.MAX_STRING_CHARS - 1)}}
     with pytest.raises(expr.ExprError, match="string longer"):
-        expr.evaluate(expr.parse("labels.x + labels.x"), big)
+        expr_eval.evaluate(expr.parse("labels.x + labels.x"), big)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_string_growth_is_bounded() -> None:
 )
 def test_type_errors_are_reported_not_raised_as_python_errors(source: str, message: str) -> None:
     with pytest.raises(expr.ExprError) as caught:
-        expr.evaluate(expr.parse(source), VARIABLES)
+        expr_eval.evaluate(expr.parse(source), VARIABLES)
     assert message in caught.value.message
 
 
@@ -113,7 +113,11 @@ def test_unknown_root_variable() -> None:
 
 def test_evaluation_step_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed = expr.parse(" + ".join(["1"] * 20) + " == 20")
-    assert expr.evaluate(parsed, {}) is True
-    monkeypatch.setattr(expr, "MAX_STEPS", 10)
+    assert expr_eval.evaluate(parsed, {}) is True
+    monkeypatch.setattr(expr_eval, "MAX_STEPS", 10)
     with pytest.raises(expr.ExprError, match="exceeded 10 steps"):
-        expr.evaluate(parsed, {})
+        expr_eval.evaluate(parsed, {})
+
+
+def test_every_parsable_function_is_implemented() -> None:
+    assert set(expr_eval.FUNCTIONS) == set(expr.FUNCTION_ARITY)
