@@ -105,6 +105,7 @@ class ReceiverServer:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            timeout_graceful_shutdown=1,
             ssl_certfile=str(tls.cert_file) if tls else None,
             ssl_keyfile=str(tls.key_file) if tls else None,
         )

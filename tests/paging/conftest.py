@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.paging.receivers import PagerDutyReceiver, TlsFiles
 from activities.paging.slack_receiver import SlackReceiver
@@ -17,8 +15,8 @@ from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange,
 from incidents.models import ActionRecord, IncidentReport
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
 from worker.settings import Settings
+from worker.temporal_server import TemporalDevServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER = "U0ALICE01"
 OUTSIDER = "U0MALLORY"
@@ -136,18 +134,6 @@ def paging_settings(
 
 
 @pytest.fixture(scope="session")
-async def paging_temporal() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(REPO_ROOT / ".venv" / "bin" / "temporal"),
-        dev_server_startup_timeout=timedelta(seconds=30),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
-@pytest.fixture(scope="session")
-def paging_client(paging_temporal: WorkflowEnvironment) -> Client:
-    return paging_temporal.client
+async def paging_client(temporal_server: TemporalDevServer) -> Client:
+    """A client of the suite's Temporal dev server (tests/fixtures/temporal.py)."""
+    return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
