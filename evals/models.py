@@ -109,6 +109,7 @@ class EvalManifest(BaseModel):
     min_effect: float = Field(default=0.02, ge=0.0, le=1.0)
     horizon_looks: int = Field(default=100, ge=1)
     window_runs: int = Field(default=4, ge=1, le=50)
+    baseline_runs: int = Field(default=3, ge=1, le=20)
     judge: JudgeConfig | None = None
 
     @property

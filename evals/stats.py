@@ -184,7 +184,7 @@ def _compare_subset(
         candidate=round(float(cand.mean()), 6),
         delta=round(delta, 6),
         ci=bootstrap_ci(differences, settings.confidence, settings.bootstrap_resamples, settings.seed),
-        p_value=round(p_value, 8),
+        p_value=float(p_value),
         n=int(mask.sum()),
         test=test,
         alpha=alpha,

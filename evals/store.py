@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +21,9 @@ from evals.models import ItemResult, RunSummary
 
 
 class BaselinePin(BaseModel):
-    run_id: str
+    run_ids: list[str]
     pinned_at: datetime
-    source: str
+    sources: list[str]
     pass_rate: float
     n: int
 
@@ -75,12 +76,8 @@ class EvalStore:
         return self.runs_dir / f"{run_id}.summary.json"
 
     @property
-    def baseline_file(self) -> Path:
-        return self.root / "baseline.json"
-
-    @property
-    def baseline_results_file(self) -> Path:
-        return self.root / "baseline.jsonl"
+    def baseline_dir(self) -> Path:
+        return self.root / "baseline"
 
     @property
     def history_file(self) -> Path:
@@ -111,33 +108,61 @@ class EvalStore:
         self.load_summary(run_id)
         return load_results(self.run_path(run_id))
 
-    def pin_baseline(self, source: str, now: datetime | None = None) -> BaselinePin:
-        """Pin a stored run id, or any results file path, as the baseline."""
+    def _resolve(self, source: str) -> tuple[str, list[ItemResult]]:
         if source in self.run_ids():
-            results, run_id = self.load_run(source), source
-        elif Path(source).is_file():
-            results, run_id = load_results(source), Path(source).name.removesuffix(".jsonl")
-        else:
-            known = ", ".join(self.run_ids()[-5:]) or "none"
-            raise EvalInputError(
-                f"--from {source!r}: neither a stored run id (latest: {known}) nor a results file"
-            )
-        pin = BaselinePin(
-            run_id=run_id,
-            pinned_at=now or datetime.now(UTC),
-            source=source,
-            pass_rate=round(sum(r.passed for r in results) / len(results), 6),
-            n=len(results),
+            return source, self.load_run(source)
+        if Path(source).is_file():
+            return Path(source).name.removesuffix(".jsonl"), load_results(source)
+        known = ", ".join(self.run_ids()[-5:]) or "none"
+        raise EvalInputError(
+            f"--from {source!r}: neither a stored run id (latest: {known}) nor a results file"
         )
-        atomic_write_text(self.baseline_results_file, results_text(results))
-        atomic_write_text(self.baseline_file, pin.model_dump_json(indent=2) + "\n")
+
+    def pin_baseline(self, sources: list[str], runs: int = 1, now: datetime | None = None) -> BaselinePin:
+        """Pin stored run ids or results files as the baseline.
+
+        One stored run id with runs > 1 pins that run and the runs stored just before it.
+        """
+        if not sources:
+            raise EvalInputError("--from: give at least one run id or results file")
+        chosen = list(sources)
+        stored = self.run_ids()
+        if len(chosen) == 1 and runs > 1 and chosen[0] in stored:
+            position = stored.index(chosen[0])
+            chosen = stored[max(0, position - runs + 1) : position + 1]
+            if len(chosen) < runs:
+                raise EvalInputError(
+                    f"--from {sources[0]!r}: the baseline needs {runs} runs but only {len(chosen)} are stored "
+                    "up to it; run the set again or pin several --from"
+                )
+        resolved = [self._resolve(source) for source in chosen]
+        all_results = [result for _, results in resolved for result in results]
+        pin = BaselinePin(
+            run_ids=[run_id for run_id, _ in resolved],
+            pinned_at=now or datetime.now(UTC),
+            sources=chosen,
+            pass_rate=round(sum(r.passed for r in all_results) / len(all_results), 6),
+            n=len(resolved[0][1]),
+        )
+        staging = self.root / f".baseline-{secrets.token_hex(4)}"
+        staging.mkdir(parents=True)
+        for index, (_, results) in enumerate(resolved):
+            atomic_write_text(staging / f"{index:02d}.jsonl", results_text(results))
+        atomic_write_text(staging / "pin.json", pin.model_dump_json(indent=2) + "\n")
+        if self.baseline_dir.exists():
+            retired = self.root / f".retired-{secrets.token_hex(4)}"
+            self.baseline_dir.rename(retired)
+            shutil.rmtree(retired)
+        staging.rename(self.baseline_dir)
         return pin
 
-    def baseline(self) -> tuple[BaselinePin, list[ItemResult]] | None:
-        if not self.baseline_file.exists():
+    def baseline(self) -> tuple[BaselinePin, list[list[ItemResult]]] | None:
+        pin_file = self.baseline_dir / "pin.json"
+        if not pin_file.exists():
             return None
-        pin = BaselinePin.model_validate_json(self.baseline_file.read_text(encoding="utf-8"))
-        return pin, load_results(self.baseline_results_file)
+        pin = BaselinePin.model_validate_json(pin_file.read_text(encoding="utf-8"))
+        runs = [load_results(path) for path in sorted(self.baseline_dir.glob("*.jsonl"))]
+        return pin, runs
 
     def runs_after(self, moment: datetime, exclude: str | None = None) -> list[str]:
         """Run ids that finished after `moment` (e.g. since the baseline was pinned)."""

@@ -1,0 +1,109 @@
+"""EvalWorkflow: run a golden set, compare with the pinned baseline, open or join an incident on regression.
+
+Deterministic: the activities in activities/evals.py do all I/O. The incident is opened through
+the `open_or_join_incident` activity (signal-with-start, like the Alertmanager path).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from evals.flow import (
+        EvalLookRequest,
+        EvalRunRecord,
+        EvalRunRequest,
+        EvalWorkflowInput,
+        EvalWorkflowResult,
+    )
+    from evals.monitor import LookVerdict
+    from incidents.models import EvalSymptom, IncidentSignal, OpenIncidentRequest
+
+RUN_ACTIVITY = "eval_run_golden_set"
+LOOK_ACTIVITY = "eval_evaluate_look"
+OPEN_INCIDENT_ACTIVITY = "open_or_join_incident"
+UNREACHABLE_ERROR = "ServiceUnreachable"
+BAD_INPUT_ERROR = "EvalInputError"
+
+
+@workflow.defn(name="EvalWorkflow")
+class EvalWorkflow:
+    @workflow.run
+    async def run(self, request: EvalWorkflowInput) -> EvalWorkflowResult:
+        now = workflow.now()
+        run_id = f"{now:%Y%m%dT%H%M%SZ}-{workflow.uuid4().hex[:6]}"
+        try:
+            record = await workflow.execute_activity(
+                RUN_ACTIVITY,
+                EvalRunRequest(
+                    manifest_path=request.manifest_path,
+                    state_dir=request.state_dir,
+                    endpoint=request.endpoint,
+                    run_id=run_id,
+                ),
+                result_type=EvalRunRecord,
+                start_to_close_timeout=timedelta(minutes=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=2, non_retryable_error_types=[UNREACHABLE_ERROR, BAD_INPUT_ERROR]
+                ),
+            )
+        except ActivityError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == UNREACHABLE_ERROR:
+                workflow.logger.warning("eval run %s: service unreachable: %s", run_id, cause.message)
+                return EvalWorkflowResult(status="service_unreachable", run_id=run_id, message=cause.message)
+            raise
+        verdict = await workflow.execute_activity(
+            LOOK_ACTIVITY,
+            EvalLookRequest(manifest_path=request.manifest_path, state_dir=request.state_dir, run_id=run_id),
+            result_type=LookVerdict,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[BAD_INPUT_ERROR]),
+        )
+        comparison = verdict.comparison
+        result = EvalWorkflowResult(
+            status="regression" if verdict.regression else "ok",
+            run_id=run_id,
+            pass_rate=record.summary.pass_rate,
+            look_status=verdict.status,
+            regression=verdict.regression,
+            p_value=comparison.p_value if comparison else None,
+            delta=comparison.delta if comparison else None,
+            message=verdict.note,
+        )
+        if comparison is None or not comparison.regression:
+            return result
+        symptom = EvalSymptom(
+            manifest=record.manifest_name,
+            service=record.service,
+            namespace=record.namespace,
+            run_id=run_id,
+            metric=comparison.metric,
+            baseline=comparison.baseline,
+            candidate=comparison.candidate,
+            delta=comparison.delta,
+            p_value=comparison.p_value,
+            ci=comparison.ci,
+            test=comparison.test,
+            regression=True,
+            series=verdict.series,
+            observed_at=record.summary.finished_at,
+        )
+        opened = OpenIncidentRequest(
+            namespace=record.namespace,
+            service=record.service,
+            group=record.group,
+            signal=IncidentSignal(source="eval", received_at=workflow.now(), eval=symptom),
+        )
+        result.incident_id = await workflow.execute_activity(
+            OPEN_INCIDENT_ACTIVITY,
+            opened,
+            result_type=str,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
+        )
+        return result
