@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes.client import (
@@ -168,7 +168,9 @@ async def _run_incident(
         cooldown_s=0,
         runbook_dir=str(runbook_dir),
     )
-    activities = [*_stand_ins(namespace, name), *RUNBOOK_ACTIVITIES, *KUBE_ACTIVITIES, *paging.ACTIVITIES]
+    activities = _stand_ins(namespace, name)
+    for registered in (RUNBOOK_ACTIVITIES, KUBE_ACTIVITIES, paging.ACTIVITIES):
+        activities.extend(cast(list[Callable[..., Any]], registered))
     async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
         handle = await client.start_workflow(
             IncidentWorkflow.run,
