@@ -16,7 +16,9 @@ class Target(BaseModel):
     url: str = "http://127.0.0.1:8080"
     token: str | None = None
     concurrency: int = Field(default=16, ge=1, le=1024)
-    settle_s: float = Field(default=60.0, ge=0, description="how long to wait for incidents to become listed")
+    list_wait_s: float = Field(
+        default=60.0, ge=0, description="how long to wait for incidents to become listed"
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
@@ -35,6 +37,7 @@ class IngestResult(BaseModel):
     retries: int
     incidents: int
     incident_runs: int
+    incident_states: dict[str, int]
     lost: int
     ok: bool
     problems: list[str]
@@ -59,6 +62,7 @@ class StormResult(BaseModel):
     retries: int
     incidents_opened: int
     incident_runs: int
+    incident_states: dict[str, int]
     duplicates_absorbed: int
     alerts_held: int
     alerts_lost: int
@@ -100,7 +104,7 @@ async def run_ingest(target: Target, notifications: int, groups: int) -> IngestR
     async with _client(target) as client:
         await check_api(client, target.token)
         sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
-        found = await incidents_of_run(client, run_id, shape.groups, target.settle_s)
+        found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
     problems: list[str] = []
     if len(found.ids) != shape.groups:
         problems.append(f"{len(found.ids)} incidents for {shape.groups} groups")
@@ -121,6 +125,7 @@ async def run_ingest(target: Target, notifications: int, groups: int) -> IngestR
         retries=sum(d.attempts - 1 for d in sent.deliveries),
         incidents=len(found.ids),
         incident_runs=found.runs,
+        incident_states=found.states,
         lost=len(sent.lost),
         ok=not problems,
         problems=problems,
@@ -134,7 +139,7 @@ async def run_storm(target: Target, alerts: int, groups: int, batches: int) -> S
     async with _client(target) as client:
         await check_api(client, target.token)
         sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
-        found = await incidents_of_run(client, run_id, shape.groups, target.settle_s)
+        found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
         held = await alerts_held(client, found.ids, target.concurrency)
     sent_fingerprints = {fp for notification in plan for fp in notification.fingerprints}
     delivered = [plan[d.notification] for d in sent.accepted]
@@ -166,6 +171,7 @@ async def run_storm(target: Target, alerts: int, groups: int, batches: int) -> S
         retries=sum(d.attempts - 1 for d in sent.deliveries),
         incidents_opened=len(found.ids),
         incident_runs=found.runs,
+        incident_states=found.states,
         # Deliveries that created nothing new: HA copies and re-sent alerts of growing groups.
         duplicates_absorbed=deliveries - len(held & sent_fingerprints),
         alerts_held=len(held & sent_fingerprints),

@@ -157,14 +157,15 @@ async def send_all(
 class RunIncidents(BaseModel):
     ids: set[str]
     runs: int
+    states: dict[str, int]
 
 
 async def incidents_of_run(
-    client: httpx.AsyncClient, run_id: str, expected: int, settle_s: float
+    client: httpx.AsyncClient, run_id: str, expected: int, list_wait_s: float
 ) -> RunIncidents:
-    """Incidents (distinct workflow ids) the API lists for this run; waits up to `settle_s` for visibility."""
+    """Incidents (distinct workflow ids) the API lists for this run; waits up to `list_wait_s` for visibility."""
     service = bench_service(run_id)
-    deadline = time.perf_counter() + settle_s
+    deadline = time.perf_counter() + list_wait_s
     limit = max(1000, expected * 5)
     while True:
         response = await client.get("/v1/incidents", params={"limit": limit})
@@ -175,7 +176,10 @@ async def incidents_of_run(
             for item in response.json().get("incidents", [])
             if item.get("service") == service and item.get("namespace") in (BENCH_NAMESPACE, None)
         ]
-        found = RunIncidents(ids={item["id"] for item in items}, runs=len(items))
+        states: dict[str, int] = {}
+        for item in items:
+            states[str(item.get("state"))] = states.get(str(item.get("state")), 0) + 1
+        found = RunIncidents(ids={item["id"] for item in items}, runs=len(items), states=states)
         if len(found.ids) >= expected or time.perf_counter() >= deadline:
             return found
         await asyncio.sleep(0.5)

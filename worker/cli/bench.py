@@ -29,7 +29,7 @@ ConcurrencyOption = typer.Option(16, "--concurrency", help="notifications in fli
 SpawnOption = typer.Option(
     False, "--spawn", help="start a private `backout up` on free ports for the run (ignores --url/--token)"
 )
-SettleOption = typer.Option(60.0, "--settle-s", help="seconds to wait for all incidents to be listed")
+ListWaitOption = typer.Option(60.0, "--list-wait-s", help="seconds to wait for all incidents to be listed")
 JsonOption = typer.Option(False, "--json", help="print the result as JSON")
 
 
@@ -39,18 +39,20 @@ def _fail(message: str) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def _target(url: str, token: str | None, concurrency: int, settle_s: float, spawn: bool) -> Iterator[Target]:
+def _target(
+    url: str, token: str | None, concurrency: int, list_wait_s: float, spawn: bool
+) -> Iterator[Target]:
     try:
         if not spawn:
             yield Target(
                 url=url,
                 token=token or os.environ.get("BACKOUT_API_TOKEN") or None,
                 concurrency=concurrency,
-                settle_s=settle_s,
+                list_wait_s=list_wait_s,
             )
             return
         with SpawnedStack() as stack:
-            yield Target(url=stack.url, token=stack.token, concurrency=concurrency, settle_s=settle_s)
+            yield Target(url=stack.url, token=stack.token, concurrency=concurrency, list_wait_s=list_wait_s)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise _fail(problems) from exc
@@ -81,12 +83,12 @@ def ingest(
     notifications: int = typer.Option(2000, "--notifications", min=2, help="webhook notifications to send"),
     groups: int = typer.Option(100, "--groups", min=1, help="alert groups (one incident each)"),
     concurrency: int = ConcurrencyOption,
-    settle_s: float = SettleOption,
+    list_wait_s: float = ListWaitOption,
     spawn: bool = SpawnOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Post Alertmanager v4 notifications (HA duplicates included); report throughput, latency, incidents, lost."""
-    with _target(url, token, concurrency, settle_s, spawn) as target:
+    with _target(url, token, concurrency, list_wait_s, spawn) as target:
         _run(lambda: run_ingest(target, notifications, groups), as_json)
 
 
@@ -98,10 +100,10 @@ def storm(
     groups: int = typer.Option(200, "--groups", min=1, help="alert groups (one incident each)"),
     batches: int = typer.Option(5, "--batches", min=1, help="notifications per group as it grows"),
     concurrency: int = ConcurrencyOption,
-    settle_s: float = SettleOption,
+    list_wait_s: float = ListWaitOption,
     spawn: bool = SpawnOption,
     as_json: bool = JsonOption,
 ) -> None:
     """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss."""
-    with _target(url, token, concurrency, settle_s, spawn) as target:
+    with _target(url, token, concurrency, list_wait_s, spawn) as target:
         _run(lambda: run_storm(target, alerts, groups, batches), as_json)
