@@ -183,3 +183,31 @@ def test_schema_describes_the_yaml_keys() -> None:
         "escalate",
         "record",
     }
+
+
+def test_scenario_without_decision_is_reported_as_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "scenarios"
+    (root / "001_new").mkdir(parents=True)
+    shutil.copy(PROMPT / "bundle.json", root / "001_new" / "bundle.json")
+    result = runner.invoke(app, ["runbook", "test", "--scenarios", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "skip 001_new" in result.output
+    assert "0/0 scenario(s) as expected, 1 without decision.json" in result.output
+
+
+def test_record_writes_what_the_runbooks_decide(tmp_path: Path) -> None:
+    root = tmp_path / "scenarios"
+    shutil.copytree(PROMPT, root / PROMPT.name)
+    decision_file = root / PROMPT.name / "decision.json"
+    reviewed = json.loads(decision_file.read_text())
+    decision_file.write_text(json.dumps({"attribution": reviewed["attribution"], "decisions": {}}))
+    result = runner.invoke(app, ["runbook", "test", "--scenarios", str(root), "--record"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(decision_file.read_text())
+    assert recorded["selected"] == reviewed["selected"] == "llm-quality-rollback"
+    got = recorded["decisions"]["llm-quality-rollback"]
+    want = reviewed["decisions"]["llm-quality-rollback"]
+    assert got["path"] == want["path"]
+    assert [{k: v for k, v in a.items() if v is not None} for a in got["actions"]] == [
+        {k: v for k, v in a.items() if v is not None} for a in want["actions"]
+    ]

@@ -139,7 +139,7 @@ def test_command(
         typer.echo(report.model_dump_json(indent=2))
     else:
         for outcome in report.scenarios:
-            status = "ok  " if outcome.ok else "FAIL"
+            status = "skip" if outcome.skipped else "ok  " if outcome.ok else "FAIL"
             typer.echo(f"{status} {outcome.scenario}: {outcome.selected or 'no runbook'}")
             for problem in outcome.problems:
                 typer.echo(f"       {problem}")
@@ -147,8 +147,13 @@ def test_command(
         for item in report.coverage:
             missing = f" (missing: {', '.join(item.missing)})" if item.missing else ""
             typer.echo(f"  {item.runbook}: {item.covered}/{item.total} = {item.percent:.0f}%{missing}")
-        passed = sum(1 for outcome in report.scenarios if outcome.ok)
-        typer.echo(f"{passed}/{len(report.scenarios)} scenario(s) as expected")
+        checked = [outcome for outcome in report.scenarios if not outcome.skipped]
+        passed = sum(1 for outcome in checked if outcome.ok)
+        skipped = len(report.scenarios) - len(checked)
+        typer.echo(
+            f"{passed}/{len(checked)} scenario(s) as expected"
+            + (f", {skipped} without decision.json" if skipped else "")
+        )
     if not report.scenarios:
         raise _fail(f"no scenarios (*/bundle.json) under {scenarios}")
     if not report.ok:
