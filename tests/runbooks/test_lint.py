@@ -126,3 +126,10 @@ def test_stricter_action_mode_and_durations_are_fine() -> None:
 def test_other_problems(text: str, message: str) -> None:
     problems = [str(problem) for problem in lint_text(text, "x.yaml").problems]
     assert any(problem.startswith(f"x.yaml:{message}") for problem in problems), problems
+
+
+def test_readme_example_is_a_valid_runbook() -> None:
+    readme = (LIBRARY_DIR.parent / "README.md").read_text()
+    example = readme.split("```yaml\n")[1].split("```")[0]
+    result = lint_text(example, "README.md")
+    assert result.problems == []
