@@ -27,9 +27,9 @@ from slack_sdk.signature import SignatureVerifier
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from activities.paging.base import DeliveryError
+from activities.paging.base import DeliveryError, OwnerRequest
 from activities.paging.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
-from activities.paging.owners import OwnershipError, load_ownership
+from activities.paging.owners import OwnershipError, load_ownership, resolve_owner
 from activities.paging.slack import SlackNotifier
 from incidents.models import ApprovalDecision, ChatThread
 from worker.settings import Settings
@@ -62,10 +62,12 @@ class ReplayGuard:
 
 
 class ButtonValue(BaseModel):
-    w: str
-    r: str
-    t: str | None = None
-    a: bool
+    w: str  # workflow (incident) id
+    r: str  # approval request id
+    t: str | None = None  # owning team when the message was posted
+    s: str | None = None  # service and namespace, to find the team when t is unknown
+    n: str | None = None
+    a: bool  # approve (True) or reject
 
 
 class Click(BaseModel):
@@ -126,16 +128,19 @@ def _parse_click(raw: bytes) -> Click | str:
     )
 
 
-def may_approve(settings: Settings, team: str | None, user: str) -> str | None:
-    """None when `user` may approve for `team`, else why not."""
+def may_approve(settings: Settings, value: ButtonValue, user: str) -> str | None:
+    """None when `user` is an approver of the incident's team in the ownership file, else why not."""
     if settings.ownership_file is None:
         return "no ownership file is configured, so nobody may approve from Slack"
     try:
         ownership = load_ownership(settings.ownership_file)
     except OwnershipError as exc:
         return f"the ownership file cannot be read: {exc}"
+    team = value.t
+    if team not in ownership.teams:
+        team = resolve_owner(OwnerRequest(service=value.s, namespace=value.n), ownership).team
     if not team or team not in ownership.teams:
-        return f"the incident's team {team!r} is not in the ownership file"
+        return f"the incident's team {value.t or team!r} is not in the ownership file"
     if user not in ownership.teams[team].approvers:
         return f"<@{user}> is not an approver for team {team}"
     return None
@@ -209,7 +214,7 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> J
     click = _parse_click(raw)
     if isinstance(click, str):
         return _reply(f"Ignored: {click}", ok=False)
-    refusal = await asyncio.to_thread(may_approve, settings, click.value.t, click.user)
+    refusal = await asyncio.to_thread(may_approve, settings, click.value, click.user)
     if refusal is not None:
         background.add_task(_tell_user, settings, click, f"Not allowed: {refusal}", False)
         return _reply(f"Not allowed: {refusal}", ok=False)

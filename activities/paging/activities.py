@@ -156,11 +156,8 @@ class PagingActivities:
                 message="Slack not configured (no token): nothing sent",
             )
         thread = request.thread
-        channel = (
-            thread.channel
-            if thread
-            else (self.owner_for_report(request.report).slack_channel or settings.slack_channel)
-        )
+        owner = self.owner_for_report(request.report)
+        channel = thread.channel if thread else (owner.slack_channel or settings.slack_channel)
         if not channel:
             return NotifyResult(
                 channel="slack",
@@ -182,7 +179,7 @@ class PagingActivities:
                 text, blocks = head_blocks(request.report)
                 slack.update(thread, text, blocks)
             if request.event == "approval_requested":
-                text, blocks = approval_blocks(request)
+                text, blocks = approval_blocks(request, owner.team)
             else:
                 text, blocks = reply_blocks(request)
             slack.post(thread.channel, text, blocks, thread_ts=thread.ts)

@@ -202,15 +202,21 @@ def reply_blocks(request: NotifyRequest) -> tuple[str, list[dict[str, Any]]]:
     return text, blocks
 
 
-def button_value(report: IncidentReport, approval: ApprovalRequest, approve: bool) -> str:
-    """What a button click brings back: the workflow to update and the request it answers."""
-    return json.dumps(
-        {"w": report.incident_id, "r": approval.request_id, "t": report.team, "a": approve},
-        separators=(",", ":"),
-    )
+def button_value(report: IncidentReport, approval: ApprovalRequest, approve: bool, team: str | None) -> str:
+    """What a click brings back: the workflow, the request it answers and whose approvers decide."""
+    value = {
+        "w": report.incident_id,
+        "r": approval.request_id,
+        "t": team or report.team,
+        "s": report.service,
+        "n": report.namespace,
+        "a": approve,
+    }
+    return json.dumps(value, separators=(",", ":"))
 
 
-def approval_blocks(request: NotifyRequest) -> tuple[str, list[dict[str, Any]]]:
+def approval_blocks(request: NotifyRequest, team: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The Approve / Reject message; `team` is the owning team whose approvers may click."""
     report = request.report
     approval = report.approval
     if approval is None:
@@ -228,14 +234,14 @@ def approval_blocks(request: NotifyRequest) -> tuple[str, list[dict[str, Any]]]:
                     "action_id": APPROVE_ACTION_ID,
                     "style": "primary",
                     "text": {"type": "plain_text", "text": "Approve"},
-                    "value": button_value(report, approval, True),
+                    "value": button_value(report, approval, True, team),
                 },
                 {
                     "type": "button",
                     "action_id": REJECT_ACTION_ID,
                     "style": "danger",
                     "text": {"type": "plain_text", "text": "Reject"},
-                    "value": button_value(report, approval, False),
+                    "value": button_value(report, approval, False, team),
                 },
             ],
         },

@@ -24,7 +24,7 @@ from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_repor
 from tests.paging.harness import button_payload, paging_worker, start_incident, wait_for_approval_message
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
 from worker.settings import Settings
-from worker.slack_api import router
+from worker.slack_api import ButtonValue, may_approve, router
 
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 
@@ -227,3 +227,13 @@ async def test_malformed_interactions_are_ignored_after_the_signature_check(
         ]:
             response = await http.post("/v1/slack/interactions", content=body, headers=signed(body))
             assert response.status_code == 200 and expected in response.json()["text"], response.text
+
+
+async def test_team_falls_back_to_the_service_owner(paging_settings: Settings) -> None:
+    by_service = ButtonValue(w="i", r="r", t=None, s="rag-api", n="prod", a=True)
+    assert may_approve(paging_settings, by_service, APPROVER) is None
+    assert "not an approver for team ml-platform" in str(may_approve(paging_settings, by_service, OUTSIDER))
+    unknown = ButtonValue(w="i", r="r", t="ghost-team", s="nobody", n="dev", a=True)
+    assert "not in the ownership file" in str(may_approve(paging_settings, unknown, APPROVER))
+    no_file = paging_settings.model_copy(update={"ownership_file": None})
+    assert "no ownership file" in str(may_approve(no_file, by_service, APPROVER))
