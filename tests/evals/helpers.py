@@ -10,10 +10,16 @@ import numpy as np
 from evals.models import ItemResult
 
 
-def results_from_flags(flags: list[bool] | np.ndarray, tags: list[list[str]] | None = None) -> list[ItemResult]:
+def results_from_flags(
+    flags: list[bool] | np.ndarray, tags: list[list[str]] | None = None
+) -> list[ItemResult]:
     return [
-        ItemResult(id=f"item-{index:03d}", score=1.0 if passed else 0.0, passed=bool(passed),
-                   tags=(tags[index] if tags else []))
+        ItemResult(
+            id=f"item-{index:03d}",
+            score=1.0 if passed else 0.0,
+            passed=bool(passed),
+            tags=(tags[index] if tags else []),
+        )
         for index, passed in enumerate(flags)
     ]
 

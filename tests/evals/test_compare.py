@@ -101,7 +101,11 @@ def test_bad_input_exits_2_naming_the_problem(tmp_path: Path) -> None:
 
     broken = write_lines(
         tmp_path / "broken.jsonl",
-        [{"id": "item-000", "score": 1, "passed": True}, {"id": "item-001", "score": 1, "passed": True}, "{oops"],
+        [
+            {"id": "item-000", "score": 1, "passed": True},
+            {"id": "item-001", "score": 1, "passed": True},
+            "{oops",
+        ],
     )
     result = runner.invoke(app, ["compare", str(good), str(broken)])
     assert result.exit_code == 2 and "broken.jsonl:3: invalid JSON" in result.output
@@ -122,7 +126,10 @@ def test_score_metric_uses_wilcoxon(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     base_scores = rng.uniform(0.6, 1.0, 120)
     base = [{"id": f"i{k}", "score": float(s), "passed": bool(s > 0.7)} for k, s in enumerate(base_scores)]
-    cand = [{"id": f"i{k}", "score": float(s) - 0.1, "passed": bool(s - 0.1 > 0.7)} for k, s in enumerate(base_scores)]
+    cand = [
+        {"id": f"i{k}", "score": float(s) - 0.1, "passed": bool(s - 0.1 > 0.7)}
+        for k, s in enumerate(base_scores)
+    ]
     base_file = write_lines(tmp_path / "b.jsonl", list(base))
     cand_file = write_lines(tmp_path / "c.jsonl", list(cand))
     result = runner.invoke(app, ["compare", str(base_file), str(cand_file), "--metric", "score", "--json"])

@@ -23,7 +23,9 @@ def test_shipped_set_is_valid_and_large_enough() -> None:
 
 def test_golden_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "golden.jsonl"
-    path.write_text('{"id": "a", "input": "q?", "expected": "x"}\n{"id": "b", "input": "", "expected": "x"}\n')
+    path.write_text(
+        '{"id": "a", "input": "q?", "expected": "x"}\n{"id": "b", "input": "", "expected": "x"}\n'
+    )
     with pytest.raises(EvalInputError, match=r"golden.jsonl:2: input"):
         load_golden_set(path)
     path.write_text('{"id": "a", "input": "q?", "expected": "x"}\n{"id": "a", "input": "q", "expected": 1}\n')

@@ -34,12 +34,16 @@ def good_service(simservice: SimService) -> Iterator[SimService]:
 
 def test_run_writes_results_and_summary(good_service: SimService, state_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.jsonl"
-    result = runner.invoke(app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(out), "--json"])
+    result = runner.invoke(
+        app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(out), "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == summary["n"] >= 50
-    assert {"id", "score", "passed", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"} <= set(lines[0])
+    assert {"id", "score", "passed", "latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"} <= set(
+        lines[0]
+    )
     assert summary["pass_rate"] >= 0.85
     assert summary["errors"] == 0
     assert all(line["ttft_ms"] is not None and line["ttft_ms"] <= line["latency_ms"] for line in lines)
@@ -52,11 +56,21 @@ def test_run_writes_results_and_summary(good_service: SimService, state_dir: Pat
     assert "passed" in human.output and "by tag:" in human.output
 
 
-def test_bad_model_version_lowers_the_pass_rate(good_service: SimService, state_dir: Path, tmp_path: Path) -> None:
+def test_bad_model_version_lowers_the_pass_rate(
+    good_service: SimService, state_dir: Path, tmp_path: Path
+) -> None:
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
-    assert runner.invoke(app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(good)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(good)]
+        ).exit_code
+        == 0
+    )
     good_service.deploy(model_version="llm-v2-bad")
-    assert runner.invoke(app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(bad)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["run", str(SHIPPED), "--endpoint", good_service.url, "--out", str(bad)]).exit_code
+        == 0
+    )
     good_rate = sum(r.passed for r in load_results(good)) / len(load_results(good))
     bad_rate = sum(r.passed for r in load_results(bad)) / len(load_results(bad))
     assert bad_rate < good_rate - 0.25
@@ -73,7 +87,8 @@ def test_bad_prompt_breaks_retrieval_and_rollback_heals(good_service: SimService
             httpx.post(f"{good_service.url}/v1/chat/completions", json=body, timeout=10)
         metrics = httpx.get(f"{good_service.url}/metrics", timeout=10).text
         values = [
-            float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
             if line.startswith("simservice_retrieval_precision{") and 'prompt_version="prompt-v2-bad"' in line
         ]
         return values[-1] if values else 1.0
@@ -82,8 +97,7 @@ def test_bad_prompt_breaks_retrieval_and_rollback_heals(good_service: SimService
     assert precision_after(30) < 0.7
     good_service.deploy(prompt_version="prompt-v1")
     answers = [
-        httpx.post(f"{good_service.url}/v1/chat/completions", json=body, timeout=10).json()
-        for _ in range(10)
+        httpx.post(f"{good_service.url}/v1/chat/completions", json=body, timeout=10).json() for _ in range(10)
     ]
     assert sum("14 days" in a["choices"][0]["message"]["content"] for a in answers) >= 9
 
@@ -96,8 +110,11 @@ def test_metrics_expose_vllm_series(good_service: SimService) -> None:
     )
     metrics = httpx.get(f"{good_service.url}/metrics", timeout=10).text
     for series in (
-        "vllm:gpu_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket",
-        "vllm:e2e_request_latency_seconds_bucket", "vllm:num_requests_waiting", "simservice_requests_total",
+        "vllm:gpu_cache_usage_perc",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:num_requests_waiting",
+        "simservice_requests_total",
         "simservice_retrieval_precision",
     ):
         assert series in metrics, series

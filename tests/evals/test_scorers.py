@@ -79,10 +79,14 @@ def test_semantic_similarity_from_packaged_model() -> None:
 
     same, different = semantic.similarities(
         [
-            ("Ticket summaries are rebuilt whenever the customer answers.",
-             "Ticket summaries are regenerated whenever a customer replies."),
-            ("The status page address is status.orbitdesk.example.",
-             "Ticket summaries are regenerated whenever a customer replies."),
+            (
+                "Ticket summaries are rebuilt whenever the customer answers.",
+                "Ticket summaries are regenerated whenever a customer replies.",
+            ),
+            (
+                "The status page address is status.orbitdesk.example.",
+                "Ticket summaries are regenerated whenever a customer replies.",
+            ),
         ]
     )
     assert same > 0.7

@@ -8,13 +8,17 @@ POLICY = LookPolicy(alpha=0.05, horizon_looks=100, window_runs=4, baseline_runs=
 
 
 def test_false_alarm_rate_over_100_looks_within_alpha() -> None:
-    result = simulate(POLICY, SimulationModel(items=200, pass_rate=0.9, flake_rate=0.02), histories=800, looks=100)
+    result = simulate(
+        POLICY, SimulationModel(items=200, pass_rate=0.9, flake_rate=0.02), histories=800, looks=100
+    )
     print(result.model_dump())
     assert result.alarm_rate <= POLICY.alpha
 
 
 def test_false_alarm_rate_holds_for_a_flakier_service() -> None:
-    result = simulate(POLICY, SimulationModel(items=200, pass_rate=0.8, flake_rate=0.08), histories=400, looks=100)
+    result = simulate(
+        POLICY, SimulationModel(items=200, pass_rate=0.8, flake_rate=0.08), histories=400, looks=100
+    )
     print(result.model_dump())
     assert result.alarm_rate <= POLICY.alpha
 
