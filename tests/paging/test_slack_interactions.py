@@ -23,6 +23,7 @@ from activities.paging.slack_receiver import SlackMessage, SlackReceiver
 from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_report, rollback_record
 from tests.paging.harness import button_payload, paging_worker, start_incident, wait_for_approval_message
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
+from worker import slack_api
 from worker.settings import Settings
 from worker.slack_api import ButtonValue, may_approve, router
 
@@ -237,3 +238,19 @@ async def test_team_falls_back_to_the_service_owner(paging_settings: Settings) -
     assert "not in the ownership file" in str(may_approve(paging_settings, unknown, APPROVER))
     no_file = paging_settings.model_copy(update={"ownership_file": None})
     assert "no ownership file" in str(may_approve(no_file, by_service, APPROVER))
+
+
+async def test_slow_decision_is_answered_at_once_and_reported_later(
+    pending: Pending, slack_receiver: SlackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_api, "ANSWER_BUDGET_S", 0.0)  # as if the update took longer than Slack waits
+    body = click_body(pending.message, APPROVER)
+    response = await pending.post(body, signed(body))
+    assert response.status_code == 200 and "still being applied" in response.json()["text"]
+    result = await asyncio.wait_for(pending.handle.result(), timeout=30)
+    assert len(result.decisions) == 1
+    for _ in range(100):
+        if any("Approved by" in e["text"] for e in slack_receiver.ephemeral):
+            break
+        await asyncio.sleep(0.05)
+    assert any(e["user"] == APPROVER and "Approved by" in e["text"] for e in slack_receiver.ephemeral)
