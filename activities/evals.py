@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -65,4 +67,4 @@ async def evaluate_look_activity(request: EvalLookRequest) -> LookVerdict:
         raise ApplicationError(str(exc), type="EvalInputError", non_retryable=True) from exc
 
 
-ACTIVITIES = [run_golden_set, evaluate_look_activity]
+ACTIVITIES: list[Callable[..., Any]] = [run_golden_set, evaluate_look_activity]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -49,7 +49,6 @@ async def _run(client: Client, queue: str, request: EvalWorkflowInput) -> EvalWo
         request,
         id=f"eval-test-{uuid.uuid4().hex[:8]}",
         task_queue=queue,
-        result_type=EvalWorkflowResult,
         execution_timeout=timedelta(minutes=5),
     )
 
@@ -129,7 +128,11 @@ async def test_schedule_is_idempotent_and_runs_the_workflow(
             started: list[str] = []
             for _ in range(100):
                 description = await handle.describe()
-                started = [action.action.workflow_id for action in description.info.recent_actions]
+                started = [
+                    action.action.workflow_id
+                    for action in description.info.recent_actions
+                    if isinstance(action.action, ScheduleActionExecutionStartWorkflow)
+                ]
                 if started:
                     break
                 await asyncio.sleep(0.1)
