@@ -47,6 +47,10 @@ def _application_error(error: DeliveryError) -> ApplicationError:
     return ApplicationError(str(error), type=kind, non_retryable=not error.retryable)
 
 
+def _joined(message: str, note: str) -> str:
+    return f"{message}; {note}" if note else message
+
+
 class PagingActivities:
     """The paging activities bound to one Settings (loaded from the environment when not given)."""
 
@@ -77,21 +81,29 @@ class PagingActivities:
         env = os.environ.get("KUBECONFIG")
         return Path(env) if env else None
 
-    def owner(self, request: OwnerRequest) -> Owner:
+    def owner(self, request: OwnerRequest, ownership: OwnershipFile | None = None) -> Owner:
         workload_team = None
         kubeconfig = self._kubeconfig()
         if kubeconfig is not None and request.service and request.namespace:
             workload_team = read_workload_team(request.service, request.namespace, kubeconfig)
-        return resolve_owner(request, self._ownership(), workload_team)
-
-    def owner_for_report(self, report: IncidentReport) -> Owner:
-        """The team named in the report wins (the runbook chose it); else look the service up."""
-        ownership = self._ownership()
-        if report.team and ownership is not None and report.team in ownership.teams:
-            return ownership.owner_of_team(report.team, "ownership_file")
         return resolve_owner(
-            OwnerRequest(service=report.service, namespace=report.namespace, labels=report.labels), ownership
+            request, ownership if ownership is not None else self._ownership(), workload_team
         )
+
+    def owner_for_report(self, report: IncidentReport) -> tuple[Owner, str]:
+        """The team named in the report wins (the runbook chose it); else look the service up.
+
+        A broken ownership file must not silence a page: it falls back to the global
+        settings and says so in the returned note.
+        """
+        try:
+            ownership = self._ownership()
+        except ApplicationError as exc:
+            return Owner(source="none"), f"ownership file unusable, used the global settings: {exc}"
+        if report.team and ownership is not None and report.team in ownership.teams:
+            return ownership.owner_of_team(report.team, "ownership_file"), ""
+        request = OwnerRequest(service=report.service, namespace=report.namespace, labels=report.labels)
+        return self.owner(request, ownership or OwnershipFile()), ""
 
     @activity.defn(name="resolve_owner")
     async def resolve_owner(self, request: OwnerRequest) -> Owner:
@@ -101,7 +113,7 @@ class PagingActivities:
 
     def send_pagerduty(self, request: NotifyRequest) -> NotifyResult:
         settings = self.settings
-        owner = self.owner_for_report(request.report)
+        owner, note = self.owner_for_report(request.report)
         routing_key = owner.pagerduty_routing_key or (
             settings.pagerduty_routing_key.get_secret_value() if settings.pagerduty_routing_key else None
         )
@@ -121,7 +133,10 @@ class PagingActivities:
                 message=f"nothing to send for {event}",
                 dedup_key=dedup_key,
             )
-        pager = PagerDutyPager(routing_key, settings.pagerduty_events_url, settings.pagerduty_ca_file)
+        try:
+            pager = PagerDutyPager(routing_key, settings.pagerduty_events_url, settings.pagerduty_ca_file)
+        except (ValueError, OSError) as exc:  # not https, or an unreadable CA file
+            raise ApplicationError(f"pagerduty: {exc}", type="NotifyRejected", non_retryable=True) from exc
         try:
             if event in _TRIGGER_EVENTS:
                 pager.trigger(pager_alert(request))
@@ -139,7 +154,9 @@ class PagingActivities:
             raise _application_error(exc) from exc
         finally:
             pager.close()
-        return NotifyResult(channel="pagerduty", outcome="Successful", message=message, dedup_key=dedup_key)
+        return NotifyResult(
+            channel="pagerduty", outcome="Successful", message=_joined(message, note), dedup_key=dedup_key
+        )
 
     @activity.defn(name="notify_pagerduty")
     async def notify_pagerduty(self, request: NotifyRequest) -> NotifyResult:
@@ -156,7 +173,7 @@ class PagingActivities:
                 message="Slack not configured (no token): nothing sent",
             )
         thread = request.thread
-        owner = self.owner_for_report(request.report)
+        owner, note = self.owner_for_report(request.report)
         channel = thread.channel if thread else (owner.slack_channel or settings.slack_channel)
         if not channel:
             return NotifyResult(
@@ -171,7 +188,7 @@ class PagingActivities:
                 return NotifyResult(
                     channel="slack",
                     outcome="Successful",
-                    message="head message posted" if posted_head else "head message updated",
+                    message=_joined("head message posted" if posted_head else "head message updated", note),
                     thread=thread,
                 )
             # Edit first: the edit is idempotent, the reply is not, so a retry never duplicates it.
@@ -188,7 +205,10 @@ class PagingActivities:
         except ValueError as exc:
             raise ApplicationError(str(exc), type="NotifyRejected", non_retryable=True) from exc
         return NotifyResult(
-            channel="slack", outcome="Successful", message=f"{request.event} posted in thread", thread=thread
+            channel="slack",
+            outcome="Successful",
+            message=_joined(f"{request.event} posted in thread", note),
+            thread=thread,
         )
 
     def _ensure_head(

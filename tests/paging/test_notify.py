@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
@@ -12,7 +14,7 @@ from activities.paging.pagerduty import dedup_key_for
 from activities.paging.receivers import PagerDutyReceiver
 from activities.paging.slack_receiver import SlackReceiver
 from incidents.models import ApprovalRequest, ChatThread, NotifyRequest
-from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY
+from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY
 from tests.paging.conftest import DETECTED, make_report, rollback_record
 from worker.settings import Settings
 
@@ -195,3 +197,28 @@ def test_reply_without_thread_opens_a_head_first(
     [reply] = slack_receiver.thread(head.channel, head.ts)
     assert "[needs human]" in head.text and "rollback failed" in reply.text
     assert ChatThread(channel=head.channel, ts=head.ts) == result.thread
+
+
+def test_broken_ownership_file_never_silences_the_page(
+    paging_settings: Settings,
+    pagerduty_receiver: PagerDutyReceiver,
+    slack_receiver: SlackReceiver,
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("teams: [not, a, mapping]\n")
+    activities = PagingActivities(paging_settings.model_copy(update={"ownership_file": broken}))
+    request = NotifyRequest(event="opened", report=make_report())
+    paged = activities.send_pagerduty(request)
+    posted = activities.send_slack(request)
+    assert paged.outcome == posted.outcome == "Successful"
+    assert "ownership file unusable" in paged.message and "broken.yaml" in paged.message
+    assert pagerduty_receiver.events[0]["routing_key"] == PD_TEST_ROUTING_KEY
+    assert slack_receiver.heads()[0].channel == slack_receiver.channel_id("#fallback")
+
+
+def test_plain_http_events_url_is_a_permanent_error(paging_settings: Settings) -> None:
+    settings = paging_settings.model_copy(update={"pagerduty_events_url": "http://127.0.0.1:1"})
+    with pytest.raises(ApplicationError, match="must be https") as caught:
+        PagingActivities(settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
+    assert caught.value.non_retryable
