@@ -1,9 +1,191 @@
-"""Top-level `backout` commands for attribution."""
+"""`backout attribute` and `backout attribution train|bench`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from attribution.case import case_from_bundle
+from attribution.model import AttributionModel, ModelError, load_model
+from incidents.bundle import BundleError, load_bundle
+from worker.settings import Settings, SettingsError, load_settings
+
+attribution_app = typer.Typer(no_args_is_help=True, help="Train and benchmark the culprit-change model.")
+
+ConfigOption = typer.Option(None, "--config", help="YAML settings file (also BACKOUT_CONFIG)")
+ModelOption = typer.Option(
+    None, "--model", help="model artifact (default: settings.attribution_model, else packaged)"
+)
+PetShopOption = typer.Option(
+    None, "--petshop-dir", help="PetShop dataset directory (also BACKOUT_PETSHOP_DIR)"
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config_file=config)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _model(config: Path | None, explicit: Path | None) -> AttributionModel:
+    path = explicit or _settings(config).attribution_model
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def attribute(
+    input_file: Path = typer.Option(..., "--input", "-i", help="incident bundle (spec v1) as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print the spec's JSON output"),
+    model_path: Path | None = ModelOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Rank the bundle's changes by the probability that each caused the incident."""
+    try:
+        bundle = load_bundle(input_file)
+    except BundleError as exc:
+        raise _fail(str(exc)) from exc
+    model = _model(config, model_path)
+    output = model.attribute(bundle)
+    if as_json:
+        typer.echo(output.model_dump_json(indent=2))
+        return
+    changes = {change.id: change for change in case_from_bundle(bundle).changes}
+    table = Table(
+        title=f"Incident {output.incident_id}: culprit ranking ({output.model.name} {output.model.version})"
+    )
+    for column in ("#", "change", "service", "kind", "probability", "evidence"):
+        table.add_column(column, overflow="fold")
+    for rank, item in enumerate(output.ranking, start=1):
+        change = changes[item.change_id]
+        table.add_row(
+            str(rank),
+            item.change_id,
+            change.service,
+            change.kind,
+            f"{item.probability:.2f}",
+            "\n".join(item.reasons),
+        )
+    if not output.ranking:
+        typer.echo(f"Incident {output.incident_id}: no candidate changes in the bundle")
+        return
+    Console().print(table)
+
+
+@attribution_app.command("train")
+def train_command(
+    out: Path | None = typer.Option(
+        None, "--out", help="where to write the artifact (default: settings, else packaged)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
+    seed: int = typer.Option(7, "--seed", help="random seed (fixed: the same seed gives the same model)"),
+    synthetic: int = typer.Option(10_000, "--synthetic", min=100, help="generated training incidents"),
+    petshop: bool = typer.Option(
+        True, "--petshop/--no-petshop", help="also train on the PetShop train split"
+    ),
+    petshop_dir: Path | None = PetShopOption,
+    feedback: Path | None = typer.Option(
+        None, "--feedback", help="operator labels (default: settings.feedback_file)"
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Train the model from generated incidents, PetShop's train split and operator feedback."""
+    from attribution.feedback import FeedbackError
+    from attribution.training import TrainingConfig, packaged_model_path, train
+
+    settings = _settings(config)
+    destination = out or settings.attribution_model or packaged_model_path()
+    feedback_file = feedback or settings.feedback_file
+    if feedback is not None and not feedback.exists():
+        raise _fail(f"--feedback {feedback}: no such file")
+    try:
+        model, report = train(
+            TrainingConfig(
+                seed=seed,
+                synthetic=synthetic,
+                petshop=petshop,
+                petshop_root=petshop_dir,
+                feedback_file=feedback_file,
+            )
+        )
+    except FeedbackError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        size = model.save(destination)
+    except OSError as exc:
+        raise _fail(f"--out {destination}: cannot write ({exc.strerror})") from exc
+    result: dict[str, Any] = {**report.model_dump(), "artifact": str(destination), "artifact_bytes": size}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(
+        f"trained {report.model_version} on {report.incidents} incidents "
+        f"({report.synthetic_incidents} synthetic, {report.petshop_incidents} PetShop, "
+        f"{report.feedback_incidents} feedback) in {report.total_seconds:.1f} s; wrote {destination} ({size} bytes)"
+    )
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+
+
+@attribution_app.command("bench")
+def bench_command(
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    synthetic: int = typer.Option(2000, "--synthetic", min=10, help="synthetic held-out incidents"),
+    training_incidents: int = typer.Option(
+        10_000, "--training-incidents", min=0, help="incidents for the training-time measurement (0 skips it)"
+    ),
+    model_path: Path | None = ModelOption,
+    petshop_dir: Path | None = PetShopOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """HR@1, HR@3, MRR and ECE per held-out set for the model and baselines; latency; training time."""
+    from attribution.bench import run_bench
+    from attribution.petshop import ATTRIBUTION
+
+    model = _model(config, model_path)
+    report = run_bench(model, synthetic, petshop_dir, training_incidents or None)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    console = Console()
+    for name, item in report.sets.items():
+        table = Table(title=f"{name}: {item.incidents} incidents ({item.without_culprit} without a culprit)")
+        for column in ("ranker", "HR@1", "HR@3", "MRR", "ECE", "max p (no culprit)"):
+            table.add_column(column)
+        for ranker, scores in item.rankers.items():
+            no_culprit = scores.mean_max_probability_without_culprit
+            table.add_row(
+                ranker, f"{scores.hr_at_1:.3f}", f"{scores.hr_at_3:.3f}", f"{scores.mrr:.3f}", f"{scores.ece:.3f}",
+                "-" if no_culprit is None else f"{no_culprit:.2f}",
+            )  # fmt: skip
+        console.print(table)
+        if name.startswith("petshop"):
+            console.print(f"[dim]{ATTRIBUTION}[/dim]")
+    latency = report.latency
+    console.print(
+        f"latency per bundle ({latency.changes} changes, {latency.series} series): "
+        f"p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms"
+    )
+    if report.training:
+        console.print(
+            f"training on {report.training['incidents']} incidents: {report.training['total_seconds']} s"
+        )
+    console.print(f"machine: {report.machine}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this domain's commands to the root app."""
+    app.command("attribute")(attribute)
+    app.add_typer(attribution_app, name="attribution")
