@@ -307,47 +307,9 @@ class PagerDutyReceiver:
 
 
 def main() -> None:
-    """Start both receivers for a demo and print what they record until Ctrl-C."""
-    import argparse
-    import tempfile
+    from activities.paging.local import main as run_local
 
-    from activities.paging.slack_receiver import SlackReceiver
-
-    parser = argparse.ArgumentParser(description="Local PagerDuty and Slack receivers for a backout demo")
-    parser.add_argument("--slack-token", default="xoxb-demo-token")
-    parser.add_argument("--tls-dir", type=Path, default=None)
-    args = parser.parse_args()
-    tls = make_loopback_tls(args.tls_dir or Path(tempfile.mkdtemp(prefix="backout-receivers-")))
-    pagerduty = PagerDutyReceiver(tls).start()
-    slack = SlackReceiver(token=args.slack_token).start()
-    print(f"BACKOUT_PAGERDUTY_EVENTS_URL={pagerduty.url}")
-    print(f"BACKOUT_PAGERDUTY_CA_FILE={tls.ca_file}")
-    print("BACKOUT_PAGERDUTY_ROUTING_KEY=demo-routing-key")
-    print(f"BACKOUT_SLACK_API_URL={slack.url}/api/")
-    print(f"BACKOUT_SLACK_TOKEN={args.slack_token}", flush=True)
-    shown_pd = shown_changes = shown_slack = 0
-    try:
-        while True:
-            time.sleep(0.5)
-            for event in pagerduty.events[shown_pd:]:
-                print(f"pagerduty {event['event_action']} dedup_key={event['dedup_key']}", flush=True)
-            for change in pagerduty.change_events[shown_changes:]:
-                print(f"pagerduty change: {change['payload']['summary']}", flush=True)
-            for call in slack.calls[shown_slack:]:
-                print(
-                    f"slack {call.method} {call.arguments.get('channel', '')} {call.arguments.get('text', '')}",
-                    flush=True,
-                )
-            shown_pd, shown_changes, shown_slack = (
-                len(pagerduty.events),
-                len(pagerduty.change_events),
-                len(slack.calls),
-            )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        pagerduty.stop()
-        slack.stop()
+    run_local()
 
 
 if __name__ == "__main__":
