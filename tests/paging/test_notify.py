@@ -222,3 +222,15 @@ def test_plain_http_events_url_is_a_permanent_error(paging_settings: Settings) -
     with pytest.raises(ApplicationError, match="must be https") as caught:
         PagingActivities(settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
     assert caught.value.non_retryable
+
+
+def test_pagerduty_rate_limit_then_success_delivers_once(
+    paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
+) -> None:
+    pagerduty_receiver.faults.push(429)
+    result = PagingActivities(paging_settings).send_pagerduty(
+        NotifyRequest(event="opened", report=make_report())
+    )
+    assert result.outcome == "Successful"
+    assert pagerduty_receiver.attempts == 2
+    assert pagerduty_receiver.actions() == [("trigger", result.dedup_key)]
