@@ -38,8 +38,8 @@ from worker.settings import Settings, load_settings
 
 _TRIGGER_EVENTS = frozenset({"opened", "needs_human"})
 _ACK_EVENTS = frozenset({"approved", "rejected"})
-# A shadowed incident keeps its page open: nothing was fixed, humans still own it.
-_RESOLVE_EVENTS = frozenset({"recovered", "resolved_before_action"})
+# Shadow mode runs beside the existing alerting, so backout's own page is closed (Slack keeps the story).
+_RESOLVE_EVENTS = frozenset({"recovered", "resolved_before_action", "shadowed"})
 
 
 def _application_error(error: DeliveryError) -> ApplicationError:

@@ -63,6 +63,8 @@ def test_event_mapping_uses_one_dedup_key(
         activities.send_pagerduty(NotifyRequest(event=event, report=report))
     key = dedup_key_for(report.incident_id)
     assert pagerduty_receiver.actions() == [("trigger", key), ("acknowledge", key), ("resolve", key)]
+    activities.send_pagerduty(NotifyRequest(event="shadowed", report=report))
+    assert pagerduty_receiver.actions()[-1] == ("resolve", key)
     [change] = pagerduty_receiver.change_events
     assert "deployment/retriever" in change["payload"]["summary"]
     assert change["payload"]["timestamp"].startswith("2026-11-27T10:08")
