@@ -7,11 +7,15 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from activities.paging.base import ChatNotifier, DeliveryError
 from incidents.models import ChatThread
 
 _RATE_LIMIT_RETRIES = 3
+_MAX_RETRY_AFTER_S = 5  # keep every wait well inside the notify activity's 30 s start-to-close
 _REQUEST_TIMEOUT_S = 10
 # Errors that will not go away by themselves: do not let Temporal retry them.
 _PERMANENT_ERRORS = frozenset(
@@ -44,6 +48,35 @@ def _api_error(exc: SlackApiError, method: str) -> DeliveryError:
     )
 
 
+class BoundedRateLimitHandler(RateLimitErrorRetryHandler):
+    """Waits out a 429's Retry-After only when it is short.
+
+    A long wait would outlive the activity's start-to-close timeout while the blocking
+    thread keeps going, and a late post after Temporal's retry would duplicate a message.
+    Longer waits fail the attempt instead; Temporal retries it with backoff.
+    """
+
+    def __init__(self, max_retry_count: int, max_wait_s: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait_s = max_wait_s
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        retry_after = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            return int(retry_after[0]) <= self.max_wait_s
+        except (ValueError, IndexError):
+            return False
+
+
 class SlackNotifier(ChatNotifier):
     name = "slack"
 
@@ -51,7 +84,9 @@ class SlackNotifier(ChatNotifier):
         if not base_url.endswith("/"):
             base_url += "/"
         self._client = WebClient(token=token, base_url=base_url, timeout=_REQUEST_TIMEOUT_S)
-        self._client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=_RATE_LIMIT_RETRIES))
+        self._client.retry_handlers.append(
+            BoundedRateLimitHandler(max_retry_count=_RATE_LIMIT_RETRIES, max_wait_s=_MAX_RETRY_AFTER_S)
+        )
         self._client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=1))
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
