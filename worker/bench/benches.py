@@ -32,8 +32,8 @@ class IngestResult(BaseModel):
     concurrency: int
     wall_s: float
     notifications_per_s: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
     retries: int
     incidents: int
     incident_runs: int
@@ -57,8 +57,8 @@ class StormResult(BaseModel):
     alerts_per_s: float
     notifications_per_s: float
     alert_deliveries_per_s: float
-    p50_ms: float
-    p99_ms: float
+    p50_ms: float | None
+    p99_ms: float | None
     retries: int
     incidents_opened: int
     incident_runs: int

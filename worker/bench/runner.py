@@ -52,10 +52,10 @@ class SendReport(BaseModel):
     def lost(self) -> list[Delivery]:
         return [d for d in self.deliveries if not d.accepted]
 
-    def latency_ms(self, quantile: float) -> float:
+    def latency_ms(self, quantile: float) -> float | None:
         values = [d.latency_s for d in self.accepted]
         if not values:
-            return float("nan")
+            return None
         return round(float(np.percentile(values, quantile * 100)) * 1000, 2)
 
 

@@ -17,7 +17,12 @@ from devstack.process import ManagedProcess, ProcessStartError, free_port
 class SpawnedStack:
     """Runs `backout up` in a temporary state directory; `url` and `token` address its API."""
 
-    def __init__(self, state_dir: Path | None = None, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        startup_timeout_s: float = 120.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         if state_dir is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="backout-bench-")
@@ -27,11 +32,16 @@ class SpawnedStack:
         self.temporal_port = free_port()
         self.token = secrets.token_urlsafe(24)
         self.startup_timeout_s = startup_timeout_s
+        self.extra_env = dict(extra_env or {})
         self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("BACKOUT_TEMPORAL_ADDRESS", "BACKOUT_CONFIG")}
@@ -44,6 +54,7 @@ class SpawnedStack:
             BACKOUT_TEMPORAL_PORT=str(self.temporal_port),
             BACKOUT_TEMPORAL_UI="false",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -107,3 +109,27 @@ def storm(
     """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss."""
     with _target(url, token, concurrency, list_wait_s, spawn) as target:
         _run(lambda: run_storm(target, alerts, groups, batches), as_json)
+
+
+@app.command("latency")
+def latency(
+    incidents: int = typer.Option(
+        50, "--incidents", min=1, max=500, help="incidents to time, one after another"
+    ),
+    per_incident_timeout_s: float = typer.Option(
+        30.0, "--per-incident-timeout-s", min=1.0, help="give up on an incident's rollback after this long"
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Webhook receipt -> rollback patch accepted, on a local control plane and a private backout up; with floor."""
+    from kubernetes.client.exceptions import ApiException
+
+    from cluster.local import ClusterError
+    from worker.bench.latency import run_latency
+
+    with tempfile.TemporaryDirectory(prefix="backout-latency-") as work_dir:
+        try:
+            _run(lambda: run_latency(incidents, Path(work_dir), per_incident_timeout_s), as_json)
+        except (ProcessStartError, ClusterError, ApiException) as exc:  # the environment, not the input
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

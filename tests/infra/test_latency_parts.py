@@ -1,0 +1,94 @@
+"""The latency bench's measuring parts on real components: rollback watch, patch floor, workflow floor.
+
+The full `backout bench latency` needs the whole pipeline wired into `backout up`; these
+tests pin down that what it measures with is right.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
+
+from cluster.local import LocalCluster
+from worker.bench.latency import (
+    BAD_IMAGE,
+    GOOD_IMAGE,
+    RollbackWatch,
+    patch_floor,
+    prepare_deployments,
+    workflow_floor,
+)
+from worker.temporal_server import TemporalDevServer
+
+
+@pytest.fixture
+def apps_and_core(
+    kube_cluster: LocalCluster,
+) -> Iterator[tuple[kube_client.AppsV1Api, kube_client.CoreV1Api]]:
+    api_client = kube_config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    try:
+        yield kube_client.AppsV1Api(api_client), kube_client.CoreV1Api(api_client)
+    finally:
+        api_client.close()
+
+
+def _image(apps: kube_client.AppsV1Api, namespace: str, name: str) -> str:
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    return str(deployment.spec.template.spec.containers[0].image)  # type: ignore[union-attr]
+
+
+@pytest.mark.kube
+def test_watch_times_only_the_armed_rollback_and_patch_floor_is_real(
+    apps_and_core: tuple[kube_client.AppsV1Api, kube_client.CoreV1Api],
+) -> None:
+    apps, core = apps_and_core
+    namespace = f"t-latency-{uuid.uuid4().hex[:6]}"
+    prepare_deployments(apps, core, namespace, ["armed", "other"])
+    try:
+        assert _image(apps, namespace, "armed") == BAD_IMAGE
+        watch = RollbackWatch(apps, namespace)
+        watch.start()
+        try:
+            seen = watch.arm("armed")
+            time.sleep(0.5)  # the watch is listening before the rollback happens
+            good = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": GOOD_IMAGE}]}}}}
+            started = time.perf_counter()
+            apps.patch_namespaced_deployment("other", namespace, good)
+            apps.patch_namespaced_deployment("armed", namespace, good)
+            assert seen.wait(15), "the watch never saw the rollback"
+            assert started < watch.seen_at["armed"] < time.perf_counter()
+            assert "other" not in watch.seen_at, "an unarmed deployment must not be timed"
+        finally:
+            watch.stop()
+        timings = patch_floor(apps, namespace, "other", 5)
+        assert len(timings) == 5 and all(t > 0 for t in timings)
+        annotations = apps.read_namespaced_deployment("other", namespace).metadata.annotations or {}  # type: ignore[union-attr]
+        assert annotations["backout.dev/bench-floor"] == "4"
+    finally:
+        core.delete_namespace(namespace)
+
+
+@pytest.mark.temporal
+async def test_workflow_floor_runs_real_round_trips(temporal_server: TemporalDevServer) -> None:
+    timings = await workflow_floor(temporal_server.address, 3)
+    assert len(timings) == 3 and all(t > 0 for t in timings)
+
+
+def test_watch_stop_returns_without_events() -> None:
+    # A watch whose stream never yields must still stop promptly (the CLI must not hang on exit).
+    class SilentApps:
+        def list_namespaced_deployment(self, *args: object, **kwargs: object) -> object:
+            raise ConnectionError("no apiserver")
+
+    watch = RollbackWatch(SilentApps(), "nowhere")  # type: ignore[arg-type]
+    watch.start()
+    started = time.monotonic()
+    watch.stop()
+    assert time.monotonic() - started < 5
+    assert not any(t.name == "rollback-watch" and t.is_alive() for t in threading.enumerate())

@@ -1,0 +1,376 @@
+"""`backout bench latency`: webhook receipt -> rollback patch accepted by the apiserver, and its floor.
+
+Real parts only: the local control plane (cluster/), a private `backout up` (embedded
+Temporal, worker, API) with an auto-mode rollback runbook and no settle wait, and the
+change API. Each incident is timed from just before its webhook POST until a watch on
+the Deployments sees the rolled-back template (an upper bound on "patch accepted").
+The floor is measured in the same run: a bare workflow round trip on the same Temporal
+plus a bare patch of a Deployment on the same apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
+from kubernetes import watch as kube_watch
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from worker.bench.floor_workflow import NoopWorkflow
+from worker.bench.runner import BenchError, auth_headers
+from worker.bench.stack import SpawnedStack
+
+NAMESPACE = "backout-latency"
+ALERTNAME = "BackoutLatencyBench"
+GOOD_IMAGE = "bench/chat:v1"
+BAD_IMAGE = "bench/chat:v2"
+TARGET_P99_MS = 1000.0
+TARGET_FLOOR_RATIO = 3.0
+
+RUNBOOK = f"""\
+name: latency-bench
+mode: auto
+match:
+  alertnames: [{ALERTNAME}]
+start: culprit
+nodes:
+  culprit:
+    if: attribution.available and attribution.top.kind == "image"
+    then: roll_back
+    else: escalate
+  roll_back:
+    actions:
+      - rollback:
+          kinds: [image]
+  escalate:
+    actions:
+      - escalate:
+          reason: latency bench found no image change
+"""
+
+
+class LatencyResult(BaseModel):
+    bench: str = "latency"
+    incidents: int
+    rolled_back: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    floor_workflow_p50_ms: float | None
+    floor_workflow_p99_ms: float | None
+    floor_patch_p50_ms: float | None
+    floor_patch_p99_ms: float | None
+    floor_p50_ms: float | None
+    floor_p99_ms: float | None
+    ratio_p50: float | None
+    ratio_p99: float | None
+    target_p99_ms: float = TARGET_P99_MS
+    target_ratio: float = TARGET_FLOOR_RATIO
+    incident_states: dict[str, int] = Field(default_factory=dict)
+    ok: bool
+    problems: list[str]
+
+
+def _ms(values: list[float], quantile: float) -> float | None:
+    return round(float(np.percentile(values, quantile * 100)) * 1000, 2) if values else None
+
+
+def _deployment(name: str) -> kube_client.V1Deployment:
+    labels = {"app": name}
+    return kube_client.V1Deployment(
+        metadata=kube_client.V1ObjectMeta(name=name, labels={"service": name}),
+        spec=kube_client.V1DeploymentSpec(
+            # No pods: the bench times the control path, not scheduling.
+            replicas=0,
+            selector=kube_client.V1LabelSelector(match_labels=labels),
+            template=kube_client.V1PodTemplateSpec(
+                metadata=kube_client.V1ObjectMeta(labels=labels),
+                spec=kube_client.V1PodSpec(
+                    containers=[kube_client.V1Container(name="app", image=GOOD_IMAGE)]
+                ),
+            ),
+        ),
+    )
+
+
+class RollbackWatch:
+    """Records, per Deployment, when a watch event first shows it back on the good image."""
+
+    def __init__(self, apps: kube_client.AppsV1Api, namespace: str) -> None:
+        self._apps = apps
+        self._namespace = namespace
+        self._armed: dict[str, threading.Event] = {}
+        self.seen_at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._watch = kube_watch.Watch()
+        self._thread = threading.Thread(target=self._run, name="rollback-watch", daemon=True)
+
+    def arm(self, name: str) -> threading.Event:
+        event = threading.Event()
+        self._armed[name] = event
+        return event
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for item in self._watch.stream(
+                    self._apps.list_namespaced_deployment, self._namespace, timeout_seconds=5
+                ):
+                    arrived = time.perf_counter()
+                    deployment = item["object"]
+                    name = deployment.metadata.name
+                    image = deployment.spec.template.spec.containers[0].image
+                    event = self._armed.get(name)
+                    if event is not None and image == GOOD_IMAGE and name not in self.seen_at:
+                        self.seen_at[name] = arrived
+                        event.set()
+                    if self._stop.is_set():
+                        return
+            except Exception:  # the watch reconnects; a transient apiserver error must not end it
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watch.stop()
+        self._thread.join(timeout=10)
+
+
+def prepare_deployments(
+    apps: kube_client.AppsV1Api, core: kube_client.CoreV1Api, namespace: str, names: list[str]
+) -> None:
+    """A namespace with Deployments at revision 2 (bad image) whose revision 1 is the good image."""
+    core.create_namespace(kube_client.V1Namespace(metadata=kube_client.V1ObjectMeta(name=namespace)))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            break
+        except ApiException as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    for name in names:
+        apps.create_namespaced_deployment(namespace, _deployment(name))
+    _wait_revisions(apps, namespace, names, "1")
+    bad = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": BAD_IMAGE}]}}}}
+    for name in names:
+        apps.patch_namespaced_deployment(name, namespace, bad)
+    _wait_revisions(apps, namespace, names, "2")
+
+
+def _wait_revisions(apps: kube_client.AppsV1Api, namespace: str, names: list[str], revision: str) -> None:
+    deadline = time.monotonic() + 120
+    waiting = set(names)
+    while waiting:
+        for deployment in apps.list_namespaced_deployment(namespace).items:
+            meta = deployment.metadata
+            if (
+                meta is not None
+                and (meta.annotations or {}).get("deployment.kubernetes.io/revision") == revision
+            ):
+                waiting.discard(str(meta.name))
+        if waiting and time.monotonic() > deadline:
+            raise BenchError(f"{len(waiting)} deployments never reached revision {revision}")
+        time.sleep(0.2)
+
+
+def _change(name: str, started_at: datetime) -> dict[str, Any]:
+    return {
+        "id": f"{name}-image-v2",
+        "service": name,
+        "namespace": NAMESPACE,
+        "kind": "image",
+        "started_at": started_at.isoformat(),
+        "completed_at": started_at.isoformat(),
+        "from_version": GOOD_IMAGE,
+        "to_version": BAD_IMAGE,
+        "author": "backout-bench",
+        "description": "latency bench: bad image",
+        "rollback": {"type": "deployment", "name": name, "namespace": NAMESPACE, "revision": 2},
+    }
+
+
+def _notification(name: str, run_id: str) -> dict[str, Any]:
+    labels = {"alertname": ALERTNAME, "namespace": NAMESPACE, "service": name, "severity": "critical"}
+    group = {"namespace": NAMESPACE, "service": name}
+    return {
+        "version": "4",
+        "groupKey": "{}:{" + f'namespace="{NAMESPACE}", service="{name}", run="{run_id}"' + "}",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "backout",
+        "groupLabels": group,
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.bench.invalid:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {"summary": f"{name} is failing"},
+                "startsAt": datetime.now(UTC).isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.bench.invalid/graph",
+                "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16],
+            }
+        ],
+    }
+
+
+async def workflow_floor(temporal_address: str, samples: int) -> list[float]:
+    client = await Client.connect(temporal_address)
+    queue = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    timings: list[float] = []
+    async with Worker(client, task_queue=queue, workflows=[NoopWorkflow]):
+        for index in range(samples):
+            started = time.perf_counter()
+            await client.execute_workflow(NoopWorkflow.run, index, id=f"{queue}-{index}", task_queue=queue)
+            timings.append(time.perf_counter() - started)
+    return timings
+
+
+def patch_floor(apps: kube_client.AppsV1Api, namespace: str, name: str, samples: int) -> list[float]:
+    timings: list[float] = []
+    for index in range(samples):
+        body = {"metadata": {"annotations": {"backout.dev/bench-floor": str(index)}}}
+        started = time.perf_counter()
+        apps.patch_namespaced_deployment(name, namespace, body)
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
+async def _why_not(http: httpx.AsyncClient, incident_id: str | None) -> str:
+    """The incident's own account of why it did not roll back: state and last error or decision."""
+    if not incident_id:
+        return "the webhook named no incident"
+    response = await http.get(f"/v1/incidents/{incident_id}")
+    if response.status_code != 200:
+        return f"GET incident answered HTTP {response.status_code}"
+    view = response.json()
+    timeline = view.get("timeline", [])
+    errors = [e["message"] for e in timeline if e.get("kind") == "error"]
+    decisions = [e["message"] for e in timeline if e.get("kind") == "decision"]
+    first = (errors or decisions or [view.get("summary") or "no timeline"])[0]
+    return f"state {view.get('state')}: {first}"[:400]
+
+
+async def _incident_states(http: httpx.AsyncClient, names: set[str]) -> dict[str, int]:
+    response = await http.get("/v1/incidents", params={"limit": 1000})
+    states: dict[str, int] = {}
+    for item in response.json().get("incidents", []):
+        if item.get("namespace") == NAMESPACE and item.get("service") in names:
+            states[str(item.get("state"))] = states.get(str(item.get("state")), 0) + 1
+    return states
+
+
+async def run_latency(incidents: int, work_dir: Path, per_incident_timeout_s: float = 30.0) -> LatencyResult:
+    # Imported here: the cluster package is only needed by this bench.
+    from cluster.local import LocalCluster
+
+    cluster = LocalCluster(work_dir / "cluster")
+    await asyncio.to_thread(cluster.start, 300.0)
+    try:
+        api_client = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        apps, core = kube_client.AppsV1Api(api_client), kube_client.CoreV1Api(api_client)
+        names = [f"lat-{index:03d}" for index in range(incidents)] + ["lat-floor"]
+        await asyncio.to_thread(prepare_deployments, apps, core, NAMESPACE, names)
+        runbook_dir = work_dir / "runbooks"
+        runbook_dir.mkdir(parents=True, exist_ok=True)
+        (runbook_dir / "latency-bench.yaml").write_text(RUNBOOK, encoding="utf-8")
+        env = {
+            "BACKOUT_KUBECONFIG": str(cluster.kubeconfig),
+            "BACKOUT_RUNBOOK_DIR": str(runbook_dir),
+            "BACKOUT_ALLOWED_NAMESPACES": NAMESPACE,
+            "BACKOUT_INCIDENT_SETTLE_S": "0",
+            "BACKOUT_MAX_ROLLBACKS_PER_NAMESPACE_PER_HOUR": str(incidents + 10),
+        }
+        stack = SpawnedStack(state_dir=work_dir / "backout", extra_env=env)
+        await asyncio.to_thread(stack.start)
+        try:
+            return await _measure(stack, apps, names[:-1], per_incident_timeout_s)
+        finally:
+            await asyncio.to_thread(stack.stop)
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def _measure(
+    stack: SpawnedStack, apps: kube_client.AppsV1Api, names: list[str], per_incident_timeout_s: float
+) -> LatencyResult:
+    run_id = uuid.uuid4().hex[:8]
+    headers = auth_headers(stack.token)
+    watch = RollbackWatch(apps, NAMESPACE)
+    watch.start()
+    latencies: list[float] = []
+    problems: list[str] = []
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30, trust_env=False) as http:
+        changed_at = datetime.now(UTC) - timedelta(seconds=30)
+        for name in names:
+            response = await http.post("/v1/changes", json=_change(name, changed_at), headers=headers)
+            if response.status_code >= 300:
+                raise BenchError(
+                    f"POST /v1/changes answered HTTP {response.status_code}: {response.text[:300]}"
+                )
+        for name in names:
+            seen = watch.arm(name)
+            started = time.perf_counter()
+            response = await http.post(
+                "/v1/alerts/alertmanager", json=_notification(name, run_id), headers=headers
+            )
+            if response.status_code >= 300:
+                problems.append(f"{name}: webhook answered HTTP {response.status_code}")
+                continue
+            if not await asyncio.to_thread(seen.wait, per_incident_timeout_s):
+                why = await _why_not(http, response.json().get("incident_id"))
+                problems.append(f"{name}: no rollback within {per_incident_timeout_s:.0f}s ({why})")
+                if len(problems) >= 3:
+                    problems.append("stopped after 3 incidents without a rollback")
+                    break
+                continue
+            latencies.append(watch.seen_at[name] - started)
+        states = await _incident_states(http, set(names))
+    watch.stop()
+    samples = max(10, len(names))
+    workflow_floor_s = await workflow_floor(stack.temporal_address, samples)
+    patch_floor_s = await asyncio.to_thread(patch_floor, apps, NAMESPACE, "lat-floor", samples)
+    floor_p50 = (_ms(workflow_floor_s, 0.5) or 0.0) + (_ms(patch_floor_s, 0.5) or 0.0)
+    floor_p99 = (_ms(workflow_floor_s, 0.99) or 0.0) + (_ms(patch_floor_s, 0.99) or 0.0)
+    p50, p99 = _ms(latencies, 0.5), _ms(latencies, 0.99)
+    if p50 is not None and p99 is not None and len(latencies) == len(names):
+        if p99 >= TARGET_P99_MS:
+            problems.append(f"p99 {p99} ms is not under {TARGET_P99_MS:.0f} ms")
+        if p99 > TARGET_FLOOR_RATIO * floor_p99:
+            problems.append(f"p99 is {p99 / floor_p99:.1f}x the floor (target {TARGET_FLOOR_RATIO:.0f}x)")
+    return LatencyResult(
+        incidents=len(names),
+        rolled_back=len(latencies),
+        p50_ms=p50,
+        p99_ms=p99,
+        max_ms=round(max(latencies) * 1000, 2) if latencies else None,
+        floor_workflow_p50_ms=_ms(workflow_floor_s, 0.5),
+        floor_workflow_p99_ms=_ms(workflow_floor_s, 0.99),
+        floor_patch_p50_ms=_ms(patch_floor_s, 0.5),
+        floor_patch_p99_ms=_ms(patch_floor_s, 0.99),
+        floor_p50_ms=round(floor_p50, 2),
+        floor_p99_ms=round(floor_p99, 2),
+        ratio_p50=round(p50 / floor_p50, 2) if p50 is not None else None,
+        ratio_p99=round(p99 / floor_p99, 2) if p99 is not None else None,
+        incident_states=states,
+        ok=not problems,
+        problems=problems,
+    )
