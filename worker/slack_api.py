@@ -24,7 +24,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from slack_sdk.signature import SignatureVerifier
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from activities.paging.base import DeliveryError, OwnerRequest
@@ -173,6 +173,8 @@ async def _decide(state: Any, click: Click) -> tuple[bool, str]:
         return False, f"Nothing changed: {reason}"
     except RPCError as exc:
         return False, f"Nothing changed: incident {click.value.w} is not running ({exc.message})"
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return False, f"Not confirmed: incident {click.value.w} did not answer in time; click again to retry"
     return True, f"{verb} by <@{click.user}>: {result}"
 
 
@@ -232,8 +234,10 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> J
 
 def _finish_late(task: asyncio.Task[tuple[bool, str]], settings: Settings, click: Click) -> None:
     _background.discard(task)
-    if task.cancelled() or task.exception() is not None:
-        text, applied = f"Approval could not be applied: {task.exception() or 'cancelled'}", False
+    if task.cancelled():
+        applied, text = False, "Approval could not be applied: cancelled"
+    elif task.exception() is not None:
+        applied, text = False, f"Approval could not be applied: {task.exception()}"
     else:
         applied, text = task.result()
     # Runs on the event loop: hand the blocking Slack calls to a thread.
