@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from pydantic import BaseModel
 from temporalio import activity
 
+from activities.kube import guards, ledger
+from activities.kube.client import KubeApis, apis_from_settings
 from activities.prometheus import PrometheusError, query_range
 from incidents.bundle import BundleIncident, Change, IncidentBundle, MetricSeries, Symptom, Topology
 from incidents.changes_store import ChangeStore
@@ -18,26 +22,43 @@ EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
 EVIDENCE_METRIC_ANNOTATION = "backout.dev/evidence-metric"
 EVIDENCE_DIRECTION_ANNOTATION = "backout.dev/evidence-bad-direction"
 
-ChangeSource = Callable[[Settings, str | None, datetime, datetime], list[Change]]
+# Deployment annotation naming the services a workload calls: the topology's edges.
+CALLS_ANNOTATION = "backout.dev/calls"
 
 
 def reported_changes(
-    settings: Settings, namespace: str | None, since: datetime, until: datetime
+    store_file: Path, namespace: str | None, since: datetime, until: datetime
 ) -> list[Change]:
     """Changes posted to POST /v1/changes."""
-    store = ChangeStore(settings.change_store_file)
+    store = ChangeStore(store_file)
     try:
         return store.list(since=since, until=until, namespace=namespace)
     finally:
         store.close()
 
 
-CHANGE_SOURCES: list[tuple[str, ChangeSource]] = [("change API", reported_changes)]
+def kube_configured(settings: Settings) -> bool:
+    return settings.kubeconfig is not None or bool(os.environ.get("KUBECONFIG"))
 
 
-def register_change_source(name: str, source: ChangeSource) -> None:
-    if all(existing != name for existing, _ in CHANGE_SOURCES):
-        CHANGE_SOURCES.append((name, source))
+class ClusterFacts(BaseModel):
+    """What the cluster tells about an incident besides its changes."""
+
+    edges: list[tuple[str, str]] = []
+    recent_rollbacks: int = 0
+
+
+def cluster_facts(apis: KubeApis, namespace: str) -> ClusterFacts:
+    """Topology from `backout.dev/calls` on Deployments; rollbacks backout made here in the last hour."""
+    edges: set[tuple[str, str]] = set()
+    for deployment in apis.apps.list_namespaced_deployment(namespace).items:
+        annotations = deployment.metadata.annotations or {}
+        caller = ledger.service_name(deployment.metadata)
+        for callee in annotations.get(CALLS_ANNOTATION, "").split(","):
+            if callee.strip():
+                edges.add((caller, callee.strip()))
+    rollbacks = guards.rollbacks_in_last_hour(guards.read_action_log(apis, namespace))
+    return ClusterFacts(edges=sorted(edges), recent_rollbacks=rollbacks)
 
 
 def _evidence(
@@ -90,17 +111,24 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
     since = request.detected_at - timedelta(seconds=request.lookback_s)
     notes: list[str] = []
     changes: dict[str, Change] = {}
-    for name, source in CHANGE_SOURCES:
+    facts = ClusterFacts()
+    for change in reported_changes(settings.change_store_file, request.namespace, since, now):
+        changes.setdefault(change.id, change)
+    if kube_configured(settings):
         try:
-            found = source(settings, request.namespace, since, now)
-        except Exception as exc:  # one broken source must not hide the others
-            notes.append(f"change source {name} failed: {exc}")
-            continue
-        for change in found:
-            changes.setdefault(change.id, change)
+            apis = apis_from_settings(settings)
+            try:
+                namespaces = [request.namespace] if request.namespace else list(settings.allowed_namespaces)
+                for change in ledger.list_changes(apis, namespaces, since, record_first=True):
+                    changes.setdefault(change.id, change)
+                if request.namespace:
+                    facts = cluster_facts(apis, request.namespace)
+            finally:
+                apis.close()
+        except Exception as exc:  # the cluster being away must not hide the other evidence
+            notes.append(f"cluster changes unavailable: {exc}")
     metrics, evidence_notes = _evidence(settings, request, since, now)
     notes.extend(evidence_notes)
-    topology_edges = _topology_edges(settings, request.namespace)
     metric_name = request.labels.get("backout_metric") or ("eval_score" if request.eval else None)
     bundle = IncidentBundle(
         version=1,
@@ -113,37 +141,11 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
             labels=request.labels,
             symptom=Symptom(metric=metric_name) if metric_name else None,
         ),
-        topology=Topology(edges=topology_edges),
+        topology=Topology(edges=facts.edges),
         changes=sorted(changes.values(), key=lambda c: c.started_at),
         metrics=metrics,
     )
-    return ContextResult(
-        bundle=bundle, notes=notes, recent_rollbacks=_recent_rollbacks(settings, request.namespace)
-    )
-
-
-TOPOLOGY_SOURCES: list[Callable[[Settings, str | None], list[tuple[str, str]]]] = []
-ROLLBACK_COUNTERS: list[Callable[[Settings, str | None], int]] = []
-
-
-def _topology_edges(settings: Settings, namespace: str | None) -> list[tuple[str, str]]:
-    edges: set[tuple[str, str]] = set()
-    for source in TOPOLOGY_SOURCES:
-        try:
-            edges.update(source(settings, namespace))
-        except Exception:  # topology is optional evidence
-            continue
-    return sorted(edges)
-
-
-def _recent_rollbacks(settings: Settings, namespace: str | None) -> int:
-    total = 0
-    for counter in ROLLBACK_COUNTERS:
-        try:
-            total += counter(settings, namespace)
-        except Exception:
-            continue
-    return total
+    return ContextResult(bundle=bundle, notes=notes, recent_rollbacks=facts.recent_rollbacks)
 
 
 @activity.defn(name="collect_context")

@@ -5,20 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import context, incidents, runbooks
+from activities import attribution, context, evals, incidents, runbooks
+from activities.kube import activities as kube
 from activities.paging import activities as paging
 from worker.settings import Settings
 
 
 def workflows() -> list[type]:
+    from workflows.eval import EvalWorkflow
     from workflows.incident import IncidentWorkflow
 
-    return [IncidentWorkflow]
+    return [IncidentWorkflow, EvalWorkflow]
 
 
 def activities() -> list[Callable[..., Any]]:
     found: list[Callable[..., Any]] = []
-    for module in (context, incidents, runbooks, paging):
+    for module in (context, incidents, attribution, runbooks, kube, paging, evals):
         found.extend(module.ACTIVITIES)
     return found
 

@@ -219,6 +219,12 @@ class IncidentWorkflow:
             if isinstance(action, PageAction):
                 self._severity = action.severity
                 self._team = action.team or self._team
+        if self._all_alerts_resolved():
+            # Never act on (or page for) an alert that resolved before the decision was taken.
+            self._set_state("resolved_before_action")
+            self._log("decision", "guard", "every alert resolved before the decision: nothing done")
+            await self._notify("resolved_before_action")
+            return
         await self._notify("opened")
         await self._execute(decision.actions)
 
@@ -313,6 +319,11 @@ class IncidentWorkflow:
                 return
             elif isinstance(action, PageAction | RecordAction) or action.type == "notify":
                 note = getattr(action, "note", None) or getattr(action, "message", None) or ""
+                if action.mode == "shadow" and action.type != "record":
+                    self._record(
+                        action.type, "shadow", "would_have", message=note or f"would have sent {action.type}"
+                    )
+                    continue
                 self._record(action.type, action.mode, "Successful", message=note)
                 if action.type == "notify":
                     await self._notify("update", detail=note or None)
@@ -608,10 +619,15 @@ class IncidentWorkflow:
     async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
         report = self._report()
         request = NotifyRequest(event=event, report=report, thread=self._thread, detail=detail)
-        results = await asyncio.gather(
-            self._deliver("notify_pagerduty", request),
-            self._deliver("notify_slack", request),
+        decision = self._view.decision
+        shadow_runbook = decision is not None and decision.runbook is not None and decision.mode == "shadow"
+        # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
+        channels = (
+            ["notify_slack"]
+            if shadow_runbook and event != "needs_human"
+            else ["notify_pagerduty", "notify_slack"]
         )
+        results = await asyncio.gather(*(self._deliver(channel, request) for channel in channels))
         for result in results:
             if result is not None and result.thread is not None and self._thread is None:
                 self._thread = result.thread
