@@ -242,7 +242,7 @@ def test_slack_long_retry_after_fails_the_attempt_instead_of_sleeping(
     paging_settings: Settings, slack_receiver: SlackReceiver
 ) -> None:
     slack_receiver.faults.push(429, 1, {"Retry-After": "60"})
-    with pytest.raises(ApplicationError, match="chat.postMessage") as caught:
+    with pytest.raises(ApplicationError, match=r"chat\.postMessage") as caught:
         PagingActivities(paging_settings).send_slack(NotifyRequest(event="opened", report=make_report()))
     assert not caught.value.non_retryable  # Temporal tries again later
     assert slack_receiver.attempts == 1 and slack_receiver.heads() == []
