@@ -18,8 +18,14 @@ class IncidentKey(BaseModel):
     group: str
 
     def workflow_id(self) -> str:
-        """Readable prefix plus a hash of the exact key, so distinct keys never collide."""
-        raw = f"{self.namespace or ''}\x1f{self.service or ''}\x1f{self.group}"
+        """One incident per namespace + service; the alert group stands in when no service is known.
+
+        Keying on the service (not on the Alertmanager group) lets a second alert group, a
+        golden-set regression or a second bad deploy on the same service join the running
+        incident instead of opening a rival one that would remediate in parallel.
+        """
+        scope = f"service\x1f{self.service}" if self.service else f"group\x1f{self.group}"
+        raw = f"{self.namespace or ''}\x1f{scope}"
         digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:16]
         readable = _SLUG.sub("-", f"{self.namespace or '_'}-{self.service or '_'}".lower()).strip("-")[:60]
         return f"incident-{readable}-{digest}"

@@ -7,7 +7,6 @@ Deterministic: all I/O happens in activities; time comes from workflow.now().
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.paging.dispatch import NOTIFY_RETRY, PagingOutcome, notify_all
     from activities.paging.summary import build_summary
     from incidents.bundle import AttributionOutput, Change, IncidentBundle
     from incidents.models import (
@@ -59,12 +59,6 @@ SHORT_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=5,
-)
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
 )
 
 
@@ -617,44 +611,45 @@ class IncidentWorkflow:
         return report
 
     async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
-        report = self._report()
-        request = NotifyRequest(event=event, report=report, thread=self._thread, detail=detail)
+        request = NotifyRequest(event=event, report=self._report(), thread=self._thread, detail=detail)
         decision = self._view.decision
-        shadow_runbook = decision is not None and decision.runbook is not None and decision.mode == "shadow"
-        # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
-        channels = (
-            ["notify_slack"]
-            if shadow_runbook and event != "needs_human"
-            else ["notify_pagerduty", "notify_slack"]
-        )
-        results = await asyncio.gather(*(self._deliver(channel, request) for channel in channels))
-        for result in results:
-            if result is not None and result.thread is not None and self._thread is None:
-                self._thread = result.thread
-
-    async def _deliver(self, activity: str, request: NotifyRequest) -> NotifyResult | None:
-        """One channel failing never blocks or loses the other."""
-        try:
-            result = await workflow.execute_activity(
-                activity,
-                request,
-                result_type=NotifyResult,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=5),
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as error:
-            self._log("error", activity, f"{request.event} not delivered: {_cause(error)}")
-            return None
-        if result.outcome != "Successful":
-            self._log("error", activity, f"{request.event}: {result.outcome}: {result.message}")
+        if (
+            decision is not None
+            and decision.runbook is not None
+            and decision.mode == "shadow"
+            and event != "needs_human"
+        ):
+            # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
+            outcome = PagingOutcome(thread=self._thread)
+            try:
+                outcome.slack = await workflow.execute_activity(
+                    "notify_slack",
+                    request,
+                    result_type=NotifyResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=NOTIFY_RETRY,
+                )
+            except ActivityError as error:
+                outcome.errors.append(f"slack {event}: {_cause(error)}")
         else:
-            self._log(
-                "action",
-                activity,
-                f"{request.event} delivered" + (f": {result.message}" if result.message else ""),
-            )
-        return result
+            # Both channels, each independent; a failure on one is noted through the other.
+            outcome = await notify_all(request, retry=NOTIFY_RETRY)
+        if self._thread is None and outcome.slack is not None and outcome.slack.thread is not None:
+            self._thread = outcome.slack.thread
+        for problem in outcome.errors:
+            self._log("error", "notify", f"not delivered: {problem}")
+        for channel, result in (("pagerduty", outcome.pagerduty), ("slack", outcome.slack)):
+            if result is None:
+                continue
+            if result.outcome == "Successful":
+                self._log(
+                    "action",
+                    f"notify_{channel}",
+                    f"{event} delivered" + (f": {result.message}" if result.message else ""),
+                )
+            else:
+                self._log("note", f"notify_{channel}", f"{event}: {result.outcome}: {result.message}")
 
 
 def _cause(error: BaseException) -> str:
