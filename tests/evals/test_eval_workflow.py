@@ -11,7 +11,7 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.evals import ACTIVITIES as EVAL_ACTIVITIES
 from evals.flow import EvalWorkflowInput, EvalWorkflowResult
@@ -43,11 +43,13 @@ async def _client(server: TemporalDevServer) -> Client:
     return await Client.connect(server.address, data_converter=pydantic_data_converter)
 
 
-async def _run(client: Client, queue: str, request: EvalWorkflowInput) -> EvalWorkflowResult:
+async def _run(
+    client: Client, queue: str, request: EvalWorkflowInput, workflow_id: str | None = None
+) -> EvalWorkflowResult:
     return await client.execute_workflow(
         EvalWorkflow.run,
         request,
-        id=f"eval-test-{uuid.uuid4().hex[:8]}",
+        id=workflow_id or f"eval-test-{uuid.uuid4().hex[:8]}",
         task_queue=queue,
         execution_timeout=timedelta(minutes=5),
     )
@@ -75,8 +77,9 @@ async def test_bad_model_version_opens_an_incident_with_the_eval_series(
         assert recorder.requests == []
 
         simservice.deploy(model_version="llm-v2-bad")
+        broken_id = f"eval-test-broken-{uuid.uuid4().hex[:8]}"
         try:
-            broken = await _run(client, queue, request)
+            broken = await _run(client, queue, request, broken_id)
         finally:
             simservice.deploy(model_version="llm-v1")
         assert broken.status == "regression" and broken.incident_id == "incident-rag-api-1"
@@ -84,6 +87,10 @@ async def test_bad_model_version_opens_an_incident_with_the_eval_series(
 
         healed = await _run(client, queue, request)
         assert healed.status == "ok", healed
+
+    # The run that opened the incident replays deterministically from its recorded history.
+    recorded = await client.get_workflow_handle(broken_id).fetch_history()
+    await Replayer(workflows=[EvalWorkflow], data_converter=pydantic_data_converter).replay_workflow(recorded)
 
     assert len(recorder.requests) == 1
     opened = recorder.requests[0]
