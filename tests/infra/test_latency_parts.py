@@ -19,6 +19,7 @@ from cluster.local import LocalCluster
 from worker.bench.latency import (
     BAD_IMAGE,
     GOOD_IMAGE,
+    SERVICE,
     RollbackWatch,
     patch_floor,
     prepare_deployments,
@@ -48,30 +49,32 @@ def test_watch_times_only_the_armed_rollback_and_patch_floor_is_real(
     apps_and_core: tuple[kube_client.AppsV1Api, kube_client.CoreV1Api],
 ) -> None:
     apps, core = apps_and_core
-    namespace = f"t-latency-{uuid.uuid4().hex[:6]}"
-    prepare_deployments(apps, core, namespace, ["armed", "other"])
+    suffix = uuid.uuid4().hex[:6]
+    armed, other = f"t-lat-armed-{suffix}", f"t-lat-other-{suffix}"
+    prepare_deployments(apps, core, [armed, other])
     try:
-        assert _image(apps, namespace, "armed") == BAD_IMAGE
-        watch = RollbackWatch(apps, namespace)
+        assert _image(apps, armed, SERVICE) == BAD_IMAGE
+        watch = RollbackWatch(apps)
         watch.start()
         try:
-            seen = watch.arm("armed")
+            seen = watch.arm(armed)
             time.sleep(0.5)  # the watch is listening before the rollback happens
             good = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": GOOD_IMAGE}]}}}}
             started = time.perf_counter()
-            apps.patch_namespaced_deployment("other", namespace, good)
-            apps.patch_namespaced_deployment("armed", namespace, good)
+            apps.patch_namespaced_deployment(SERVICE, other, good)
+            apps.patch_namespaced_deployment(SERVICE, armed, good)
             assert seen.wait(15), "the watch never saw the rollback"
-            assert started < watch.seen_at["armed"] < time.perf_counter()
-            assert "other" not in watch.seen_at, "an unarmed deployment must not be timed"
+            assert started < watch.seen_at[armed] < time.perf_counter()
+            assert other not in watch.seen_at, "an unarmed deployment must not be timed"
         finally:
             watch.stop()
-        timings = patch_floor(apps, namespace, "other", 5)
+        timings = patch_floor(apps, other, SERVICE, 5)
         assert len(timings) == 5 and all(t > 0 for t in timings)
-        annotations = apps.read_namespaced_deployment("other", namespace).metadata.annotations or {}  # type: ignore[union-attr]
+        annotations = apps.read_namespaced_deployment(SERVICE, other).metadata.annotations or {}  # type: ignore[union-attr]
         assert annotations["backout.dev/bench-floor"] == "4"
     finally:
-        core.delete_namespace(namespace)
+        core.delete_namespace(armed)
+        core.delete_namespace(other)
 
 
 @pytest.mark.temporal
@@ -83,10 +86,10 @@ async def test_workflow_floor_runs_real_round_trips(temporal_server: TemporalDev
 def test_watch_stop_returns_without_events() -> None:
     # A watch whose stream never yields must still stop promptly (the CLI must not hang on exit).
     class SilentApps:
-        def list_namespaced_deployment(self, *args: object, **kwargs: object) -> object:
+        def list_deployment_for_all_namespaces(self, *args: object, **kwargs: object) -> object:
             raise ConnectionError("no apiserver")
 
-    watch = RollbackWatch(SilentApps(), "nowhere")  # type: ignore[arg-type]
+    watch = RollbackWatch(SilentApps())  # type: ignore[arg-type]
     watch.start()
     started = time.monotonic()
     watch.stop()

@@ -4,6 +4,8 @@ Real parts only: the local control plane (cluster/), a private `backout up` (emb
 Temporal, worker, API) with an auto-mode rollback runbook and no settle wait, and the
 change API. Each incident is timed from just before its webhook POST until a watch on
 the Deployments sees the rolled-back template (an upper bound on "patch accepted").
+Each incident gets its own namespace holding one Deployment with one bad change, so the
+bench times the response path, not the attribution of look-alike changes.
 The floor is measured in the same run: a bare workflow round trip on the same Temporal
 plus a bare patch of a Deployment on the same apiserver.
 """
@@ -32,7 +34,9 @@ from worker.bench.floor_workflow import NoopWorkflow
 from worker.bench.runner import BenchError, auth_headers
 from worker.bench.stack import SpawnedStack
 
-NAMESPACE = "backout-latency"
+NAMESPACE_PREFIX = "backout-latency"
+SERVICE = "chat"
+BENCH_LABEL = "backout.dev/bench"
 ALERTNAME = "BackoutLatencyBench"
 GOOD_IMAGE = "bench/chat:v1"
 BAD_IMAGE = "bench/chat:v2"
@@ -87,10 +91,10 @@ def _ms(values: list[float], quantile: float) -> float | None:
     return round(float(np.percentile(values, quantile * 100)) * 1000, 2) if values else None
 
 
-def _deployment(name: str) -> kube_client.V1Deployment:
-    labels = {"app": name}
+def _deployment() -> kube_client.V1Deployment:
+    labels = {"app": SERVICE}
     return kube_client.V1Deployment(
-        metadata=kube_client.V1ObjectMeta(name=name, labels={"service": name}),
+        metadata=kube_client.V1ObjectMeta(name=SERVICE, labels={"service": SERVICE, BENCH_LABEL: "latency"}),
         spec=kube_client.V1DeploymentSpec(
             # No pods: the bench times the control path, not scheduling.
             replicas=0,
@@ -106,20 +110,19 @@ def _deployment(name: str) -> kube_client.V1Deployment:
 
 
 class RollbackWatch:
-    """Records, per Deployment, when a watch event first shows it back on the good image."""
+    """Records, per namespace, when a watch event first shows the bench Deployment back on the good image."""
 
-    def __init__(self, apps: kube_client.AppsV1Api, namespace: str) -> None:
+    def __init__(self, apps: kube_client.AppsV1Api) -> None:
         self._apps = apps
-        self._namespace = namespace
         self._armed: dict[str, threading.Event] = {}
         self.seen_at: dict[str, float] = {}
         self._stop = threading.Event()
         self._watch = kube_watch.Watch()
         self._thread = threading.Thread(target=self._run, name="rollback-watch", daemon=True)
 
-    def arm(self, name: str) -> threading.Event:
+    def arm(self, namespace: str) -> threading.Event:
         event = threading.Event()
-        self._armed[name] = event
+        self._armed[namespace] = event
         return event
 
     def start(self) -> None:
@@ -129,15 +132,17 @@ class RollbackWatch:
         while not self._stop.is_set():
             try:
                 for item in self._watch.stream(
-                    self._apps.list_namespaced_deployment, self._namespace, timeout_seconds=5
+                    self._apps.list_deployment_for_all_namespaces,
+                    label_selector=f"{BENCH_LABEL}=latency",
+                    timeout_seconds=5,
                 ):
                     arrived = time.perf_counter()
                     deployment = item["object"]
-                    name = deployment.metadata.name
+                    namespace = deployment.metadata.namespace
                     image = deployment.spec.template.spec.containers[0].image
-                    event = self._armed.get(name)
-                    if event is not None and image == GOOD_IMAGE and name not in self.seen_at:
-                        self.seen_at[name] = arrived
+                    event = self._armed.get(namespace)
+                    if event is not None and image == GOOD_IMAGE and namespace not in self.seen_at:
+                        self.seen_at[namespace] = arrived
                         event.set()
                     if self._stop.is_set():
                         return
@@ -151,49 +156,52 @@ class RollbackWatch:
 
 
 def prepare_deployments(
-    apps: kube_client.AppsV1Api, core: kube_client.CoreV1Api, namespace: str, names: list[str]
+    apps: kube_client.AppsV1Api, core: kube_client.CoreV1Api, namespaces: list[str]
 ) -> None:
-    """A namespace with Deployments at revision 2 (bad image) whose revision 1 is the good image."""
-    core.create_namespace(kube_client.V1Namespace(metadata=kube_client.V1ObjectMeta(name=namespace)))
+    """In each namespace, the bench Deployment at revision 2 (bad image) whose revision 1 is the good image."""
+    for namespace in namespaces:
+        core.create_namespace(kube_client.V1Namespace(metadata=kube_client.V1ObjectMeta(name=namespace)))
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            core.read_namespaced_service_account("default", namespace)
-            break
-        except ApiException as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    for name in names:
-        apps.create_namespaced_deployment(namespace, _deployment(name))
-    _wait_revisions(apps, namespace, names, "1")
+    for namespace in namespaces:
+        while True:
+            try:
+                core.read_namespaced_service_account("default", namespace)
+                break
+            except ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    for namespace in namespaces:
+        apps.create_namespaced_deployment(namespace, _deployment())
+    _wait_revisions(apps, namespaces, "1")
     bad = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": BAD_IMAGE}]}}}}
-    for name in names:
-        apps.patch_namespaced_deployment(name, namespace, bad)
-    _wait_revisions(apps, namespace, names, "2")
+    for namespace in namespaces:
+        apps.patch_namespaced_deployment(SERVICE, namespace, bad)
+    _wait_revisions(apps, namespaces, "2")
 
 
-def _wait_revisions(apps: kube_client.AppsV1Api, namespace: str, names: list[str], revision: str) -> None:
+def _wait_revisions(apps: kube_client.AppsV1Api, namespaces: list[str], revision: str) -> None:
     deadline = time.monotonic() + 120
-    waiting = set(names)
+    waiting = set(namespaces)
     while waiting:
-        for deployment in apps.list_namespaced_deployment(namespace).items:
+        listed = apps.list_deployment_for_all_namespaces(label_selector=f"{BENCH_LABEL}=latency")
+        for deployment in listed.items:
             meta = deployment.metadata
             if (
                 meta is not None
                 and (meta.annotations or {}).get("deployment.kubernetes.io/revision") == revision
             ):
-                waiting.discard(str(meta.name))
+                waiting.discard(str(meta.namespace))
         if waiting and time.monotonic() > deadline:
             raise BenchError(f"{len(waiting)} deployments never reached revision {revision}")
         time.sleep(0.2)
 
 
-def _change(name: str, started_at: datetime) -> dict[str, Any]:
+def _change(namespace: str, started_at: datetime) -> dict[str, Any]:
     return {
-        "id": f"{name}-image-v2",
-        "service": name,
-        "namespace": NAMESPACE,
+        "id": f"{namespace}-{SERVICE}-image-v2",
+        "service": SERVICE,
+        "namespace": namespace,
         "kind": "image",
         "started_at": started_at.isoformat(),
         "completed_at": started_at.isoformat(),
@@ -201,16 +209,16 @@ def _change(name: str, started_at: datetime) -> dict[str, Any]:
         "to_version": BAD_IMAGE,
         "author": "backout-bench",
         "description": "latency bench: bad image",
-        "rollback": {"type": "deployment", "name": name, "namespace": NAMESPACE, "revision": 2},
+        "rollback": {"type": "deployment", "name": SERVICE, "namespace": namespace, "revision": 2},
     }
 
 
-def _notification(name: str, run_id: str) -> dict[str, Any]:
-    labels = {"alertname": ALERTNAME, "namespace": NAMESPACE, "service": name, "severity": "critical"}
-    group = {"namespace": NAMESPACE, "service": name}
+def _notification(namespace: str, run_id: str) -> dict[str, Any]:
+    labels = {"alertname": ALERTNAME, "namespace": namespace, "service": SERVICE, "severity": "critical"}
+    group = {"namespace": namespace, "service": SERVICE}
     return {
         "version": "4",
-        "groupKey": "{}:{" + f'namespace="{NAMESPACE}", service="{name}", run="{run_id}"' + "}",
+        "groupKey": "{}:{" + f'namespace="{namespace}", run="{run_id}", service="{SERVICE}"' + "}",
         "truncatedAlerts": 0,
         "status": "firing",
         "receiver": "backout",
@@ -222,11 +230,11 @@ def _notification(name: str, run_id: str) -> dict[str, Any]:
             {
                 "status": "firing",
                 "labels": labels,
-                "annotations": {"summary": f"{name} is failing"},
+                "annotations": {"summary": f"{SERVICE} in {namespace} is failing"},
                 "startsAt": datetime.now(UTC).isoformat(),
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus.bench.invalid/graph",
-                "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, name).hex[:16],
+                "fingerprint": uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{run_id}").hex[:16],
             }
         ],
     }
@@ -269,11 +277,11 @@ async def _why_not(http: httpx.AsyncClient, incident_id: str | None) -> str:
     return f"state {view.get('state')}: {first}"[:400]
 
 
-async def _incident_states(http: httpx.AsyncClient, names: set[str]) -> dict[str, int]:
+async def _incident_states(http: httpx.AsyncClient, namespaces: set[str]) -> dict[str, int]:
     response = await http.get("/v1/incidents", params={"limit": 1000})
     states: dict[str, int] = {}
     for item in response.json().get("incidents", []):
-        if item.get("namespace") == NAMESPACE and item.get("service") in names:
+        if item.get("namespace") in namespaces and item.get("service") == SERVICE:
             states[str(item.get("state"))] = states.get(str(item.get("state")), 0) + 1
     return states
 
@@ -287,22 +295,22 @@ async def run_latency(incidents: int, work_dir: Path, per_incident_timeout_s: fl
     try:
         api_client = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
         apps, core = kube_client.AppsV1Api(api_client), kube_client.CoreV1Api(api_client)
-        names = [f"lat-{index:03d}" for index in range(incidents)] + ["lat-floor"]
-        await asyncio.to_thread(prepare_deployments, apps, core, NAMESPACE, names)
+        namespaces = [f"{NAMESPACE_PREFIX}-{index:03d}" for index in range(incidents)]
+        floor_namespace = f"{NAMESPACE_PREFIX}-floor"
+        await asyncio.to_thread(prepare_deployments, apps, core, [*namespaces, floor_namespace])
         runbook_dir = work_dir / "runbooks"
         runbook_dir.mkdir(parents=True, exist_ok=True)
         (runbook_dir / "latency-bench.yaml").write_text(RUNBOOK, encoding="utf-8")
         env = {
             "BACKOUT_KUBECONFIG": str(cluster.kubeconfig),
             "BACKOUT_RUNBOOK_DIR": str(runbook_dir),
-            "BACKOUT_ALLOWED_NAMESPACES": NAMESPACE,
+            "BACKOUT_ALLOWED_NAMESPACES": ",".join(namespaces),
             "BACKOUT_INCIDENT_SETTLE_S": "0",
-            "BACKOUT_MAX_ROLLBACKS_PER_NAMESPACE_PER_HOUR": str(incidents + 10),
         }
         stack = SpawnedStack(state_dir=work_dir / "backout", extra_env=env)
         await asyncio.to_thread(stack.start)
         try:
-            return await _measure(stack, apps, names[:-1], per_incident_timeout_s)
+            return await _measure(stack, apps, namespaces, floor_namespace, per_incident_timeout_s)
         finally:
             await asyncio.to_thread(stack.stop)
     finally:
@@ -310,54 +318,59 @@ async def run_latency(incidents: int, work_dir: Path, per_incident_timeout_s: fl
 
 
 async def _measure(
-    stack: SpawnedStack, apps: kube_client.AppsV1Api, names: list[str], per_incident_timeout_s: float
+    stack: SpawnedStack,
+    apps: kube_client.AppsV1Api,
+    namespaces: list[str],
+    floor_namespace: str,
+    per_incident_timeout_s: float,
 ) -> LatencyResult:
     run_id = uuid.uuid4().hex[:8]
     headers = auth_headers(stack.token)
-    watch = RollbackWatch(apps, NAMESPACE)
+    watch = RollbackWatch(apps)
     watch.start()
     latencies: list[float] = []
     problems: list[str] = []
     async with httpx.AsyncClient(base_url=stack.url, timeout=30, trust_env=False) as http:
+        # The deploy pipeline reports each change, as it would in production.
         changed_at = datetime.now(UTC) - timedelta(seconds=30)
-        for name in names:
-            response = await http.post("/v1/changes", json=_change(name, changed_at), headers=headers)
+        for namespace in namespaces:
+            response = await http.post("/v1/changes", json=_change(namespace, changed_at), headers=headers)
             if response.status_code >= 300:
                 raise BenchError(
                     f"POST /v1/changes answered HTTP {response.status_code}: {response.text[:300]}"
                 )
-        for name in names:
-            seen = watch.arm(name)
+        for namespace in namespaces:
+            seen = watch.arm(namespace)
             started = time.perf_counter()
             response = await http.post(
-                "/v1/alerts/alertmanager", json=_notification(name, run_id), headers=headers
+                "/v1/alerts/alertmanager", json=_notification(namespace, run_id), headers=headers
             )
             if response.status_code >= 300:
-                problems.append(f"{name}: webhook answered HTTP {response.status_code}")
+                problems.append(f"{namespace}: webhook answered HTTP {response.status_code}")
                 continue
             if not await asyncio.to_thread(seen.wait, per_incident_timeout_s):
                 why = await _why_not(http, response.json().get("incident_id"))
-                problems.append(f"{name}: no rollback within {per_incident_timeout_s:.0f}s ({why})")
+                problems.append(f"{namespace}: no rollback within {per_incident_timeout_s:.0f}s ({why})")
                 if len(problems) >= 3:
                     problems.append("stopped after 3 incidents without a rollback")
                     break
                 continue
-            latencies.append(watch.seen_at[name] - started)
-        states = await _incident_states(http, set(names))
+            latencies.append(watch.seen_at[namespace] - started)
+        states = await _incident_states(http, set(namespaces))
     watch.stop()
-    samples = max(10, len(names))
+    samples = max(10, len(namespaces))
     workflow_floor_s = await workflow_floor(stack.temporal_address, samples)
-    patch_floor_s = await asyncio.to_thread(patch_floor, apps, NAMESPACE, "lat-floor", samples)
+    patch_floor_s = await asyncio.to_thread(patch_floor, apps, floor_namespace, SERVICE, samples)
     floor_p50 = (_ms(workflow_floor_s, 0.5) or 0.0) + (_ms(patch_floor_s, 0.5) or 0.0)
     floor_p99 = (_ms(workflow_floor_s, 0.99) or 0.0) + (_ms(patch_floor_s, 0.99) or 0.0)
     p50, p99 = _ms(latencies, 0.5), _ms(latencies, 0.99)
-    if p50 is not None and p99 is not None and len(latencies) == len(names):
+    if p50 is not None and p99 is not None and len(latencies) == len(namespaces):
         if p99 >= TARGET_P99_MS:
             problems.append(f"p99 {p99} ms is not under {TARGET_P99_MS:.0f} ms")
         if p99 > TARGET_FLOOR_RATIO * floor_p99:
             problems.append(f"p99 is {p99 / floor_p99:.1f}x the floor (target {TARGET_FLOOR_RATIO:.0f}x)")
     return LatencyResult(
-        incidents=len(names),
+        incidents=len(namespaces),
         rolled_back=len(latencies),
         p50_ms=p50,
         p99_ms=p99,
