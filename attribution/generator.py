@@ -362,9 +362,11 @@ class ScenarioGenerator:
             if c.kind in ("image", "model", "config", "prompt", "flag") and rng.random() < 0.3
         }
         out: list[SeriesData] = []
+        # Some services export nothing at all (managed services, lambdas without dashboards).
+        silent = {s for s in metric_names if s != symptom_service and rng.random() < 0.12}
         for service, names in metric_names.items():
             for name in names:
-                drop = rng.random() < (0.03 if service == symptom_service else 0.12)
+                drop = service in silent or rng.random() < (0.03 if service == symptom_service else 0.12)
                 values, noise = _baseline(name, times, rng)
                 sign = METRIC_SPECS[name][3]
                 hit = service in depth_of and name in fault_metrics

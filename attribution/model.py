@@ -14,25 +14,26 @@ the symptom.
 
 from __future__ import annotations
 
-import io
+import json
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from attribution.case import Case, case_from_bundle
 from attribution.features import FEATURE_NAMES, extract
+from attribution.forest import CompactForest
 from attribution.reasons import explain
 from incidents.bundle import AttributionOutput, IncidentBundle, ModelInfo, RankedChange
 
 MODEL_NAME = "backout-gbdt-listwise"
-PACKAGED_MODEL = "model.joblib"
+PACKAGED_MODEL = "model.json"
+ARTIFACT_FORMAT = 2
 
 
 class ModelError(RuntimeError):
@@ -51,14 +52,14 @@ class LabelledIncident:
 
 @dataclass
 class AttributionModel:
-    classifier: HistGradientBoostingClassifier
+    forest: CompactForest
     temperature: float
     null_logit: float
     version: str
     meta: dict[str, Any] = field(default_factory=dict)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        return _decision(self.classifier, features)
+        return self.forest.decision(features)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         return listwise_probabilities(self.scores(features), self.temperature, self.null_logit)
@@ -93,18 +94,19 @@ class AttributionModel:
         return self.attribute_case(case_from_bundle(bundle))
 
     def save(self, path: Path) -> int:
-        """Write the artifact (compressed joblib); returns its size in bytes."""
+        """Write the artifact as JSON text; returns its size in bytes."""
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "format": 1,
+            "format": ARTIFACT_FORMAT,
+            "name": MODEL_NAME,
+            "version": self.version,
             "feature_names": list(FEATURE_NAMES),
-            "classifier": self.classifier,
             "temperature": self.temperature,
             "null_logit": self.null_logit,
-            "version": self.version,
             "meta": self.meta,
+            "forest": self.forest.to_json(),
         }
-        joblib.dump(payload, path, compress=("xz", 6))
+        path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
         return path.stat().st_size
 
 
@@ -190,6 +192,7 @@ def fit(
         _decision(classifier, stacked), [incident.features.shape[0] for incident in held_out]
     )
     temperature, null_logit = _fit_listwise(groups, [incident.culprit_row for incident in held_out])
+    forest = CompactForest.from_classifier(classifier)
     meta = {
         "seed": seed,
         "incidents": len(incidents),
@@ -197,31 +200,38 @@ def fit(
         "calibration_incidents": len(groups),
         "fit_seconds": round(time.perf_counter() - started, 2),
     }
-    return AttributionModel(classifier, temperature, null_logit, version, meta)
+    return AttributionModel(forest, temperature, null_logit, version, meta)
 
 
 def load_model(path: Path | None = None) -> AttributionModel:
-    """Load an artifact from `path`, or the one packaged with backout."""
+    """Load an artifact from `path`, or the one packaged with backout (independent of the cwd)."""
+    where = str(path) if path is not None else f"attribution/data/{PACKAGED_MODEL} (packaged)"
     try:
         if path is None:
-            data = resources.files("attribution").joinpath("data", PACKAGED_MODEL).read_bytes()
-            payload = joblib.load(io.BytesIO(data))
+            text = resources.files("attribution").joinpath("data", PACKAGED_MODEL).read_text(encoding="utf-8")
         else:
-            payload = joblib.load(path)
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ModelError(f"attribution model {path or PACKAGED_MODEL}: no such file") from exc
-    except Exception as exc:  # joblib raises many types for a corrupt file
-        raise ModelError(f"attribution model {path or PACKAGED_MODEL}: cannot load ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != 1:
-        raise ModelError(f"attribution model {path or PACKAGED_MODEL}: unknown format")
+        raise ModelError(f"attribution model {where}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"attribution model {where}: cannot load ({exc})") from exc
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"attribution model {where}: cannot load (not JSON: {exc.msg})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"attribution model {where}: unknown format (expected {ARTIFACT_FORMAT})")
     if payload.get("feature_names") != list(FEATURE_NAMES):
         raise ModelError(
-            f"attribution model {path or PACKAGED_MODEL}: built for other features; run `backout attribution train`"
+            f"attribution model {where}: built for other features; run `backout attribution train`"
         )
-    return AttributionModel(
-        classifier=payload["classifier"],
-        temperature=float(payload["temperature"]),
-        null_logit=float(payload["null_logit"]),
-        version=str(payload["version"]),
-        meta=dict(payload.get("meta", {})),
-    )
+    try:
+        return AttributionModel(
+            forest=CompactForest.from_json(payload["forest"]),
+            temperature=float(payload["temperature"]),
+            null_logit=float(payload["null_logit"]),
+            version=str(payload["version"]),
+            meta=dict(payload.get("meta", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"attribution model {where}: cannot load (bad field {exc})") from exc

@@ -45,7 +45,7 @@ class TrainingReport(BaseModel):
 
 
 def packaged_model_path() -> Path:
-    return Path(str(resources.files("attribution").joinpath("data", "model.joblib")))
+    return Path(str(resources.files("attribution").joinpath("data", "model.json")))
 
 
 def label(cases: list[Case]) -> list[LabelledIncident]:

@@ -50,7 +50,7 @@ def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
 
 
 def test_bad_model_path_exits_2(tmp_path: Path) -> None:
-    junk = tmp_path / "model.joblib"
+    junk = tmp_path / "model.json"
     junk.write_text("not a model")
     result = runner.invoke(app, ["attribute", "--input", str(SCENARIO), "--model", str(junk)])
     assert result.exit_code == 2 and "cannot load" in result.stderr
@@ -73,7 +73,7 @@ def test_human_output_is_a_table_with_the_culprit_first() -> None:
 
 
 def test_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
-    out = tmp_path / "m.joblib"
+    out = tmp_path / "m.json"
     result = runner.invoke(
         app, ["attribution", "train", "--out", str(out), "--synthetic", "200", "--no-petshop", "--json"],
         env={"BACKOUT_STATE_DIR": str(tmp_path)},

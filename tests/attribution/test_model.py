@@ -12,6 +12,7 @@ import pytest
 from attribution.baselines import graph_recency, random_baseline, recency
 from attribution.bench import evaluate_set, score
 from attribution.case import Case, ChangeData
+from attribution.features import FEATURE_NAMES
 from attribution.generator import ScenarioGenerator
 from attribution.model import AttributionModel, ModelError, listwise_probabilities, load_model
 from attribution.training import HELD_OUT_SEED, packaged_model_path
@@ -35,20 +36,20 @@ def test_packaged_model_is_small_and_loads_from_any_directory(tmp_path: Path) ->
 
 
 def test_save_and_load_round_trip(small_model: AttributionModel, tmp_path: Path) -> None:
-    path = tmp_path / "m.joblib"
+    path = tmp_path / "m.json"
     small_model.save(path)
     loaded = load_model(path)
-    features = np.random.default_rng(0).normal(size=(5, small_model.classifier.n_features_in_))
+    features = np.random.default_rng(0).normal(size=(5, len(FEATURE_NAMES)))
     assert np.allclose(loaded.probabilities(features), small_model.probabilities(features))
     assert loaded.version == small_model.version
 
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no such file"):
-        load_model(tmp_path / "missing.joblib")
-    junk = tmp_path / "junk.joblib"
+        load_model(tmp_path / "missing.json")
+    junk = tmp_path / "junk.json"
     junk.write_bytes(b"\x00garbage")
-    with pytest.raises(ModelError, match=r"junk\.joblib"):
+    with pytest.raises(ModelError, match=r"junk\.json"):
         load_model(junk)
 
 
@@ -86,3 +87,18 @@ def test_baselines_rank_by_recency_and_graph() -> None:
     uniform = random_baseline(case)
     assert np.allclose(uniform, 1 / 3, atol=1e-6)
     assert np.array_equal(uniform, random_baseline(case))  # seeded by the incident id
+
+
+def test_compact_forest_matches_scikit_learn() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from attribution.forest import CompactForest
+
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(600, 6))
+    labels = (features[:, 0] + features[:, 1] * features[:, 2] > 0.5).astype(int)
+    classifier = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(features, labels)
+    forest = CompactForest.from_classifier(classifier)
+    probe = rng.normal(size=(50, 6))
+    assert np.allclose(forest.decision(probe), classifier.decision_function(probe))
+    assert np.allclose(CompactForest.from_json(forest.to_json()).decision(probe), forest.decision(probe))
