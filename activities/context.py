@@ -6,16 +6,24 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.kube import guards, ledger
 from activities.kube.client import KubeApis, apis_from_settings
 from activities.prometheus import PrometheusError, query_range
-from incidents.bundle import BundleIncident, Change, IncidentBundle, MetricSeries, Symptom, Topology
+from incidents.bundle import (
+    BundleIncident,
+    Change,
+    IncidentBundle,
+    MetricSeries,
+    Symptom,
+    Topology,
+    describe_validation_error,
+)
 from incidents.changes_store import ChangeStore
 from incidents.models import ContextRequest, ContextResult
-from worker.settings import Settings, current_settings
+from worker.settings import EvidenceQuery, Settings, current_settings
 
 # Alert annotations that point backout at evidence series in Prometheus.
 EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
@@ -61,6 +69,32 @@ def cluster_facts(apis: KubeApis, namespace: str) -> ClusterFacts:
     return ClusterFacts(edges=sorted(edges), recent_rollbacks=rollbacks)
 
 
+def _queries_for(settings: Settings, request: ContextRequest) -> list[EvidenceQuery]:
+    """Configured evidence queries, then any an alert names through its annotations."""
+    queries: list[EvidenceQuery] = []
+    for configured in settings.evidence_queries:
+        text = configured.query.replace("{namespace}", request.namespace or "").replace(
+            "{service}", request.service or ""
+        )
+        queries.append(configured.model_copy(update={"query": text}))
+    for alert in request.alerts:
+        annotated = alert.annotations.get(EVIDENCE_QUERY_ANNOTATION)
+        if annotated:
+            direction = alert.annotations.get(EVIDENCE_DIRECTION_ANNOTATION)
+            queries.append(
+                EvidenceQuery(
+                    name=alert.annotations.get(EVIDENCE_METRIC_ANNOTATION, "error_rate"),
+                    query=annotated,
+                    bad_direction=direction if direction in ("up", "down") else None,  # type: ignore[arg-type]
+                    version_label="version",
+                )
+            )
+    unique: dict[str, EvidenceQuery] = {}
+    for candidate in queries:
+        unique.setdefault(candidate.query, candidate)
+    return list(unique.values())
+
+
 def _evidence(
     settings: Settings, request: ContextRequest, start: datetime, end: datetime
 ) -> tuple[list[MetricSeries], list[str]]:
@@ -69,41 +103,34 @@ def _evidence(
     if request.eval is not None and request.eval.series and request.service:
         series.append(
             MetricSeries(
-                name="eval_score",
-                service=request.service,
-                bad_direction="down",
-                points=[[when.isoformat(), value] for when, value in request.eval.series],  # type: ignore[misc]
+                name="eval_score", service=request.service, bad_direction="down", points=request.eval.series
             )
         )
     if not settings.prometheus_url:
         return series, notes
-    seen: set[str] = set()
-    for alert in request.alerts:
-        query = alert.annotations.get(EVIDENCE_QUERY_ANNOTATION)
-        if not query or query in seen:
-            continue
-        seen.add(query)
-        name = alert.annotations.get(EVIDENCE_METRIC_ANNOTATION, "error_rate")
-        direction = alert.annotations.get(EVIDENCE_DIRECTION_ANNOTATION)
+    for query in _queries_for(settings, request):
         try:
-            results = query_range(settings.prometheus_url, query, start, end)
+            results = query_range(settings.prometheus_url, query.query, start, end)
         except PrometheusError as exc:
-            notes.append(f"evidence query skipped: {exc}")
+            notes.append(f"evidence query {query.name} skipped: {exc}")
             continue
         for result in results:
             service = result.labels.get("service") or request.service
             if not service or not result.points:
                 continue
-            series.append(
-                MetricSeries(
-                    name=name,
-                    service=service,
-                    version=result.labels.get("version"),
-                    pod=result.labels.get("pod"),
-                    bad_direction=direction or None,  # type: ignore[arg-type]
-                    points=[[when.isoformat(), value] for when, value in result.points],  # type: ignore[misc]
+            try:
+                series.append(
+                    MetricSeries(
+                        name=query.name,
+                        service=service,
+                        version=result.labels.get(query.version_label) if query.version_label else None,
+                        pod=result.labels.get("pod"),
+                        bad_direction=query.bad_direction,
+                        points=result.points,
+                    )
                 )
-            )
+            except ValidationError as exc:
+                notes.append(f"evidence query {query.name}: {describe_validation_error(exc)}")
     return series, notes
 
 

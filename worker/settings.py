@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "BACKOUT_CONFIG"
@@ -47,6 +47,20 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+class EvidenceQuery(BaseModel):
+    """A PromQL query whose result series become metric evidence in every incident bundle.
+
+    `{namespace}` and `{service}` in the query are replaced by the incident's. Each result
+    series is attributed to its `service` label (else the incident's service) and, when
+    `version_label` names one of its labels, to that version (canary-style comparison).
+    """
+
+    name: str
+    query: str
+    bad_direction: Literal["up", "down"] | None = None
+    version_label: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BACKOUT_", extra="forbid", validate_default=True)
 
@@ -78,6 +92,10 @@ class Settings(BaseSettings):
 
     # Prometheus (metric evidence and verification)
     prometheus_url: str | None = None
+    evidence_queries: list[EvidenceQuery] = Field(default_factory=list)
+    eval_manifests: dict[str, Path] = Field(
+        default_factory=dict, description="namespace/service -> golden-set manifest used to verify recovery"
+    )
 
     # Runbooks, attribution, ownership
     runbook_dir: Path | None = None
