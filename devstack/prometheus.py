@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
@@ -172,6 +173,12 @@ class _LocalServer:
 class AlertmanagerServer(_LocalServer):
     name = "alertmanager"
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts Alertmanager holds now, from /api/v2/alerts."""
+        response = httpx.get(f"{self.url}/api/v2/alerts", timeout=5, trust_env=False)
+        response.raise_for_status()
+        return list(response.json())
+
     def __init__(
         self,
         work_dir: Path,
@@ -205,6 +212,18 @@ class AlertmanagerServer(_LocalServer):
 
 class PrometheusServer(_LocalServer):
     name = "prometheus"
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts Prometheus holds now (pending and firing), from /api/v1/alerts."""
+        response = httpx.get(f"{self.url}/api/v1/alerts", timeout=5, trust_env=False)
+        response.raise_for_status()
+        return list(response.json()["data"]["alerts"])
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector as Prometheus returns it."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5, trust_env=False)
+        response.raise_for_status()
+        return list(response.json()["data"]["result"])
 
     def __init__(
         self,

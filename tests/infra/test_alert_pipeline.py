@@ -71,6 +71,9 @@ def test_always_firing_rule_reaches_receiver_as_v4_payload_with_bearer_token(
     assert alert["startsAt"].startswith("20")
     assert len(alert["fingerprint"]) == 16
     assert alert["generatorURL"].startswith(stack.prometheus.url)
+    assert [a["labels"]["alertname"] for a in stack.prometheus.alerts()] == ["BackoutInfraAlwaysFiring"]
+    assert [a["fingerprint"] for a in stack.alertmanager.alerts()] == [alert["fingerprint"]]
+    assert stack.prometheus.query("vector(1)")[0]["value"][1] == "1"
 
 
 @pytest.mark.e2e
