@@ -12,10 +12,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CHANGE_KINDS: tuple[str, ...] = (
-    "image", "config", "secret", "prompt", "model", "corpus", "flag", "scale", "infra", "other",
+    "image",
+    "config",
+    "secret",
+    "prompt",
+    "model",
+    "corpus",
+    "flag",
+    "scale",
+    "infra",
+    "other",
 )
 
 # Well-known metric names and the direction in which they get worse.
@@ -172,9 +189,7 @@ class MetricSeries(_Lenient):
         if self.bad_direction is None:
             default = WELL_KNOWN_BAD_DIRECTION.get(self.name)
             if default is None:
-                raise ValueError(
-                    f"bad_direction is required: metric {self.name!r} is not a well-known name"
-                )
+                raise ValueError(f"bad_direction is required: metric {self.name!r} is not a well-known name")
             self.bad_direction = default  # type: ignore[assignment]
         return self
 

@@ -70,6 +70,15 @@ class EvalSymptom(BaseModel):
     observed_at: datetime
 
 
+class EvalRecheckRequest(BaseModel):
+    """Run a golden set once more and compare with its pinned baseline (verification)."""
+
+    manifest: str
+    incident_id: str
+    service: str | None = None
+    namespace: str | None = None
+
+
 class IncidentSignal(BaseModel):
     """What the webhook or the eval workflow delivers with signal-with-start."""
 
@@ -92,6 +101,7 @@ class IncidentInput(BaseModel):
     cooldown_s: float = 600.0
     lookback_s: int = 7200
     runbook_dir: str | None = None
+    eval_manifest: str | None = None
     public_url: str = "http://127.0.0.1:8080"
     temporal_ui_url: str | None = None
 

@@ -31,9 +31,15 @@ class IncidentBehaviour:
             cooldown_s=s.incident_cooldown_s,
             lookback_s=s.lookback_s,
             runbook_dir=str(s.runbook_dir) if s.runbook_dir else None,
+            eval_manifest=_manifest_for(s, key),
             public_url=s.public_url,
             temporal_ui_url=self.temporal_ui_url,
         )
+
+
+def _manifest_for(settings: Settings, key: IncidentKey) -> str | None:
+    manifest = settings.eval_manifests.get(f"{key.namespace or ''}/{key.service or ''}")
+    return str(manifest.resolve()) if manifest is not None else None
 
 
 async def open_or_join(

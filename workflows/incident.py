@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DecisionContext,
         EscalateAction,
+        EvalRecheckRequest,
+        EvalSymptom,
         IncidentInput,
         IncidentReport,
         IncidentSignal,
@@ -438,42 +440,63 @@ class IncidentWorkflow:
             )
             if result.outcome != "Successful":
                 raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
-        if self._alerts:
-            try:
-                await workflow.wait_condition(
-                    self._all_alerts_resolved, timeout=timedelta(seconds=action.timeout_s)
-                )
-            except TimeoutError:
-                self._record("verify_symptom", action.mode, "Failed", message="alerts still firing")
-                raise IncidentFailure(
-                    f"symptom still present {action.timeout_s}s after remediation"
-                ) from None
-            self._record("verify_symptom", action.mode, "Successful", message="every alert resolved")
-        elif self._view.eval is not None:
-            symptom = await workflow.execute_activity(
-                "recheck_eval",
-                self._view.eval,
-                result_type=type(self._view.eval),
-                start_to_close_timeout=timedelta(seconds=action.timeout_s),
-                retry_policy=SHORT_RETRY,
-            )
-            if symptom.regression:
-                self._record(
-                    "verify_eval",
-                    action.mode,
-                    "Failed",
-                    message=f"{symptom.metric} still {symptom.candidate:.3f}",
-                )
-                raise IncidentFailure("eval still regressed after remediation")
-            self._record(
-                "verify_eval",
-                action.mode,
-                "Successful",
-                message=f"{symptom.metric} back to {symptom.candidate:.3f}",
+        manifest = self._view.eval.manifest if self._view.eval is not None else self._input.eval_manifest
+        if manifest and (action.eval or self._view.eval is not None or not self._alerts):
+            await self._verify_by_eval(action, manifest)
+        elif self._alerts:
+            await self._verify_alerts_resolved(action)
+        else:
+            self._record("verify_symptom", action.mode, "Inconclusive", message="no signal to verify with")
+            raise IncidentFailure(
+                "nothing to verify recovery with: no alert and no golden set for this service"
             )
         self._set_state("recovered")
         self._log("step", "verify", "service recovered")
         await self._notify("recovered")
+
+    async def _verify_by_eval(self, action: VerifyAction, manifest: str) -> None:
+        """Run the golden set again now: a direct measurement, faster than alert windows clearing."""
+        symptom = await workflow.execute_activity(
+            "recheck_eval",
+            EvalRecheckRequest(
+                manifest=manifest,
+                incident_id=self._input.incident_id,
+                service=self._input.service,
+                namespace=self._input.namespace,
+            ),
+            result_type=EvalSymptom,
+            start_to_close_timeout=timedelta(seconds=action.timeout_s),
+            retry_policy=SHORT_RETRY,
+        )
+        verdict = f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
+        if symptom.regression:
+            self._record("verify_eval", action.mode, "Failed", message=f"still regressed: {verdict}")
+            raise IncidentFailure(f"golden set still regressed after remediation: {verdict}")
+        self._record("verify_eval", action.mode, "Successful", message=f"recovered: {verdict}")
+
+    async def _verify_alerts_resolved(self, action: VerifyAction) -> None:
+        """Every alert resolved, and still resolved `duration_s` later."""
+        deadline = workflow.now() + timedelta(seconds=action.timeout_s)
+        while True:
+            remaining = (deadline - workflow.now()).total_seconds()
+            try:
+                await workflow.wait_condition(
+                    self._all_alerts_resolved, timeout=timedelta(seconds=max(remaining, 1))
+                )
+                if action.duration_s <= 0:
+                    break
+                await workflow.wait_condition(
+                    lambda: not self._all_alerts_resolved(), timeout=timedelta(seconds=action.duration_s)
+                )
+                self._log("note", "verify", "an alert fired again while verifying; still waiting")
+            except TimeoutError:
+                if self._all_alerts_resolved():
+                    break
+                self._record("verify_symptom", action.mode, "Failed", message="alerts still firing")
+                raise IncidentFailure(
+                    f"symptom still present {action.timeout_s}s after remediation"
+                ) from None
+        self._record("verify_symptom", action.mode, "Successful", message="every alert resolved")
 
     async def _needs_human(self, reason: str, team: str | None = None) -> None:
         self._set_state("needs_human")
