@@ -24,7 +24,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from simservice.behaviour import Answer, Profile, QualityKnobs, generate_answer, load_corpus, profile_for
-from simservice.versions import VersionSource
+from simservice.versions import DeployedVersions, VersionSource
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -131,6 +131,7 @@ def create_app(
     rng_lock = threading.Lock()
     precision = _Precision()
     in_flight = {"count": 0}
+    deployed: dict[str, DeployedVersions | None] = {"versions": None}
     app = FastAPI(title="simservice", docs_url=None, redoc_url=None)
 
     def _answer(request: ChatCompletionRequest, profile: Profile) -> tuple[Answer, bool]:
@@ -176,8 +177,21 @@ def create_app(
         metrics.requests.labels(
             versions.model_version, versions.prompt_version, versions.corpus_version
         ).inc()
-        metrics.info.clear()
-        metrics.info.labels(versions.model_version, versions.prompt_version, versions.corpus_version).set(1)
+        if versions != deployed["versions"]:
+            # A new deployment: drop the old versions' gauges so no alert keeps firing on stale series.
+            deployed["versions"] = versions
+            for gauge in (
+                metrics.info,
+                metrics.retrieval_precision,
+                metrics.gpu_cache,
+                metrics.waiting,
+                metrics.running,
+            ):
+                gauge.clear()
+            precision.value = 1.0
+            metrics.info.labels(versions.model_version, versions.prompt_version, versions.corpus_version).set(
+                1
+            )
         answer, failed = _answer(request, profile)
         metrics.retrieval_precision.labels(versions.corpus_version, versions.prompt_version).set(
             precision.add(answer.retrieval_hit)

@@ -100,6 +100,14 @@ def test_bad_prompt_breaks_retrieval_and_rollback_heals(good_service: SimService
         httpx.post(f"{good_service.url}/v1/chat/completions", json=body, timeout=10).json() for _ in range(10)
     ]
     assert sum("14 days" in a["choices"][0]["message"]["content"] for a in answers) >= 9
+    metrics = httpx.get(f"{good_service.url}/metrics", timeout=10).text
+    stale = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("simservice_retrieval_precision{") and "prompt-v2-bad" in line
+    ]
+    assert stale == []  # no stale gauge keeps an alert firing after the rollback
+    assert 'simservice_retrieval_precision{corpus_version="corpus-v1",prompt_version="prompt-v1"}' in metrics
 
 
 def test_metrics_expose_vllm_series(good_service: SimService) -> None:
