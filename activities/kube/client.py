@@ -1,0 +1,134 @@
+"""Kubernetes API access for backout: client construction and error classification.
+
+Failure policy: 403 is not retryable and names the missing permission; 400/404/422 are
+bad input; 409 is retried here with a fresh read; 429, 5xx and transport errors are
+retryable and left to Temporal's retry policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from temporalio.exceptions import ApplicationError
+
+from worker.settings import Settings
+
+T = TypeVar("T")
+CONFLICT_ATTEMPTS = 5
+
+
+class KubeApis:
+    """The typed API groups backout uses, sharing one ApiClient."""
+
+    def __init__(self, api_client: client.ApiClient):
+        self.api_client = api_client
+        # Typed as Any: the generated models make every field Optional, which adds noise, not safety.
+        self.core: Any = client.CoreV1Api(api_client)
+        self.apps: Any = client.AppsV1Api(api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+def kubeconfig_path(settings: Settings) -> Path:
+    if settings.kubeconfig is not None:
+        return settings.kubeconfig
+    from_env = os.environ.get("KUBECONFIG")
+    if from_env:
+        return Path(from_env.split(os.pathsep)[0])
+    return Path.home() / ".kube" / "config"
+
+
+def apis_from_kubeconfig(path: Path, request_timeout_s: float = 30.0) -> KubeApis:
+    if not path.exists():
+        raise ApplicationError(
+            f"kubeconfig {path} does not exist (set BACKOUT_KUBECONFIG or KUBECONFIG; "
+            "`backout cluster env` prints it for the local cluster)",
+            type="KubeConfigMissing",
+            non_retryable=True,
+        )
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(path), client_configuration=configuration)
+    configuration.retries = False
+    api_client = client.ApiClient(configuration)
+    api_client.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
+        connect=5.0, read=request_timeout_s
+    )
+    return KubeApis(api_client)
+
+
+def apis_from_settings(settings: Settings) -> KubeApis:
+    return apis_from_kubeconfig(kubeconfig_path(settings))
+
+
+def apis_with_token(server: str, ca_file: Path, token: str) -> KubeApis:
+    """A client authenticated by a bearer token (used for ServiceAccount tokens)."""
+    configuration = client.Configuration()
+    configuration.host = server
+    configuration.ssl_ca_cert = str(ca_file)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    configuration.retries = False
+    return KubeApis(client.ApiClient(configuration))
+
+
+def api_message(exc: ApiException) -> str:
+    """The apiserver's own message (it names the user, verb, resource and namespace on 403)."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    return str(body.get("message") or exc.reason or f"HTTP {exc.status}")
+
+
+def classify(exc: BaseException, doing: str) -> ApplicationError:
+    """Turn a client-side failure into the ApplicationError Temporal should see."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        message = api_message(exc)
+        if status == 403:
+            return ApplicationError(
+                f"forbidden while {doing}: {message} (grant this verb in deploy/rbac/ or page a human)",
+                {"status": 403, "missing_permission": message},
+                type="KubeForbidden",
+                non_retryable=True,
+            )
+        if status == 401:
+            return ApplicationError(
+                f"unauthorized while {doing}: {message}", type="KubeUnauthorized", non_retryable=True
+            )
+        if status in (400, 404, 422):
+            return ApplicationError(
+                f"{doing}: {message}", {"status": status}, type=f"Kube{status}", non_retryable=True
+            )
+        return ApplicationError(
+            f"{doing}: HTTP {status}: {message}", {"status": status}, type="KubeRetryable"
+        )
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError | TimeoutError):
+        return ApplicationError(f"{doing}: {type(exc).__name__}: {exc}", type="KubeUnavailable")
+    return ApplicationError(f"{doing}: {type(exc).__name__}: {exc}", type="KubeError")
+
+
+def retry_on_conflict(operation: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run a read-modify-write `operation`, re-running it (so it reads afresh) on 409."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except ApiException as exc:
+            if exc.status != 409 or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ApiException) and exc.status == 404

@@ -1,0 +1,338 @@
+"""ConfigMap and Secret history, kept in the cluster itself (as Helm keeps releases).
+
+Kubernetes keeps no previous versions of a ConfigMap or Secret, so the recorder copies
+each distinct content it sees into a history object in the same namespace:
+ConfigMaps into ConfigMaps, Secrets into Secrets (values never leave Secrets), named
+`backout-history.<cm|secret>.<name>.v<N>` and labelled with the owner. History lives
+as long as the namespace, so it survives backout restarts; a restarted recorder
+catches up with a full sweep before it resumes watching. Edits made while no recorder
+runs collapse into one version: only content that was observed can be restored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from kubernetes import watch
+from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1Secret
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
+
+from activities.kube.client import KubeApis, apis_from_settings
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ObjectKind = Literal["configmap", "secret"]
+HISTORY_OF_LABEL = "backout.dev/history-of"
+HISTORY_KIND_LABEL = "backout.dev/history-kind"
+HISTORY_VERSION_LABEL = "backout.dev/history-version"
+HISTORY_NAME_ANNOTATION = "backout.dev/history-of-name"
+RECORDED_AT_ANNOTATION = "backout.dev/recorded-at"
+CHANGED_AT_ANNOTATION = "backout.dev/changed-at"
+DIGEST_ANNOTATION = "backout.dev/digest"
+SOURCE_ANNOTATIONS = "backout.dev/source-annotations"
+TRACK_ANNOTATION = "backout.dev/track"
+HISTORY_SECRET_TYPE = "backout.dev/history"
+KEEP_VERSIONS = 20
+SKIP_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+SKIP_CONFIGMAPS = frozenset({"kube-root-ca.crt"})
+SKIP_SECRET_TYPES = frozenset(
+    {"kubernetes.io/service-account-token", "helm.sh/release.v1", HISTORY_SECRET_TYPE}
+)
+ACTION_LOG_PREFIX = "backout-"
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class RecordedVersion(BaseModel):
+    """One recorded content of a ConfigMap or Secret (contents are loaded separately)."""
+
+    kind: ObjectKind
+    namespace: str
+    name: str
+    version: int
+    recorded_at: datetime
+    changed_at: datetime
+    history_object: str
+    keys: list[str]
+    annotations: dict[str, str]
+
+
+def label_value(name: str) -> str:
+    """Object names may be 253 chars, label values only 63: long names go by digest."""
+    return name if len(name) <= 63 else "h-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def history_object_name(kind: ObjectKind, name: str, version: int) -> str:
+    short = "cm" if kind == "configmap" else "secret"
+    candidate = f"backout-history.{short}.{name}.v{version}"
+    if len(candidate) <= 253:
+        return candidate
+    return f"backout-history.{short}.{label_value(name)}.v{version}"
+
+
+def content_of(obj: Any) -> dict[str, dict[str, str]]:
+    return {"data": dict(obj.data or {}), "binaryData": dict(getattr(obj, "binary_data", None) or {})}
+
+
+def _digest(content: dict[str, dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _last_write_time(meta: Any) -> datetime:
+    times = [entry.time for entry in meta.managed_fields or [] if entry.time is not None]
+    times.append(meta.creation_timestamp or datetime.now(UTC))
+    return max(times)
+
+
+def is_tracked(kind: ObjectKind, obj: Any) -> bool:
+    meta = obj.metadata
+    labels = meta.labels or {}
+    annotations = meta.annotations or {}
+    if meta.namespace in SKIP_NAMESPACES or HISTORY_OF_LABEL in labels:
+        return False
+    if annotations.get(TRACK_ANNOTATION, "").lower() == "false" or meta.name.startswith(ACTION_LOG_PREFIX):
+        return False
+    if kind == "configmap":
+        return meta.name not in SKIP_CONFIGMAPS
+    return (getattr(obj, "type", None) or "Opaque") not in SKIP_SECRET_TYPES
+
+
+def _selector(kind: ObjectKind, name: str) -> str:
+    return f"{HISTORY_OF_LABEL}={label_value(name)},{HISTORY_KIND_LABEL}={kind}"
+
+
+def _list_history_objects(apis: KubeApis, kind: ObjectKind, namespace: str, name: str) -> list[Any]:
+    selector = _selector(kind, name)
+    if kind == "configmap":
+        items = apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
+    else:
+        items = apis.core.list_namespaced_secret(namespace, label_selector=selector).items
+    owned = [i for i in items if (i.metadata.annotations or {}).get(HISTORY_NAME_ANNOTATION) == name]
+    return sorted(owned, key=lambda item: int(item.metadata.labels[HISTORY_VERSION_LABEL]))
+
+
+def to_recorded_version(kind: ObjectKind, namespace: str, name: str, history: Any) -> RecordedVersion:
+    annotations = history.metadata.annotations or {}
+    content = content_of(history)
+    return RecordedVersion(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        version=int(history.metadata.labels[HISTORY_VERSION_LABEL]),
+        recorded_at=datetime.fromisoformat(annotations[RECORDED_AT_ANNOTATION]),
+        changed_at=datetime.fromisoformat(
+            annotations.get(CHANGED_AT_ANNOTATION, annotations[RECORDED_AT_ANNOTATION])
+        ),
+        history_object=history.metadata.name,
+        keys=sorted({*content["data"], *content["binaryData"]}),
+        annotations=json.loads(annotations.get(SOURCE_ANNOTATIONS, "{}")),
+    )
+
+
+def list_versions(apis: KubeApis, kind: ObjectKind, namespace: str, name: str) -> list[RecordedVersion]:
+    return [
+        to_recorded_version(kind, namespace, name, item)
+        for item in _list_history_objects(apis, kind, namespace, name)
+    ]
+
+
+def load_version_content(
+    apis: KubeApis, kind: ObjectKind, namespace: str, name: str, version: int
+) -> dict[str, dict[str, str]] | None:
+    """The exact data/binaryData of a recorded version, or None if it is not recorded."""
+    object_name = history_object_name(kind, name, version)
+    try:
+        if kind == "configmap":
+            return content_of(apis.core.read_namespaced_config_map(object_name, namespace))
+        return content_of(apis.core.read_namespaced_secret(object_name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _same_content(latest: Any, kind: ObjectKind, content: dict[str, dict[str, str]]) -> bool:
+    if kind == "configmap":
+        return bool((latest.metadata.annotations or {}).get(DIGEST_ANNOTATION) == _digest(content))
+    return content_of(latest) == content
+
+
+def _user_annotations(meta: Any) -> dict[str, str]:
+    skip = ("kubectl.kubernetes.io/last-applied-configuration",)
+    return {k: v for k, v in (meta.annotations or {}).items() if k not in skip}
+
+
+def record_object(apis: KubeApis, kind: ObjectKind, obj: Any) -> RecordedVersion | None:
+    """Record `obj`'s content as a new version unless it equals the latest; returns the new version."""
+    meta = obj.metadata
+    namespace, name = meta.namespace, meta.name
+    content = content_of(obj)
+    for _attempt in range(5):
+        existing = _list_history_objects(apis, kind, namespace, name)
+        if existing and _same_content(existing[-1], kind, content):
+            return None
+        version = int(existing[-1].metadata.labels[HISTORY_VERSION_LABEL]) + 1 if existing else 1
+        now = datetime.now(UTC)
+        history_meta = V1ObjectMeta(
+            name=history_object_name(kind, name, version),
+            namespace=namespace,
+            labels={
+                HISTORY_OF_LABEL: label_value(name),
+                HISTORY_KIND_LABEL: kind,
+                HISTORY_VERSION_LABEL: str(version),
+                "app.kubernetes.io/managed-by": "backout",
+            },
+            annotations={
+                HISTORY_NAME_ANNOTATION: name,
+                RECORDED_AT_ANNOTATION: now.isoformat(),
+                CHANGED_AT_ANNOTATION: _last_write_time(meta).astimezone(UTC).isoformat(),
+                SOURCE_ANNOTATIONS: json.dumps(_user_annotations(meta), sort_keys=True),
+                **({DIGEST_ANNOTATION: _digest(content)} if kind == "configmap" else {}),
+            },
+        )
+        try:
+            if kind == "configmap":
+                apis.core.create_namespaced_config_map(
+                    namespace,
+                    V1ConfigMap(
+                        metadata=history_meta,
+                        data=content["data"] or None,
+                        binary_data=content["binaryData"] or None,
+                    ),
+                )
+            else:
+                apis.core.create_namespaced_secret(
+                    namespace,
+                    V1Secret(
+                        metadata=history_meta,
+                        type=HISTORY_SECRET_TYPE,
+                        data={**content["data"]} or None,
+                    ),
+                )
+        except ApiException as exc:
+            if exc.status == 409:  # another recorder wrote this version first: look again
+                continue
+            raise
+        _prune(apis, kind, namespace, [*existing])
+        log.info("recorded %s %s/%s version %d", kind, namespace, name, version)
+        return RecordedVersion(
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            version=version,
+            recorded_at=now,
+            changed_at=_last_write_time(meta),
+            history_object=history_meta.name,
+            keys=sorted({*content["data"], *content["binaryData"]}),
+            annotations=_user_annotations(meta),
+        )
+    return None
+
+
+def _prune(apis: KubeApis, kind: ObjectKind, namespace: str, existing: list[Any]) -> None:
+    for old in existing[: max(0, len(existing) + 1 - KEEP_VERSIONS)]:
+        try:
+            if kind == "configmap":
+                apis.core.delete_namespaced_config_map(old.metadata.name, namespace)
+            else:
+                apis.core.delete_namespaced_secret(old.metadata.name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def record_now(apis: KubeApis, namespace: str | None) -> list[RecordedVersion]:
+    """One sweep: record every tracked ConfigMap and Secret in `namespace` (None = all)."""
+    recorded: list[RecordedVersion] = []
+    selector = f"!{HISTORY_OF_LABEL}"
+    if namespace is None:
+        config_maps = apis.core.list_config_map_for_all_namespaces(label_selector=selector).items
+        secrets = apis.core.list_secret_for_all_namespaces(label_selector=selector).items
+    else:
+        config_maps = apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
+        secrets = apis.core.list_namespaced_secret(namespace, label_selector=selector).items
+    for kind, items in (("configmap", config_maps), ("secret", secrets)):
+        for obj in items:
+            if is_tracked(kind, obj):  # type: ignore[arg-type]
+                version = record_object(apis, kind, obj)  # type: ignore[arg-type]
+                if version is not None:
+                    recorded.append(version)
+    return recorded
+
+
+def _watch_kind(
+    apis: KubeApis, kind: ObjectKind, namespace: str | None, stop: StopFlag, window_s: int
+) -> None:
+    if kind == "configmap":
+        func = (
+            apis.core.list_config_map_for_all_namespaces
+            if namespace is None
+            else apis.core.list_namespaced_config_map
+        )
+    else:
+        func = (
+            apis.core.list_secret_for_all_namespaces
+            if namespace is None
+            else apis.core.list_namespaced_secret
+        )
+    args = () if namespace is None else (namespace,)
+    watcher = watch.Watch()
+    try:
+        for event in watcher.stream(
+            func, *args, label_selector=f"!{HISTORY_OF_LABEL}", timeout_seconds=window_s
+        ):
+            if stop.is_set():
+                break
+            if event["type"] in ("ADDED", "MODIFIED") and is_tracked(kind, event["object"]):
+                record_object(apis, kind, event["object"])
+    except Exception as exc:  # the next window sweeps again, so a dropped watch loses nothing
+        log.warning("history watch on %s %s ended: %s: %s", kind, namespace or "*", type(exc).__name__, exc)
+    finally:
+        watcher.stop()
+
+
+def run_history_recorder(settings: Settings, stop: StopFlag, window_s: int = 60) -> None:
+    """Blocking loop for the worker process (run it in a thread); returns soon after `stop` is set.
+
+    Sweeps, then watches ConfigMaps and Secrets in the allowed namespaces (all when the
+    allow list is empty) for `window_s` at a time, sweeping again between windows so
+    nothing written while a watch reconnects is missed.
+    """
+    namespaces: list[str | None] = list(settings.allowed_namespaces) or [None]
+    apis = apis_from_settings(settings)
+    try:
+        while not stop.is_set():
+            try:
+                for namespace in namespaces:
+                    record_now(apis, namespace)
+            except Exception as exc:  # keep recording through apiserver restarts
+                log.warning("history recorder sweep: %s: %s; retrying", type(exc).__name__, exc)
+                _sleep_unless_stopped(stop, 2.0)
+                continue
+            threads = [
+                threading.Thread(target=_watch_kind, args=(apis, kind, ns, stop, window_s), daemon=True)
+                for ns in namespaces
+                for kind in ("configmap", "secret")
+            ]
+            for thread in threads:
+                thread.start()
+            while any(thread.is_alive() for thread in threads) and not stop.is_set():
+                time.sleep(0.2)
+    finally:
+        apis.close()
+
+
+def _sleep_unless_stopped(stop: StopFlag, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop.is_set():
+        time.sleep(0.1)
