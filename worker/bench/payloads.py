@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-BENCH_NAMESPACE = "backout-bench"
+BENCH_NAMESPACE_PREFIX = "backout-bench"
 ALERTNAME = "BackoutBenchAlert"
 # Alertmanager's "no end" timestamp for firing alerts.
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -55,8 +55,14 @@ class Notification(BaseModel):
     body: dict[str, Any]
 
 
-def bench_service(run_id: str) -> str:
-    return f"bench-{run_id}"
+def bench_namespace(run_id: str) -> str:
+    """Every incident of a run lives in this namespace, so the run's incidents are easy to count."""
+    return f"{BENCH_NAMESPACE_PREFIX}-{run_id}"
+
+
+def bench_service(group: int) -> str:
+    """One service per group: backout keys incidents by namespace + service."""
+    return f"svc-g{group:05d}"
 
 
 def _fingerprint(labels: dict[str, str]) -> str:
@@ -78,7 +84,7 @@ def plan_notifications(
     shape: LoadShape, run_id: str, started_at: datetime, seed: int = 7
 ) -> list[Notification]:
     """All notifications of the run, batch-major and shuffled within a batch (replicas race)."""
-    service = bench_service(run_id)
+    namespace = bench_namespace(run_id)
     starts_at = started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     rng = random.Random(seed)
     planned: list[Notification] = []
@@ -88,8 +94,8 @@ def plan_notifications(
             group_labels = {
                 "bench_group": f"g{group:05d}",
                 "bench_run": run_id,
-                "namespace": BENCH_NAMESPACE,
-                "service": service,
+                "namespace": namespace,
+                "service": bench_service(group),
             }
             alerts = []
             for index in range(_alerts_in_batch(shape, batch)):

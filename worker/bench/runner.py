@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, Field
 
-from worker.bench.payloads import BENCH_NAMESPACE, Notification, bench_service
+from worker.bench.payloads import Notification, bench_namespace
 
 WEBHOOK_PATH = "/v1/alerts/alertmanager"
 
@@ -164,18 +164,14 @@ async def incidents_of_run(
     client: httpx.AsyncClient, run_id: str, expected: int, list_wait_s: float
 ) -> RunIncidents:
     """Incidents (distinct workflow ids) the API lists for this run; waits up to `list_wait_s` for visibility."""
-    service = bench_service(run_id)
+    namespace = bench_namespace(run_id)
     deadline = time.perf_counter() + list_wait_s
     limit = max(1000, expected * 5)
     while True:
         response = await client.get("/v1/incidents", params={"limit": limit})
         if response.status_code != 200:
             raise BenchError(f"GET /v1/incidents answered HTTP {response.status_code}: {response.text[:300]}")
-        items = [
-            item
-            for item in response.json().get("incidents", [])
-            if item.get("service") == service and item.get("namespace") in (BENCH_NAMESPACE, None)
-        ]
+        items = [item for item in response.json().get("incidents", []) if item.get("namespace") == namespace]
         states: dict[str, int] = {}
         for item in items:
             states[str(item.get("state"))] = states.get(str(item.get("state")), 0) + 1
