@@ -79,6 +79,7 @@ class EvalWorkflow:
             return result
         symptom = EvalSymptom(
             manifest=record.manifest_name,
+            manifest_path=request.manifest_path,
             service=record.service,
             namespace=record.namespace,
             run_id=run_id,

@@ -100,6 +100,7 @@ async def test_bad_model_version_opens_an_incident_with_the_eval_series(
     symptom = opened.signal.eval
     assert symptom is not None and symptom.regression
     assert symptom.run_id == broken.run_id and symptom.manifest == manifest.name
+    assert symptom.manifest_path == str(SHIPPED)  # what recheck_eval re-runs to verify recovery
     assert symptom.delta < -0.2 and symptom.p_value is not None and symptom.p_value < 0.05 / 100
     assert symptom.ci is not None and symptom.ci[1] < 0
     assert [value for _, value in symptom.series][-1] == pytest.approx(broken.pass_rate)
