@@ -182,6 +182,9 @@ def render_html(doc: IncidentReportDoc) -> str:
         for a in view.actions
     )
     phases = doc.phases
+    pages = "".join(
+        f"<li>{esc(channel)}: {esc('; '.join(lines))}</li>" for channel, lines in doc.pages.items()
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>backout incident {esc(view.id)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;width:100%;margin:1em 0}}
@@ -196,7 +199,7 @@ remediation {phases.remediation_s}s, verification {phases.verification_s}s)</p>
 <h2>Root-cause summary</h2><pre>{esc(view.summary)}</pre>
 <h2>Ranked culprits</h2><table><tr><th>change</th><th>probability</th><th>evidence</th></tr>{ranking}</table>
 <h2>Actions</h2><table><tr><th>action</th><th>mode</th><th>outcome</th><th>target</th><th>diff</th></tr>{actions}</table>
-<h2>Pages</h2><ul>{"".join(f"<li>{esc(c)}: {esc(", ".join(e))}</li>" for c, e in doc.pages.items())}</ul>
+<h2>Pages</h2><ul>{pages}</ul>
 <h2>Timeline</h2><table><tr><th>time</th><th>kind</th><th>what</th></tr>{rows}</table>
 </body></html>
 """

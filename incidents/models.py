@@ -55,6 +55,7 @@ class EvalSymptom(BaseModel):
     """A golden-set regression, delivered to an incident exactly like an alert."""
 
     manifest: str
+    manifest_path: str | None = None
     service: str
     namespace: str | None = None
     run_id: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities import attribution, context, evals, incidents, runbooks
+from activities import attribution, context, evals, incidents, runbooks, verification
 from activities.kube import activities as kube
 from activities.paging import activities as paging
 from worker.settings import Settings
@@ -20,7 +20,7 @@ def workflows() -> list[type]:
 
 def activities() -> list[Callable[..., Any]]:
     found: list[Callable[..., Any]] = []
-    for module in (context, incidents, attribution, runbooks, kube, paging, evals):
+    for module in (context, incidents, attribution, runbooks, kube, paging, evals, verification):
         found.extend(module.ACTIVITIES)
     return found
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +19,7 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.kube.history import run_history_recorder
 from worker import registry
 from worker.settings import Settings, use_settings
 
@@ -58,11 +61,29 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+def _start_history_recorder(settings: Settings) -> tuple[threading.Thread, threading.Event] | None:
+    """Kubernetes keeps no ConfigMap/Secret history: record every version while the worker runs."""
+    if settings.kubeconfig is None and not os.environ.get("KUBECONFIG"):
+        return None
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_history_recorder, args=(settings, stop), name="backout-history", daemon=True
+    )
+    thread.start()
+    return thread, stop
+
+
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then shut down gracefully (in-flight activities finish)."""
     use_settings(settings)
     registry.configure(settings)
-    with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
-        worker = build_worker(client, settings, executor)
-        async with worker:
-            await stop.wait()
+    recorder = _start_history_recorder(settings)
+    try:
+        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
+            worker = build_worker(client, settings, executor)
+            async with worker:
+                await stop.wait()
+    finally:
+        if recorder is not None:
+            recorder[1].set()
+            await asyncio.to_thread(recorder[0].join, 10)

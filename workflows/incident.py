@@ -104,6 +104,8 @@ class IncidentWorkflow:
         self._signals += 1
         if signal.eval is not None:
             first = self._view.eval is None
+            if self._in_cooldown and signal.eval.regression:
+                self._refired = True
             self._view.eval = signal.eval
             self._log(
                 "signal",
@@ -440,7 +442,7 @@ class IncidentWorkflow:
             )
             if result.outcome != "Successful":
                 raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
-        manifest = self._view.eval.manifest if self._view.eval is not None else self._input.eval_manifest
+        manifest = self._input.eval_manifest or (self._view.eval.manifest_path if self._view.eval else None)
         if manifest and (action.eval or self._view.eval is not None or not self._alerts):
             await self._verify_by_eval(action, manifest)
         elif self._alerts:

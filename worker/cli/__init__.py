@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import attribution, bench, cluster, evals, kube, paging, runbooks, service
+from worker.cli import attribution, bench, cluster, demo, evals, kube, paging, runbooks, service
 
 app = typer.Typer(
     name="backout",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 
 service.register(app)
+demo.register(app)
 kube.register(app)
 attribution.register(app)
 app.add_typer(cluster.app, name="cluster")

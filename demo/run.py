@@ -1,0 +1,239 @@
+"""`backout demo`: three changes across services, one of them bad; backout finds it, rolls it back, verifies, pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from activities.prometheus import query_range
+from demo import service
+from demo.report import IncidentReportDoc, Marker, SymptomSeries, phases_for, render_html, render_terminal
+from demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
+from evals.golden import golden_path, load_golden_set, load_manifest
+from evals.schedule import ensure_schedule
+from incidents.bundle import IncidentBundle
+from incidents.models import TERMINAL_STATES, IncidentView
+
+BAD_PROMPT_VERSION = "prompt-v7-terse"
+EVAL_EVERY = timedelta(seconds=15)
+
+
+async def _traffic(stack: Stack, stop: asyncio.Event) -> None:
+    """Steady user traffic so the service's own metrics move (a few requests a second)."""
+    manifest = load_manifest(GOLDEN_MANIFEST)
+    questions = [item for item in load_golden_set(golden_path(GOLDEN_MANIFEST, manifest))]
+    rng = random.Random(11)
+    async with httpx.AsyncClient(base_url=stack.simservice_url, timeout=10) as http:
+        while not stop.is_set():
+            item = rng.choice(questions)
+            messages = (
+                item.input if isinstance(item.input, list) else [{"role": "user", "content": item.input}]
+            )
+            body = {
+                "model": manifest.model,
+                "messages": [m if isinstance(m, dict) else m.model_dump() for m in messages],
+            }
+            with contextlib.suppress(httpx.HTTPError):
+                await http.post("/v1/chat/completions", json=body)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+
+
+async def _api(stack: Stack, path: str) -> Any:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10
+    ) as http:
+        response = await http.get(path)
+        response.raise_for_status()
+        return response.json()
+
+
+async def _find_incident(stack: Stack) -> str | None:
+    listing = await _api(stack, "/v1/incidents")
+    for item in listing["incidents"]:
+        if item.get("service") == SERVICE and item.get("namespace") == service.NAMESPACE:
+            return str(item["id"])
+    return None
+
+
+def _progress_table(events: list[tuple[str, str]], view: IncidentView | None) -> Table:
+    table = Table(title="backout demo", expand=True)
+    table.add_column("time", no_wrap=True)
+    table.add_column("what")
+    for when, what in events[-8:]:
+        table.add_row(when, what)
+    if view is not None:
+        for entry in view.timeline[-12:]:
+            table.add_row(entry.at.strftime("%H:%M:%S"), f"[{entry.kind}] {entry.message}")
+        table.caption = f"incident {view.id}: {view.state}"
+    return table
+
+
+async def run_demo(state_dir: Path, console: Console, timeout_s: float = 420.0) -> IncidentReportDoc:
+    options = StackOptions(state_dir=state_dir, bad_prompts=[BAD_PROMPT_VERSION])
+    events: list[tuple[str, str]] = []
+
+    def say(message: str) -> None:
+        events.append((datetime.now(UTC).strftime("%H:%M:%S"), message))
+
+    started = time.monotonic()
+    console.print(
+        "[bold]backout demo[/]: starting the local control plane, Temporal, backout, the AI service, Prometheus"
+    )
+    async with running_stack(options) as stack:
+        console.print(
+            f"  cluster {stack.cluster.kubeconfig}\n  backout API {stack.api_url}  Temporal UI {stack.temporal.ui_url}\n"
+            f"  simulated service {stack.simservice_url}  Prometheus {stack.prometheus_url}"
+        )
+        stop_traffic = asyncio.Event()
+        traffic = asyncio.create_task(_traffic(stack, stop_traffic))
+        manifest = load_manifest(GOLDEN_MANIFEST)
+        await ensure_schedule(
+            stack.client,
+            GOLDEN_MANIFEST,
+            manifest,
+            EVAL_EVERY,
+            stack.settings.task_queue,
+            stack.settings.state_dir,
+            endpoint=stack.simservice_url,
+            trigger_now=True,
+        )
+        changes: list[Marker] = []
+        incident_id: str | None = None
+        view: IncidentView | None = None
+        try:
+            with Live(
+                _progress_table(events, None), console=console, refresh_per_second=4, transient=False
+            ) as live:
+                say("service healthy; golden-set eval scheduled every 15s; collecting a baseline")
+                await _wait_for_baseline(stack, manifest.name, live, events)
+                say("baseline pinned; deploying three changes across services")
+                live.update(_progress_table(events, None))
+                plan = [
+                    ("corpus-2026-11-27 re-index on retriever", "change", lambda: service.set_corpus(stack.apis, "corpus-2026-11-27")),
+                    (f"prompt template {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: service.set_prompt(stack.apis, BAD_PROMPT_VERSION, service.BAD_PROMPT)),
+                    ("gateway image 1.4.1", "change", lambda: service.set_image(stack.apis, "gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
+                ]  # fmt: skip
+                for label, kind, apply in plan:
+                    await asyncio.to_thread(apply)
+                    changes.append(Marker(at=datetime.now(UTC), label=label, kind=kind))  # type: ignore[arg-type]
+                    say(f"deployed {label}")
+                    live.update(_progress_table(events, None))
+                    await asyncio.sleep(12)
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline:
+                    if incident_id is None:
+                        incident_id = await _find_incident(stack)
+                        if incident_id:
+                            say(f"incident {incident_id} opened")
+                    if incident_id is not None:
+                        view = IncidentView.model_validate(await _api(stack, f"/v1/incidents/{incident_id}"))
+                        if view.state in TERMINAL_STATES:
+                            live.update(_progress_table(events, view))
+                            break
+                    live.update(_progress_table(events, view))
+                    await asyncio.sleep(1.0)
+        finally:
+            stop_traffic.set()
+            await traffic
+        if view is None:
+            raise RuntimeError(f"no incident reached a final state within {timeout_s:.0f}s")
+        await asyncio.sleep(1.0)  # let the last notifications land at the receivers
+        doc = await _report(stack, view, changes)
+    console.print(f"demo finished in {time.monotonic() - started:.0f}s")
+    return doc
+
+
+async def _wait_for_baseline(
+    stack: Stack, manifest_name: str, live: Live, events: list[tuple[str, str]]
+) -> None:
+    pin = stack.settings.state_dir / "evals" / manifest_name / "baseline" / "pin.json"
+    deadline = time.monotonic() + 180
+    while not pin.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the golden-set baseline was not pinned within 180s ({pin})")
+        live.update(_progress_table(events, None))
+        await asyncio.sleep(1.0)
+
+
+async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> IncidentReportDoc:
+    bundle = await stack.client.get_workflow_handle(view.id).query("bundle", result_type=IncidentBundle)
+    changes = bundle.changes if bundle else []
+    bad = next((m for m in markers if m.kind == "bad_change"), None)
+    expected = None
+    if bad is not None:
+        expected = next((c.id for c in changes if c.to_version == BAD_PROMPT_VERSION), None)
+    culprit = view.attribution.ranking[0].change_id if view.attribution and view.attribution.ranking else None
+    rolled_back = [
+        a.target or "" for a in view.actions if a.action == "rollback" and a.outcome == "Successful"
+    ]
+    all_markers = list(markers)
+    all_markers.append(Marker(at=view.opened_at, label="incident opened", kind="detected"))
+    rollback_at = next((a.at for a in view.actions if a.action == "rollback"), None)
+    if rollback_at is not None:
+        all_markers.append(Marker(at=rollback_at, label="rollback", kind="rollback"))
+    if view.state == "recovered":
+        recovered_at = next((e.at for e in view.timeline if e.step == "verify"), view.updated_at)
+        all_markers.append(Marker(at=recovered_at, label="recovered", kind="recovered"))
+    start = min(m.at for m in all_markers) - timedelta(seconds=60)
+    end = datetime.now(UTC)
+    series = await asyncio.to_thread(
+        query_range,
+        stack.prometheus_url,
+        f'avg(simservice_retrieval_precision{{namespace="{service.NAMESPACE}",service="{SERVICE}"}})',
+        start,
+        end,
+        2.0,
+    )
+    symptom = SymptomSeries(name="retrieval_precision", points=series[0].points if series else [])
+    return IncidentReportDoc(
+        incident=view,
+        changes=changes,
+        expected_culprit=expected,
+        culprit=culprit,
+        culprit_correct=(culprit == expected) if expected else None,
+        rolled_back=rolled_back,
+        recovered=view.state == "recovered",
+        pages={
+            "pagerduty": [f"{action} {key}" for action, key in stack.paging.pagerduty.actions()]
+            + [f"change event: {c['payload']['summary']}" for c in stack.paging.pagerduty.change_events],
+            "slack": [
+                line.strip() for line in stack.paging.describe() if line.startswith(("slack", "  reply"))
+            ],
+        },
+        phases=phases_for(view, bad.at if bad else None),
+        symptom=symptom,
+        markers=all_markers,
+    )
+
+
+def write_outputs(doc: IncidentReportDoc, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "incident-report.json"
+    html_path = out_dir / "incident-report.html"
+    json_path.write_text(json.dumps(doc.model_dump(mode="json"), indent=2), encoding="utf-8")
+    html_path.write_text(render_html(doc), encoding="utf-8")
+    return json_path, html_path
+
+
+def main(state_dir: Path, as_json: bool, out_dir: Path) -> int:
+    console = Console(stderr=as_json)
+    doc = asyncio.run(run_demo(state_dir, console))
+    json_path, html_path = write_outputs(doc, out_dir)
+    render_terminal(doc, console)
+    console.print(f"report: {html_path} (open in a browser), data: {json_path}")
+    if as_json:
+        print(json.dumps(doc.model_dump(mode="json"), indent=2))
+    ok = bool(doc.recovered and doc.culprit_correct and doc.rolled_back)
+    return 0 if ok else 1

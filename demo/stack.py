@@ -1,0 +1,224 @@
+"""Everything the demo and the closed-loop test run, on loopback, started in order and stopped in reverse.
+
+Local control plane (KWOK nodes) -> PagerDuty/Slack receivers -> Temporal dev server ->
+backout worker + API (this process) -> the simulated AI service (a local process reading
+its versions from the cluster) -> Prometheus + Alertmanager with the shipped rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from activities.kube.client import KubeApis, apis_from_kubeconfig
+from activities.paging.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
+from cluster.local import LocalCluster
+from demo import service
+from devstack.prometheus import AlertingStack, ScrapeTarget
+from worker.api import create_app
+from worker.settings import EvidenceQuery, Settings
+from worker.temporal_client import connect
+from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
+from worker.worker import run_worker
+
+REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = REPO / "deploy" / "prometheus" / "rules"
+OWNERS_FILE = REPO / "deploy" / "owners.yaml"
+GOLDEN_MANIFEST = REPO / "evals" / "sets" / "orbitdesk" / "manifest.yaml"
+API_TOKEN = "backout-demo-token"
+SERVICE = "rag-api"
+
+# Per-version retrieval precision of the RAG service: new prompt/corpus versions next to old.
+EVIDENCE = [
+    EvidenceQuery(
+        name="retrieval_precision",
+        query='avg by (service, prompt_version) (simservice_retrieval_precision{namespace="{namespace}"})',
+        version_label="prompt_version",
+    ),
+    EvidenceQuery(
+        name="retrieval_precision",
+        query='avg by (service) (simservice_retrieval_precision{namespace="{namespace}"})',
+    ),
+]
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path
+    bad_prompts: list[str] = field(default_factory=list)
+    bad_models: list[str] = field(default_factory=list)
+    settle_s: float = 10.0
+    cooldown_s: float = 300.0
+    rule_dirs: list[Path] = field(default_factory=lambda: [RULES_DIR])
+    with_eval_manifest: bool = True
+
+
+@dataclass
+class Stack:
+    options: StackOptions
+    settings: Settings
+    cluster: LocalCluster
+    apis: KubeApis
+    paging: LocalPaging
+    temporal: TemporalDevServer
+    client: Client
+    api_url: str
+    simservice_url: str
+    alerting: AlertingStack
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.alerting.prometheus.url
+
+
+def _simservice(options: StackOptions, kubeconfig: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable, "-m", "simservice", "--port", str(port),
+        "--kube-namespace", service.NAMESPACE, "--kube-deployment", service.LLM_DEPLOYMENT,
+        "--prompt-configmap", service.PROMPT_CONFIGMAP, "--corpus-configmap", service.CORPUS_CONFIGMAP,
+        "--kubeconfig", str(kubeconfig), "--bad-marker", "", "--latency-scale", "0.05", "--seed", "7",
+    ]  # fmt: skip
+    for version in options.bad_prompts:
+        argv += ["--bad-prompt", version]
+    for version in options.bad_models:
+        argv += ["--bad-model", version]
+    handle = log.open("ab")
+    return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def _wait_http(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
+    state = options.state_dir
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = LocalCluster(state / "cluster")
+        await asyncio.to_thread(cluster.start, 180.0)
+        stack.callback(cluster.stop)
+        apis = apis_from_kubeconfig(cluster.kubeconfig)
+        stack.callback(apis.close)
+        await asyncio.to_thread(service.recreate_namespace, apis)
+        await asyncio.to_thread(service.deploy, apis)
+        await asyncio.to_thread(service.wait_available, apis)
+
+        paging = start_local_paging(state / "paging")
+        stack.callback(paging.stop)
+        # The ownership file names the routing key through an environment variable.
+        os.environ["BACKOUT_PD_KEY_ML_PLATFORM"] = DEMO_ROUTING_KEY
+
+        temporal = TemporalDevServer(
+            DevServerConfig(
+                db_file=state / "temporal.sqlite",
+                port=free_port(),
+                ui_port=free_port(),
+                log_file=state / "temporal.log",
+            )
+        )
+        temporal.start()
+        stack.callback(temporal.stop)
+
+        api_port = free_port()
+        sim_port = free_port()
+        alerting = AlertingStack(
+            state / "alerting",
+            webhook_url=f"http://127.0.0.1:{api_port}/v1/alerts/alertmanager",
+            bearer_token=API_TOKEN,
+            rule_dirs=options.rule_dirs,
+            scrape_targets=[
+                ScrapeTarget(
+                    job=SERVICE,
+                    addresses=[f"127.0.0.1:{sim_port}"],
+                    labels={"service": SERVICE, "namespace": service.NAMESPACE},
+                )
+            ],
+        )
+        settings = Settings(
+            state_dir=state / "backout",
+            temporal_address=temporal.address,
+            api_port=api_port,
+            api_token=SecretStr(API_TOKEN),
+            public_url=f"http://127.0.0.1:{api_port}",
+            kubeconfig=cluster.kubeconfig,
+            allowed_namespaces=[service.NAMESPACE],
+            prometheus_url=alerting.prometheus.url,
+            evidence_queries=EVIDENCE,
+            eval_manifests={f"{service.NAMESPACE}/{SERVICE}": GOLDEN_MANIFEST}
+            if options.with_eval_manifest
+            else {},
+            ownership_file=OWNERS_FILE,
+            incident_settle_s=options.settle_s,
+            incident_cooldown_s=options.cooldown_s,
+            **paging.settings_overrides(),
+        )
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        client = await connect(settings, attempts=40)
+
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(run_worker(client, settings, stop))
+        app = create_app(settings, lambda: connect(settings), temporal_ui_url=temporal.ui_url)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", lifespan="off")
+        )
+        api_task = asyncio.create_task(server.serve())
+
+        async def stop_backout() -> None:
+            stop.set()
+            server.should_exit = True
+            await asyncio.gather(worker_task, api_task, return_exceptions=True)
+
+        stack.push_async_callback(stop_backout)
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{api_port}/healthz")
+
+        sim = _simservice(options, cluster.kubeconfig, sim_port, state / "simservice.log")
+
+        def stop_sim() -> None:
+            sim.terminate()
+            try:
+                sim.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+
+        stack.callback(stop_sim)
+        await asyncio.to_thread(_wait_http, f"http://127.0.0.1:{sim_port}/healthz", 60.0)
+
+        await asyncio.to_thread(alerting.start)
+        stack.callback(alerting.stop)
+
+        yield Stack(
+            options=options,
+            settings=settings,
+            cluster=cluster,
+            apis=apis,
+            paging=paging,
+            temporal=temporal,
+            client=client,
+            api_url=f"http://127.0.0.1:{api_port}",
+            simservice_url=f"http://127.0.0.1:{sim_port}",
+            alerting=alerting,
+        )

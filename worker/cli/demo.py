@@ -1,0 +1,27 @@
+"""`backout demo`: a whole incident, end to end, on embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def demo(
+    state_dir: Path = typer.Option(
+        Path(".backout/demo"), "--state-dir", help="where the demo keeps its state"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the final incident report as JSON on stdout"),
+    out_dir: Path = typer.Option(
+        Path("reports"), "--out", help="where the JSON and HTML reports are written"
+    ),
+) -> None:
+    """Start everything locally, deploy three changes (one bad), watch backout find, roll back and verify."""
+    from demo.run import main  # heavy imports only when the demo runs
+
+    code = main(state_dir, as_json, out_dir)
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
