@@ -133,7 +133,7 @@ async def _complete(
         started = time.perf_counter()
         try:
             text, ttft_ms, usage = await _complete_once(client, url, body, headers)
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             connect_failures += 1
             problem = f"cannot connect: {exc}"
         except httpx.TimeoutException:
