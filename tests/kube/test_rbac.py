@@ -1,0 +1,105 @@
+"""The worker's shipped RBAC (deploy/rbac/) is enough for remediation and refuses everything else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import utils
+from kubernetes.client.exceptions import ApiException
+from temporalio.exceptions import ApplicationError
+
+from activities.kube import activities as kube_activities
+from activities.kube import remediation
+from activities.kube.client import KubeApis, api_message, apis_with_token
+from cluster.local import LocalCluster, write_kubeconfig
+from incidents.models import RemediationRequest
+from tests.kube.helpers import create_deployment, current_images, set_image, wait_rollout
+from worker.settings import Settings
+
+pytestmark = pytest.mark.kube
+
+RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "backout-worker.yaml"
+
+
+def _token(apis: KubeApis, namespace: str, service_account: str) -> str:
+    body = {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 600}}
+    response = apis.core.create_namespaced_service_account_token(service_account, namespace, body)
+    return str(response.status.token)
+
+
+@pytest.fixture
+def worker_apis(kube_apis: KubeApis, kube_cluster: LocalCluster) -> Iterator[KubeApis]:
+    """A client authenticated as the backout-worker ServiceAccount, bound only by deploy/rbac/."""
+    try:
+        utils.create_from_yaml(kube_apis.api_client, str(RBAC_FILE))
+    except utils.FailToCreateError as exc:  # applied by an earlier test in this session
+        assert all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions), exc
+    state = kube_cluster.read_state()
+    assert state is not None
+    apis = apis_with_token(
+        state.apiserver_url, kube_cluster.pki_dir / "ca.crt", _token(kube_apis, "backout", "backout-worker")
+    )
+    yield apis
+    apis.close()
+
+
+def test_remediation_works_with_the_worker_role_and_deleting_is_refused(
+    kube_apis: KubeApis, worker_apis: KubeApis, kube_namespace: str, kube_settings: Settings
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    request = RemediationRequest(
+        incident_id="inc-rbac",
+        operation="rollback",
+        target_type="deployment",
+        name="web",
+        namespace=kube_namespace,
+    )
+    result = remediation.remediate(worker_apis, kube_settings, request)
+    assert result.applied, result.message
+    assert wait_rollout(worker_apis, kube_namespace, "web").outcome == "Successful"
+    assert current_images(kube_apis, kube_namespace, "web") == ["registry.local/web:1"]
+
+    with pytest.raises(ApiException) as raised:
+        worker_apis.apps.delete_namespaced_deployment("web", kube_namespace)
+    assert raised.value.status == 403
+    assert 'cannot delete resource "deployments"' in api_message(raised.value)
+    assert (
+        kube_apis.apps.read_namespaced_deployment("web", kube_namespace).metadata.deletion_timestamp is None
+    )
+
+
+def test_a_missing_permission_is_a_non_retryable_error_naming_it(
+    kube_apis: KubeApis,
+    kube_cluster: LocalCluster,
+    kube_namespace: str,
+    kube_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    state = kube_cluster.read_state()
+    assert state is not None
+    kubeconfig = tmp_path / "no-role.kubeconfig"
+    token = _token(kube_apis, kube_namespace, "default")  # a ServiceAccount with no role at all
+    write_kubeconfig(
+        kubeconfig, state.apiserver_url, kube_cluster.pki_dir / "ca.crt", None, None, token=token
+    )
+    monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
+    request = RemediationRequest(
+        incident_id="inc-403",
+        operation="rollback",
+        target_type="deployment",
+        name="web",
+        namespace=kube_namespace,
+    )
+    with pytest.raises(ApplicationError) as raised:
+        kube_activities.remediate_sync(request)
+    assert raised.value.non_retryable and raised.value.type == "KubeForbidden"
+    assert f"system:serviceaccount:{kube_namespace}:default" in raised.value.message
+    assert (
+        'cannot get resource "configmaps"' in raised.value.message
+        or 'cannot get resource "deployments"' in (raised.value.message)
+    )
