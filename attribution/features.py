@@ -34,6 +34,7 @@ SYMPTOM_CLASSES: dict[str, str] = {
 }
 SYMPTOM_CLASS_NAMES: tuple[str, ...] = ("errors", "latency", "quality", "other")
 ONSET_MIN_SCORE = 4.0
+NARROW_WINDOW_S = 600.0
 # Traffic volume is context, not health: a change does not go bad by being called more.
 TRAFFIC_METRICS = frozenset({"requests", "throughput", "rps", "qps", "request_rate"})
 
@@ -55,6 +56,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "own_z",
     "own_badness",
     "own_log_points_before",
+    "own_z_narrow",
     "own_cp_log_min_from_change",
     "own_cp_score",
     "callee_z",
@@ -63,11 +65,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "symptom_z",
     "symptom_badness",
     "symptom_log_points_before",
+    "symptom_z_narrow",
     "log_n_changes",
     "log_recency_rank",
     "is_most_recent",
     "own_z_gap",
     "symptom_z_gap",
+    "traffic_surge_z",
     "canary_z_gap",
     "same_service_nearby",
     *(f"symptom_{name}" for name in SYMPTOM_CLASS_NAMES),
@@ -91,6 +95,7 @@ class Evidence:
     own: tuple[str, Shift] | None = None
     symptom: tuple[str, Shift] | None = None
     callee: tuple[str, str, Shift] | None = None
+    traffic: tuple[str, Shift] | None = None
 
 
 def graph_relations(edges: list[tuple[str, str]], symptom_service: str | None) -> dict[str, tuple[str, int]]:
@@ -136,9 +141,11 @@ class _SeriesIndex:
             self._scales[index] = (noise_scale(s.values), max(MIN_WINDOW_S, 4 * sample_step(s.times)))
         return self._scales[index]
 
-    def shift(self, index: int, split: float) -> Shift:
+    def shift(self, index: int, split: float, narrow: bool = False) -> Shift:
         s = self.series[index]
         scale, window = self.scale_and_window(index)
+        if narrow:  # a short window localises the step in time
+            window = max(NARROW_WINDOW_S, 2 * sample_step(s.times))
         return window_shift(s.times, s.values, split, s.bad_sign, scale, window)
 
     def change_point(self, index: int) -> tuple[float, float]:
@@ -183,6 +190,19 @@ def _onset(case: Case, index: _SeriesIndex, symptom: list[int]) -> tuple[float, 
     return best_time, True, max(step, 60.0)
 
 
+def _traffic_surge(case: Case, onset: float) -> tuple[str, Shift] | None:
+    """The strongest rise in request volume when the symptom began: load can explain a symptom."""
+    best: tuple[str, Shift] | None = None
+    for item in case.series:
+        if item.name not in TRAFFIC_METRICS or item.version is not None:
+            continue
+        window = max(MIN_WINDOW_S, 4 * sample_step(item.times))
+        shift = window_shift(item.times, item.values, onset, 1.0, noise_scale(item.values), window)
+        if shift.known and (best is None or shift.z > best[1].z):
+            best = (item.service, shift)
+    return best
+
+
 def _canary(case: Case, index: _SeriesIndex, change: ChangeData) -> tuple[str, Shift] | None:
     if not change.to_version:
         return None
@@ -213,6 +233,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
     symptom = _symptom_indices(case, index)
     onset, onset_known, tolerance = _onset(case, index, symptom)
     symptom_class = SYMPTOM_CLASSES.get(case.symptom_metric or "", "other")
+    traffic = _traffic_surge(case, onset) if onset_known else None
     callees: dict[str, list[str]] = {}
     for caller, callee in case.edges:
         callees.setdefault(caller, []).append(callee)
@@ -273,6 +294,14 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
             "own_available": float(own_best is not None),
             "own_z": _signed_log(own_shift.z),
             "own_badness": own_shift.badness,
+            "own_z_narrow": _signed_log(index.shift(own_best[0], change.started, narrow=True).z)
+            if own_best
+            else 0.0,
+            "symptom_z_narrow": (
+                _signed_log(index.shift(symptom_best[0], change.started, narrow=True).z)
+                if symptom_best
+                else 0.0
+            ),
             "own_log_points_before": float(np.log1p(own_shift.n_before)),
             "symptom_log_points_before": float(np.log1p(symptom_shift.n_before)),
             "own_cp_log_min_from_change": float(np.log1p(min(cp_minutes, 1e4))),
@@ -295,6 +324,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
                 )
             ),
             f"symptom_{symptom_class}": 1.0,
+            "traffic_surge_z": _signed_log(traffic[1].z) if traffic else 0.0,
         }
         for name, value in values.items():
             row[FEATURE_INDEX[name]] = value
@@ -312,6 +342,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
                 own=(index.series[own_best[0]].name, own_best[1]) if own_best else None,
                 symptom=(index.series[symptom_best[0]].name, symptom_best[1]) if symptom_best else None,
                 callee=callee_best,
+                traffic=traffic,
             )
         )
     _relative_gaps(rows)

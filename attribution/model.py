@@ -15,7 +15,6 @@ the symptom.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -174,7 +173,6 @@ def fit(
         rng.choice(complete, size=int(len(complete) * calibration_share), replace=False).tolist()
     )
     train = [incident for i, incident in enumerate(incidents) if i not in calibration]
-    started = time.perf_counter()
     features, labels, weights = _rows(train)
     classifier = HistGradientBoostingClassifier(
         max_iter=250,
@@ -198,7 +196,6 @@ def fit(
         "incidents": len(incidents),
         "training_rows": int(features.shape[0]),
         "calibration_incidents": len(groups),
-        "fit_seconds": round(time.perf_counter() - started, 2),
     }
     return AttributionModel(forest, temperature, null_logit, version, meta)
 

@@ -90,4 +90,13 @@ def explain(evidence: Evidence, symptom_service: str | None) -> list[str]:
             reasons.append(f"the symptom {metric} {_movement(shift)} in the window after the change")
         else:
             reasons.append(f"the symptom {metric} did not move in the window after the change")
+    if (
+        evidence.traffic is not None
+        and evidence.traffic[1].z >= STRONG_Z
+        and evidence.traffic[1].ratio >= 1.2
+    ):
+        service, shift = evidence.traffic
+        reasons.append(
+            f"requests to {service} rose {shift.ratio:.1f}x when the symptom began: load may explain it"
+        )
     return reasons
