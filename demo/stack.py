@@ -60,6 +60,7 @@ class StackOptions:
     state_dir: Path
     bad_prompts: list[str] = field(default_factory=list)
     bad_models: list[str] = field(default_factory=list)
+    bad_corpora: list[str] = field(default_factory=list)
     settle_s: float = 10.0
     cooldown_s: float = 300.0
     rule_dirs: list[Path] = field(default_factory=lambda: [RULES_DIR])
@@ -95,6 +96,8 @@ def _simservice(options: StackOptions, kubeconfig: Path, port: int, log: Path) -
         argv += ["--bad-prompt", version]
     for version in options.bad_models:
         argv += ["--bad-model", version]
+    for version in options.bad_corpora:
+        argv += ["--bad-corpus", version]
     handle = log.open("ab")
     return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
 

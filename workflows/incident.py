@@ -123,12 +123,14 @@ class IncidentWorkflow:
             return
         self._alerts[alert.fingerprint] = alert
         name = alert.labels.get("alertname", alert.fingerprint)
-        if known is None:
-            message = f"alert {name} {alert.status}"
-        else:
-            message = f"alert {name} {known.status} -> {alert.status}"
-            if alert.status == "firing" and self._in_cooldown:
-                self._refired = True
+        message = (
+            f"alert {name} {alert.status}"
+            if known is None
+            else f"alert {name} {known.status} -> {alert.status}"
+        )
+        if alert.status == "firing" and self._in_cooldown:
+            # Firing again (or newly) after the incident was handled: the symptom is back.
+            self._refired = True
         self._log("signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
         self._view.alerts = list(self._alerts.values())
 
@@ -332,6 +334,10 @@ class IncidentWorkflow:
             elif acted:
                 # Remediated without an explicit verify step: recovery is not shown, so a human checks.
                 await self._needs_human("remediation applied but the runbook did not verify recovery")
+            elif any(record.action == "page" and record.mode != "shadow" for record in self._view.actions):
+                notes = [r.message for r in self._view.actions if r.action == "record" and r.message]
+                runbook = self._view.decision.runbook if self._view.decision else None
+                await self._needs_human(notes[-1] if notes else f"runbook {runbook} pages a human")
             else:
                 self._set_state("no_action")
                 if self._view.decision is not None and self._view.decision.runbook is None:
