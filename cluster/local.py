@@ -88,7 +88,8 @@ def _pid_alive(pid: int, expected_name: str) -> bool:
         return False
     if ") Z " in stat:  # a zombie is gone for our purposes
         return False
-    return Path(cmdline).name == expected_name
+    # Right after exec the new image's arguments may not be set up yet: an empty cmdline is still ours.
+    return not cmdline or Path(cmdline).name == expected_name
 
 
 class LocalCluster:
@@ -322,9 +323,11 @@ class LocalCluster:
         assert state is not None
         for process in state.processes:
             if not _pid_alive(process.pid, process.name):
-                _reap(process.pid)
+                how = _reap(process.pid)
                 tail = Path(process.log).read_text(errors="replace").splitlines()[-15:]
-                raise ClusterError(f"{process.name} exited during startup; log tail:\n" + "\n".join(tail))
+                raise ClusterError(
+                    f"{process.name} exited during startup ({how}); log tail:\n" + "\n".join(tail)
+                )
 
     def _wait_readyz(self, url: str, admin: tuple[Path, Path], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -362,11 +365,17 @@ class LocalCluster:
         raise ClusterError(f"fake nodes or the default ServiceAccount not ready after {timeout_s:.0f}s")
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int) -> str:
+    """Collect an exited child (so it leaves no zombie) and say how it ended."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        reaped, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass
+        return "not our child"
+    if reaped == 0:
+        return "still running"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _etcd_supports_no_fsync(etcd_binary: str) -> bool:

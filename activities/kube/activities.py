@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 from temporalio import activity
@@ -165,4 +165,9 @@ def default_since(lookback_s: int) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=lookback_s)
 
 
-ACTIVITIES = [list_cluster_changes, remediate, verify_rollout, record_cluster_history]
+ACTIVITIES: list[Callable[..., Any]] = [
+    list_cluster_changes,
+    remediate,
+    verify_rollout,
+    record_cluster_history,
+]
