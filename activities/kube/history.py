@@ -23,6 +23,7 @@ from kubernetes import watch
 from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1Secret
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
+from temporalio.exceptions import ApplicationError
 
 from activities.kube.client import KubeApis, apis_from_settings
 from worker.settings import Settings
@@ -287,9 +288,13 @@ def _watch_kind(
         )
     args = () if namespace is None else (namespace,)
     watcher = watch.Watch()
+    selector = f"!{HISTORY_OF_LABEL}"
     try:
+        # Start from "now" (the sweep just recorded the current state) instead of replaying
+        # every object as ADDED.
+        since = func(*args, label_selector=selector, limit=1).metadata.resource_version
         for event in watcher.stream(
-            func, *args, label_selector=f"!{HISTORY_OF_LABEL}", timeout_seconds=window_s
+            func, *args, label_selector=selector, timeout_seconds=window_s, resource_version=since
         ):
             if stop.is_set():
                 break
@@ -309,7 +314,11 @@ def run_history_recorder(settings: Settings, stop: StopFlag, window_s: int = 60)
     nothing written while a watch reconnects is missed.
     """
     namespaces: list[str | None] = list(settings.allowed_namespaces) or [None]
-    apis = apis_from_settings(settings)
+    try:
+        apis = apis_from_settings(settings)
+    except ApplicationError as exc:  # a worker without a cluster still runs; it just records nothing
+        log.warning("history recorder not started: %s", exc.message)
+        return
     try:
         while not stop.is_set():
             try:
