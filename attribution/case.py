@@ -138,7 +138,7 @@ def case_to_bundle_dict(case: Case, namespace: str = "prod") -> dict[str, Any]:
                 "version": s.version,
                 "bad_direction": "up" if s.bad_sign > 0 else "down",
                 "points": [
-                    [_rfc3339(float(t)), round(float(v), 6)] for t, v in zip(s.times, s.values, strict=True)
+                    [_rfc3339(float(t)), float(f"{v:.9g}")] for t, v in zip(s.times, s.values, strict=True)
                 ],
             }
             for s in case.series

@@ -60,6 +60,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "own_cp_log_min_from_change",
     "own_cp_score",
     "callee_z",
+    "path_caller_z",
     "own_minus_callee_z",
     "symptom_available",
     "symptom_z",
@@ -96,6 +97,7 @@ class Evidence:
     symptom: tuple[str, Shift] | None = None
     callee: tuple[str, str, Shift] | None = None
     traffic: tuple[str, Shift] | None = None
+    path_caller: tuple[str, str, Shift] | None = None
 
 
 def graph_relations(edges: list[tuple[str, str]], symptom_service: str | None) -> dict[str, tuple[str, int]]:
@@ -190,6 +192,16 @@ def _onset(case: Case, index: _SeriesIndex, symptom: list[int]) -> tuple[float, 
     return best_time, True, max(step, 60.0)
 
 
+def _neighbours_best(index: _SeriesIndex, services: list[str], split: float) -> tuple[str, str, Shift] | None:
+    """The neighbouring service whose metrics worsened most at `split`: (service, metric, shift)."""
+    best: tuple[str, str, Shift] | None = None
+    for service in services:
+        found = index.strongest(index.unversioned(service), split)
+        if found and (best is None or found[1].z > best[2].z):
+            best = (service, index.series[found[0]].name, found[1])
+    return best
+
+
 def _traffic_surge(case: Case, onset: float) -> tuple[str, Shift] | None:
     """The strongest rise in request volume when the symptom began: load can explain a symptom."""
     best: tuple[str, Shift] | None = None
@@ -235,8 +247,11 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
     symptom_class = SYMPTOM_CLASSES.get(case.symptom_metric or "", "other")
     traffic = _traffic_surge(case, onset) if onset_known else None
     callees: dict[str, list[str]] = {}
+    callers: dict[str, list[str]] = {}
     for caller, callee in case.edges:
         callees.setdefault(caller, []).append(callee)
+        callers.setdefault(callee, []).append(caller)
+    on_path = {service for service, (relation, _) in relations.items() if relation in ("same", "callee")}
 
     before_detection = sorted(
         (c for c in case.changes if c.started <= case.detected_at), key=lambda c: -c.started
@@ -262,11 +277,9 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
         canary = _canary(case, index, change)
         own_best = index.strongest(index.unversioned(change.service), change.started)
         symptom_best = index.strongest(symptom, change.started)
-        callee_best: tuple[str, str, Shift] | None = None
-        for callee in callees.get(change.service, []):
-            found = index.strongest(index.unversioned(callee), change.started)
-            if found and (callee_best is None or found[1].z > callee_best[2].z):
-                callee_best = (callee, index.series[found[0]].name, found[1])
+        callee_best = _neighbours_best(index, callees.get(change.service, []), change.started)
+        upstream = [c for c in callers.get(change.service, []) if c in on_path and c != change.service]
+        caller_best = _neighbours_best(index, upstream, change.started)
         own_shift = own_best[1] if own_best else NO_SHIFT
         symptom_shift = symptom_best[1] if symptom_best else NO_SHIFT
         canary_shift = canary[1] if canary else NO_SHIFT
@@ -307,6 +320,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
             "own_cp_log_min_from_change": float(np.log1p(min(cp_minutes, 1e4))),
             "own_cp_score": float(np.clip(cp_score, -50, 50)),
             "callee_z": _signed_log(callee_shift.z),
+            "path_caller_z": _signed_log(caller_best[2].z) if caller_best else 0.0,
             "own_minus_callee_z": _signed_log(own_shift.z) - _signed_log(callee_shift.z),
             "symptom_available": float(symptom_best is not None),
             "symptom_z": _signed_log(symptom_shift.z),
@@ -343,6 +357,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
                 symptom=(index.series[symptom_best[0]].name, symptom_best[1]) if symptom_best else None,
                 callee=callee_best,
                 traffic=traffic,
+                path_caller=caller_best,
             )
         )
     _relative_gaps(rows)

@@ -74,6 +74,11 @@ def explain(evidence: Evidence, symptom_service: str | None) -> list[str]:
             reasons.append(f"no clear worsening of {change.service}'s metrics after the change")
     elif evidence.canary is None:
         reasons.append(f"no metrics of {change.service} in the bundle")
+    if evidence.path_caller is not None and evidence.path_caller[2].z >= STRONG_Z:
+        caller, metric, shift = evidence.path_caller
+        reasons.append(
+            f"{metric} of {caller}, which calls {change.service}, {_movement(shift)} after the change"
+        )
     if evidence.callee is not None and evidence.own is not None:
         callee, metric, shift = evidence.callee
         if shift.z >= STRONG_Z and shift.z >= evidence.own[1].z:

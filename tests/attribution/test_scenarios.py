@@ -66,3 +66,40 @@ def test_cli_json_follows_the_spec_output(folder: Path) -> None:
         assert 0.0 <= item["probability"] <= 1.0
         assert item["reasons"] and all(isinstance(reason, str) and reason for reason in item["reasons"])
     AttributionOutput.model_validate(document)
+
+
+def test_odd_but_valid_bundles_are_ranked(packaged_model: AttributionModel) -> None:
+    """Degenerate evidence must not crash ranking: every change still comes back once."""
+    from incidents.bundle import parse_bundle
+
+    document = {
+        "version": 1,
+        "incident": {
+            "id": "odd",
+            "detected_at": 1_800_000_000,
+            "service": None,
+            "symptom": {"metric": "nope"},
+        },
+        "changes": [
+            {"id": "a", "service": "x", "kind": "weird-kind", "started_at": 1_799_999_000},
+            {"id": "b", "service": "y", "started_at": 1_800_000_600, "completed_at": 1_799_999_000},
+            {"id": "c", "service": "x", "kind": "image", "started_at": 1_799_990_000, "to_version": "v2"},
+        ],
+        "metrics": [
+            {"name": "error_rate", "service": "x", "points": [[1_799_999_500, 0.5]]},
+            {"name": "error_rate", "service": "x", "points": [[1_799_999_500, 0], [1_799_999_560, 0]]},
+            {"name": "latency_ms", "service": "x", "version": "v2", "points": [[1_799_999_500, -3.0]]},
+            {"name": "cpu", "service": "y", "points": []},
+            {
+                "name": "tokens",
+                "service": "y",
+                "bad_direction": "down",
+                "points": [[1_799_999_000 + i, i] for i in range(50)],
+            },
+        ],
+    }
+    output = packaged_model.attribute(parse_bundle(document))
+    assert sorted(item.change_id for item in output.ranking) == ["a", "b", "c"]
+    assert all(0.0 <= item.probability <= 1.0 and item.reasons for item in output.ranking)
+    after = next(item for item in output.ranking if item.change_id == "b")
+    assert "after detection" in after.reasons[0]
