@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from pydantic import BaseModel
 
 KUBERNETES_VERSION = "v1.34.4"
@@ -26,8 +29,11 @@ KWOK_VERSION = "v0.7.0"
 # Debian's etcd 3.4.23 predates progress notifications (3.4.31 / 3.5.13), without which the
 # apiserver refuses watch-list streams and KWOK's informers lag by tens of seconds.
 ETCD_VERSION = "v3.5.21"
-KUBE_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# kubectl is not needed by backout itself, but makes the local cluster usable by hand and in the demo.
+KUBE_COMPONENTS: tuple[str, ...] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 CACHE_DIR_ENV = "BACKOUT_CACHE_DIR"
+MINIMUM_GO = (1, 24)
+TOOLCHAIN_VERSION = "go1.24.13"
 BUILD_PARALLELISM_ENV = "BACKOUT_GO_BUILD_PARALLELISM"
 
 Progress = Callable[[str], None]
@@ -69,11 +75,75 @@ def _print_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _go_binary() -> str:
-    found = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if found is None:
-        raise BuildError("the Go toolchain (go) is not on PATH; install Go 1.24 or newer")
-    return found
+def go_version_tuple(text: str) -> tuple[int, int]:
+    """`go1.26.8` or `go version go1.22.1 linux/amd64` -> (1, 26)."""
+    match = re.search(r"go(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _usable_go(candidate: str | None) -> bool:
+    if candidate is None:
+        return False
+    completed = subprocess.run([candidate, "env", "GOVERSION"], capture_output=True, text=True)
+    return completed.returncode == 0 and go_version_tuple(completed.stdout) >= MINIMUM_GO
+
+
+def _go_binary(progress: Progress = _print_progress) -> str:
+    """A Go >= 1.24: on PATH, in /usr/local/go, or a toolchain fetched once from the Go module proxy."""
+    for candidate in (shutil.which("go"), "/usr/local/go/bin/go", str(_toolchain_dir() / "bin" / "go")):
+        if candidate and Path(candidate).exists() and _usable_go(candidate):
+            return candidate
+    return _fetch_toolchain(progress)
+
+
+def _toolchain_dir() -> Path:
+    return cache_root().parent / "go" / TOOLCHAIN_VERSION
+
+
+def _fetch_toolchain(progress: Progress) -> str:
+    """Go toolchains are published as modules (golang.org/toolchain), so the module proxy serves them."""
+    target = _toolchain_dir()
+    machine = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine(), platform.machine()
+    )
+    module_version = f"v0.0.1-{TOOLCHAIN_VERSION}.{platform.system().lower()}-{machine}"
+    proxy = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0].rstrip("/")
+    if proxy in ("direct", "off"):
+        proxy = "https://proxy.golang.org"
+    url = f"{proxy}/golang.org/toolchain/@v/{module_version}.zip"
+    progress(f"no Go >= {MINIMUM_GO[0]}.{MINIMUM_GO[1]} found: fetching {url}")
+    archive = target.parent / f"{module_version}.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with httpx.stream("GET", url, follow_redirects=True, timeout=120) as response:
+        if response.status_code != 200:
+            raise BuildError(f"cannot fetch the Go toolchain from {url}: HTTP {response.status_code}")
+        with archive.open("wb") as out:
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    prefix = f"golang.org/toolchain@{module_version}/"
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.infolist():
+            if not member.filename.startswith(prefix) or member.is_dir():
+                continue
+            destination = staging / member.filename[len(prefix) :]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with bundle.open(member) as source, destination.open("wb") as sink:
+                shutil.copyfileobj(source, sink)
+            if (
+                (member.external_attr >> 16) & 0o111
+                or "/bin/" in f"/{member.filename[len(prefix) :]}"
+                or ("/pkg/tool/" in member.filename)
+            ):
+                destination.chmod(0o755)
+    archive.unlink()
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    go = target / "bin" / "go"
+    if not _usable_go(str(go)):
+        raise BuildError(f"the fetched Go toolchain at {go} does not run")
+    return str(go)
 
 
 def _go_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -205,7 +275,7 @@ def build(version: str = KUBERNETES_VERSION, progress: Progress = _print_progres
     if not re.fullmatch(r"v1\.\d+\.\d+", version):
         raise BuildError(f"kubernetes version {version!r} must look like v1.34.4")
     started = time.monotonic()
-    go = _go_binary()
+    go = _go_binary(progress)
     go_version = _run([go, "env", "GOVERSION"]).strip()
     bin_dir = binary_dir(version)
     src_dir = version_dir(version) / "src"

@@ -109,7 +109,8 @@ def test_status_and_env_commands(kube_cluster: LocalCluster) -> None:
         ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
     )
     env = runner.invoke(cluster_cli.app, ["env", "--state-dir", str(kube_cluster.state_dir)])
-    assert env.output.strip() == f"export KUBECONFIG={kube_cluster.kubeconfig}"
+    assert env.output.splitlines()[0] == f"export KUBECONFIG={kube_cluster.kubeconfig}"
+    assert f'export PATH="{build.binary_dir()}:$PATH"' in env.output
     missing = runner.invoke(cluster_cli.app, ["env", "--state-dir", "/nonexistent/backout"])
     assert missing.exit_code == 2 and "backout cluster up" in missing.output
 
@@ -139,3 +140,10 @@ def _is_zombie(pid: int) -> bool:
 def test_cache_dir_env_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(build.CACHE_DIR_ENV, raising=False)
     assert build.cache_root() == Path(os.path.expanduser("~")) / ".cache" / "backout" / "cluster"
+
+
+def test_go_versions_are_compared_numerically() -> None:
+    assert build.go_version_tuple("go1.26.8") == (1, 26)
+    assert build.go_version_tuple("go version go1.9.7 linux/amd64") == (1, 9)
+    assert build.go_version_tuple("go1.9.7") < build.MINIMUM_GO <= build.go_version_tuple("go1.24.0")
+    assert build.go_version_tuple("devel") == (0, 0)

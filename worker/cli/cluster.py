@@ -28,7 +28,7 @@ def _fail(message: str) -> typer.Exit:
 def build_command(
     version: str = typer.Option(build.KUBERNETES_VERSION, "--version", help="k8s.io/kubernetes version"),
 ) -> None:
-    """Build kube-apiserver, kube-controller-manager, kube-scheduler and kwok into the cache (once)."""
+    """Build kube-apiserver, controller-manager, scheduler, kubectl, etcd and kwok into the cache (once)."""
     try:
         info = build.build(version)
     except build.BuildError as exc:
@@ -82,8 +82,9 @@ def status_command(
 
 @app.command("env")
 def env_command(state_dir: Path = STATE_DIR_OPTION) -> None:
-    """Print `export KUBECONFIG=...` for the running cluster (use with eval)."""
+    """Print `export KUBECONFIG=...` (and PATH for the cached kubectl) for the running cluster: eval "$(...)"."""
     cluster = local.LocalCluster(state_dir)
     if cluster.read_state() is None:
         raise _fail(f"no cluster recorded in {cluster.state_dir}; run `backout cluster up` first")
     typer.echo(f"export KUBECONFIG={cluster.kubeconfig}")
+    typer.echo(f'export PATH="{build.binary_dir(cluster.version)}:$PATH"  # kubectl')
