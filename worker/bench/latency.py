@@ -26,6 +26,7 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes import watch as kube_watch
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -83,6 +84,10 @@ class LatencyResult(BaseModel):
     target_p99_ms: float = TARGET_P99_MS
     target_ratio: float = TARGET_FLOOR_RATIO
     incident_states: dict[str, int] = Field(default_factory=dict)
+    step_mean_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description="mean duration of each incident step (activity), from the worker's metrics",
+    )
     ok: bool
     problems: list[str]
 
@@ -277,6 +282,25 @@ async def _why_not(http: httpx.AsyncClient, incident_id: str | None) -> str:
     return f"state {view.get('state')}: {first}"[:400]
 
 
+async def _step_means(http: httpx.AsyncClient) -> dict[str, float]:
+    """Mean activity duration per step from backout_step_duration_seconds (worker and API share a process)."""
+    response = await http.get("/metrics")
+    if response.status_code != 200:
+        return {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        if family.name != "backout_step_duration_seconds":
+            continue
+        for sample in family.samples:
+            step = sample.labels.get("step", "?")
+            if sample.name.endswith("_sum"):
+                sums[step] = sums.get(step, 0.0) + sample.value
+            elif sample.name.endswith("_count"):
+                counts[step] = counts.get(step, 0.0) + sample.value
+    return {step: round(sums[step] / counts[step] * 1000, 2) for step in sorted(sums) if counts.get(step)}
+
+
 async def _incident_states(http: httpx.AsyncClient, namespaces: set[str]) -> dict[str, int]:
     response = await http.get("/v1/incidents", params={"limit": 1000})
     states: dict[str, int] = {}
@@ -357,6 +381,7 @@ async def _measure(
                 continue
             latencies.append(watch.seen_at[namespace] - started)
         states = await _incident_states(http, set(namespaces))
+        step_means = await _step_means(http)
     watch.stop()
     samples = max(10, len(namespaces))
     workflow_floor_s = await workflow_floor(stack.temporal_address, samples)
@@ -384,6 +409,7 @@ async def _measure(
         ratio_p50=round(p50 / floor_p50, 2) if p50 is not None else None,
         ratio_p99=round(p99 / floor_p99, 2) if p99 is not None else None,
         incident_states=states,
+        step_mean_ms=step_means,
         ok=not problems,
         problems=problems,
     )
