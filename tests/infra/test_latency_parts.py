@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client as kube_client
@@ -23,6 +24,7 @@ from worker.bench.latency import (
     RollbackWatch,
     patch_floor,
     prepare_deployments,
+    run_latency,
     workflow_floor,
 )
 from worker.temporal_server import TemporalDevServer
@@ -95,3 +97,14 @@ def test_watch_stop_returns_without_events() -> None:
     watch.stop()
     assert time.monotonic() - started < 5
     assert not any(t.name == "rollback-watch" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.kube
+@pytest.mark.temporal
+@pytest.mark.slow
+async def test_latency_bench_times_real_rollbacks(kube_cluster: LocalCluster, tmp_path: Path) -> None:
+    result = await run_latency(2, tmp_path, per_incident_timeout_s=60, kubeconfig=kube_cluster.kubeconfig)
+    assert result.rolled_back == 2, result.problems
+    assert result.p50_ms is not None and result.p99_ms is not None and 0 < result.p50_ms <= result.p99_ms
+    assert result.floor_workflow_p50_ms and result.floor_patch_p50_ms
+    assert {"collect_context", "remediate"} <= set(result.step_mean_ms)

@@ -310,35 +310,53 @@ async def _incident_states(http: httpx.AsyncClient, namespaces: set[str]) -> dic
     return states
 
 
-async def run_latency(incidents: int, work_dir: Path, per_incident_timeout_s: float = 30.0) -> LatencyResult:
-    # Imported here: the cluster package is only needed by this bench.
+async def run_latency(
+    incidents: int, work_dir: Path, per_incident_timeout_s: float = 30.0, kubeconfig: Path | None = None
+) -> LatencyResult:
+    """Time `incidents` rollbacks; on the cluster of `kubeconfig`, or on a local control plane started here."""
+    if kubeconfig is not None:
+        return await _run_on_cluster(kubeconfig, incidents, work_dir, per_incident_timeout_s)
+    # Imported here: the cluster package is only needed when the bench brings its own cluster.
     from cluster.local import LocalCluster
 
     cluster = LocalCluster(work_dir / "cluster")
     await asyncio.to_thread(cluster.start, 300.0)
     try:
-        api_client = kube_config.new_client_from_config(config_file=str(cluster.kubeconfig))
-        apps, core = kube_client.AppsV1Api(api_client), kube_client.CoreV1Api(api_client)
-        namespaces = [f"{NAMESPACE_PREFIX}-{index:03d}" for index in range(incidents)]
-        floor_namespace = f"{NAMESPACE_PREFIX}-floor"
-        await asyncio.to_thread(prepare_deployments, apps, core, [*namespaces, floor_namespace])
-        runbook_dir = work_dir / "runbooks"
-        runbook_dir.mkdir(parents=True, exist_ok=True)
-        (runbook_dir / "latency-bench.yaml").write_text(RUNBOOK, encoding="utf-8")
-        env = {
-            "BACKOUT_KUBECONFIG": str(cluster.kubeconfig),
-            "BACKOUT_RUNBOOK_DIR": str(runbook_dir),
-            "BACKOUT_ALLOWED_NAMESPACES": ",".join(namespaces),
-            "BACKOUT_INCIDENT_SETTLE_S": "0",
-        }
-        stack = SpawnedStack(state_dir=work_dir / "backout", extra_env=env)
-        await asyncio.to_thread(stack.start)
-        try:
-            return await _measure(stack, apps, namespaces, floor_namespace, per_incident_timeout_s)
-        finally:
-            await asyncio.to_thread(stack.stop)
+        return await _run_on_cluster(cluster.kubeconfig, incidents, work_dir, per_incident_timeout_s)
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def _run_on_cluster(
+    kubeconfig: Path, incidents: int, work_dir: Path, per_incident_timeout_s: float
+) -> LatencyResult:
+    api_client = kube_config.new_client_from_config(config_file=str(kubeconfig))
+    apps, core = kube_client.AppsV1Api(api_client), kube_client.CoreV1Api(api_client)
+    prefix = f"{NAMESPACE_PREFIX}-{uuid.uuid4().hex[:6]}"
+    namespaces = [f"{prefix}-{index:03d}" for index in range(incidents)]
+    floor_namespace = f"{prefix}-floor"
+    await asyncio.to_thread(prepare_deployments, apps, core, [*namespaces, floor_namespace])
+    runbook_dir = work_dir / "runbooks"
+    runbook_dir.mkdir(parents=True, exist_ok=True)
+    (runbook_dir / "latency-bench.yaml").write_text(RUNBOOK, encoding="utf-8")
+    env = {
+        "BACKOUT_KUBECONFIG": str(kubeconfig),
+        "BACKOUT_RUNBOOK_DIR": str(runbook_dir),
+        "BACKOUT_ALLOWED_NAMESPACES": ",".join(namespaces),
+        "BACKOUT_INCIDENT_SETTLE_S": "0",
+    }
+    stack = SpawnedStack(state_dir=work_dir / "backout", extra_env=env)
+    try:
+        await asyncio.to_thread(stack.start)
+        return await _measure(stack, apps, namespaces, floor_namespace, per_incident_timeout_s)
+    finally:
+        await asyncio.to_thread(stack.stop)
+        for namespace in [*namespaces, floor_namespace]:
+            try:
+                await asyncio.to_thread(core.delete_namespace, namespace)
+            except ApiException:
+                pass
+        api_client.close()
 
 
 async def _measure(
