@@ -119,6 +119,11 @@ def latency(
     per_incident_timeout_s: float = typer.Option(
         30.0, "--per-incident-timeout-s", min=1.0, help="give up on an incident's rollback after this long"
     ),
+    kubeconfig: Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        help="use this cluster (e.g. from `backout cluster up`) instead of starting a local control plane",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Webhook receipt -> rollback patch accepted, on a local control plane and a private backout up; with floor."""
@@ -127,9 +132,11 @@ def latency(
     from cluster.local import ClusterError
     from worker.bench.latency import run_latency
 
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise _fail(f"--kubeconfig {kubeconfig}: no such file")
     with tempfile.TemporaryDirectory(prefix="backout-latency-") as work_dir:
         try:
-            _run(lambda: run_latency(incidents, Path(work_dir), per_incident_timeout_s), as_json)
+            _run(lambda: run_latency(incidents, Path(work_dir), per_incident_timeout_s, kubeconfig), as_json)
         except (ProcessStartError, ClusterError, ApiException) as exc:  # the environment, not the input
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
