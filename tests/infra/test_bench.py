@@ -113,6 +113,7 @@ def test_cli_prints_json_and_exits_zero() -> None:
             ["ingest", "--url", "http://127.0.0.1:9", "--notifications", "4", "--groups", "2"],
             "no backout API",
         ),
+        (["latency", "--kubeconfig", "/nonexistent/kubeconfig"], "no such file"),
     ],
 )
 def test_cli_bad_input_exits_2_with_message(args: list[str], message: str) -> None:
