@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from activities.kube import history
 from activities.kube.client import KubeApis
@@ -152,36 +152,69 @@ def _change_time(deployment: Any, replica_set: Any, is_current: bool) -> datetim
     return created
 
 
+class RevisionEntry(NamedTuple):
+    revision: int
+    replica_set: Any
+    started: datetime
+    reconstructed: bool
+
+
+def revision_timeline(deployment: Any, replica_sets: list[Any]) -> list[RevisionEntry]:
+    """Every revision, including the ones a rollback renumbered.
+
+    Rolling back re-uses the old ReplicaSet under a new revision number and keeps the old
+    numbers in `deployment.kubernetes.io/revision-history`; the first of them is the
+    original rollout, at the ReplicaSet's creation time.
+    """
+    entries: list[RevisionEntry] = []
+    for replica_set in replica_sets:
+        revision = revision_of(replica_set)
+        if revision is None:
+            continue
+        is_current = replica_set is replica_sets[-1]
+        entries.append(
+            RevisionEntry(revision, replica_set, _change_time(deployment, replica_set, is_current), False)
+        )
+        earlier = (replica_set.metadata.annotations or {}).get(REVISION_HISTORY_ANNOTATION, "")
+        numbers = sorted(int(part) for part in earlier.split(",") if part.strip().isdigit())
+        if numbers:
+            created = replica_set.metadata.creation_timestamp
+            entries.append(RevisionEntry(numbers[0], replica_set, created, True))
+    return sorted(entries, key=lambda entry: entry.revision)
+
+
 def deployment_changes(apis: KubeApis, deployment: Any, since: datetime) -> list[Change]:
-    replica_sets = owned_replica_sets(apis, deployment)
+    timeline = revision_timeline(deployment, owned_replica_sets(apis, deployment))
     namespace, name = deployment.metadata.namespace, deployment.metadata.name
     changes: list[Change] = []
-    for previous, current in itertools.pairwise(replica_sets):
-        revision = revision_of(current)
-        assert revision is not None
-        started = _change_time(deployment, current, current is replica_sets[-1])
-        if started < since:
+    for previous, current in itertools.pairwise(timeline):
+        if current.started < since:
             continue
-        kind, from_version, to_version = infer_deployment_change(previous, current)
-        annotations = current.metadata.annotations or {}
-        description = annotations.get(CHANGE_CAUSE_ANNOTATION) or f"{kind}: {from_version} -> {to_version}"
+        kind, from_version, to_version = infer_deployment_change(previous.replica_set, current.replica_set)
+        generated = f"{kind}: {from_version} -> {to_version}"
+        annotations = {} if current.reconstructed else (current.replica_set.metadata.annotations or {})
+        previous_annotations = previous.replica_set.metadata.annotations or {}
+        description = annotations.get(CHANGE_CAUSE_ANNOTATION) or generated
         author = annotations.get(AUTHOR_ANNOTATION)
-        if annotations.get(APPLIED_BY_ANNOTATION) and annotations.get(APPLIED_BY_ANNOTATION) != (
-            (previous.metadata.annotations or {}).get(APPLIED_BY_ANNOTATION)
+        applied_by = annotations.get(APPLIED_BY_ANNOTATION)
+        if applied_by and (
+            previous.reconstructed or applied_by != previous_annotations.get(APPLIED_BY_ANNOTATION)
         ):
             author = "backout"
         changes.append(
             Change(
-                id=f"k8s:deployment:{namespace}/{name}:rev{revision}",
+                id=f"k8s:deployment:{namespace}/{name}:rev{current.revision}",
                 service=service_name(deployment.metadata),
                 namespace=namespace,
                 kind=kind,
-                started_at=started,
+                started_at=current.started,
                 from_version=from_version,
                 to_version=to_version,
                 author=author,
                 description=description,
-                rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=revision),
+                rollback=RollbackHandle(
+                    type="deployment", name=name, namespace=namespace, revision=current.revision
+                ),
             )
         )
     return changes

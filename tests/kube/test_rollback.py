@@ -61,6 +61,15 @@ def test_cli_rollback_restores_the_second_image_and_the_rollout_completes(
     pods = wait_until(lambda: running_pod_images(kube_apis, kube_namespace, "web"))
     assert sorted(pods.values()) == ["registry.local/web:2", "registry.local/web:2"]
 
+    # The ledger keeps the revision the rollback renumbered (2 -> 4) and marks backout's own change.
+    changes = ledger.list_changes(kube_apis, [kube_namespace], datetime.now(UTC) - timedelta(hours=1))
+    image_steps = [(c.from_version, c.to_version, c.author) for c in changes if c.kind == "image"]
+    assert image_steps == [
+        ("registry.local/web:1", "registry.local/web:2", None),
+        ("registry.local/web:2", "registry.local/web:3", None),
+        ("registry.local/web:3", "registry.local/web:2", "backout"),
+    ]
+
 
 def test_rollback_to_the_revision_before_a_given_change(
     kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings
