@@ -113,8 +113,12 @@ class LocalCluster:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 120.0) -> ClusterState:
-        """Start every component and wait until nodes are Ready; reuses a cluster already up."""
+    def start(self, timeout_s: float = 120.0, fresh: bool = False) -> ClusterState:
+        """Start every component and wait until nodes are Ready; reuses a cluster already up.
+
+        The etcd data directory survives `stop()`, so objects (and backout's in-cluster
+        history) are still there on the next start; `fresh=True` wipes it first.
+        """
         current = self.status()
         if current.up and current.ready:
             state = self.read_state()
@@ -152,7 +156,8 @@ class LocalCluster:
         )
         try:
             etcd_data = self.state_dir / "etcd"
-            shutil.rmtree(etcd_data, ignore_errors=True)
+            if fresh:
+                shutil.rmtree(etcd_data, ignore_errors=True)
             peer_url = f"http://127.0.0.1:{peer_port}"
             self._spawn(
                 state,

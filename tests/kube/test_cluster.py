@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from typer.testing import CliRunner
 
-from activities.kube.client import KubeApis
+from activities.kube.client import KubeApis, apis_from_kubeconfig
 from cluster import build
 from cluster.local import LocalCluster
 from worker.cli import cluster as cluster_cli
@@ -128,6 +128,29 @@ def test_up_then_down_stops_every_process(kube_cluster: LocalCluster, tmp_path: 
     for process in state.processes:
         assert not Path(f"/proc/{process.pid}").exists() or _is_zombie(process.pid), process.name
     assert second.status().up is False
+
+
+@pytest.mark.kube
+def test_objects_survive_down_and_up_unless_fresh(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "restartable")
+    cluster.start(timeout_s=120)
+    try:
+        apis = apis_from_kubeconfig(cluster.kubeconfig)
+        apis.core.create_namespaced_config_map("default", {"metadata": {"name": "kept"}, "data": {"k": "v"}})
+        apis.close()
+        cluster.stop()
+        cluster.start(timeout_s=120)
+        apis = apis_from_kubeconfig(cluster.kubeconfig)
+        assert apis.core.read_namespaced_config_map("kept", "default").data == {"k": "v"}
+        apis.close()
+        cluster.stop()
+        cluster.start(timeout_s=120, fresh=True)
+        apis = apis_from_kubeconfig(cluster.kubeconfig)
+        names = [c.metadata.name for c in apis.core.list_namespaced_config_map("default").items]
+        assert "kept" not in names
+        apis.close()
+    finally:
+        cluster.stop()
 
 
 def _is_zombie(pid: int) -> bool:

@@ -40,12 +40,13 @@ def build_command(
 def up_command(
     state_dir: Path = STATE_DIR_OPTION,
     timeout: float = typer.Option(120.0, "--timeout", help="seconds to wait for readiness"),
+    fresh: bool = typer.Option(False, "--fresh", help="wipe the etcd data: start with an empty cluster"),
 ) -> None:
     """Start the control plane in the background and wait until the fake nodes are Ready."""
     cluster = local.LocalCluster(state_dir)
     started = time.monotonic()
     try:
-        state = cluster.start(timeout_s=timeout)
+        state = cluster.start(timeout_s=timeout, fresh=fresh)
     except (local.ClusterError, build.BuildError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"cluster up at {state.apiserver_url} in {time.monotonic() - started:.1f}s")
