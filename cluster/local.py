@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -22,6 +21,7 @@ import yaml
 from pydantic import BaseModel, Field
 
 from cluster import build, pki
+from cluster.processes import etcd_supports_no_fsync, free_port, pid_alive, reap
 
 DEFAULT_STATE_DIR = Path(".backout/cluster")
 FAKE_NODE_COUNT = 3
@@ -66,30 +66,6 @@ class ClusterStatus(BaseModel):
     version: str | None = None
     components: list[ComponentStatus] = Field(default_factory=list)
     nodes_ready: int = 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int, expected_name: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if ") Z " in stat:  # a zombie is gone for our purposes
-        return False
-    # Right after exec the new image's arguments may not be set up yet: an empty cmdline is still ours.
-    return not cmdline or Path(cmdline).name == expected_name
 
 
 class LocalCluster:
@@ -171,11 +147,11 @@ class LocalCluster:
                     f"--listen-peer-urls={peer_url}",
                     f"--initial-advertise-peer-urls={peer_url}",
                     f"--initial-cluster=backout={peer_url}",
-                    "--unsafe-no-fsync=true" if _etcd_supports_no_fsync(etcd_binary) else "--log-level=warn",
+                    "--unsafe-no-fsync=true" if etcd_supports_no_fsync(etcd_binary) else "--log-level=warn",
                 ],
             )
             self._spawn(state, "kube-apiserver", self._apiserver_args(api_port, etcd_url, serving))
-            self._wait_readyz(apiserver_url, admin, timeout_s)
+            self._wait_readyz(apiserver_url, timeout_s)
             common = [
                 f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}",
@@ -219,7 +195,7 @@ class LocalCluster:
                     f"--server-address=127.0.0.1:{free_port()}",
                 ],
             )
-            self._create_nodes_and_wait(admin, timeout_s)
+            self._create_nodes_and_wait(timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -234,19 +210,19 @@ class LocalCluster:
         stopped: list[str] = []
         for name in STOP_ORDER:
             process = by_name.get(name)
-            if process is None or not _pid_alive(process.pid, name):
+            if process is None or not pid_alive(process.pid, name):
                 continue
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
             deadline = time.monotonic() + timeout_s
-            while _pid_alive(process.pid, name) and time.monotonic() < deadline:
-                _reap(process.pid)
+            while pid_alive(process.pid, name) and time.monotonic() < deadline:
+                reap(process.pid)
                 time.sleep(0.1)
-            if _pid_alive(process.pid, name):
+            if pid_alive(process.pid, name):
                 os.killpg(process.pid, signal.SIGKILL)
-            _reap(process.pid)
+            reap(process.pid)
             stopped.append(name)
         self.state_file.unlink(missing_ok=True)
         return stopped
@@ -256,8 +232,7 @@ class LocalCluster:
         if state is None:
             return ClusterStatus(state_dir=str(self.state_dir), up=False)
         components = [
-            ComponentStatus(name=p.name, pid=p.pid, running=_pid_alive(p.pid, p.name))
-            for p in state.processes
+            ComponentStatus(name=p.name, pid=p.pid, running=pid_alive(p.pid, p.name)) for p in state.processes
         ]
         running = all(component.running for component in components) and len(components) == len(STOP_ORDER)
         result = ClusterStatus(
@@ -270,7 +245,8 @@ class LocalCluster:
         )
         if running:
             try:
-                nodes = self._admin_client().get("/api/v1/nodes").json().get("items", [])
+                with self._admin_client() as client:
+                    nodes = client.get("/api/v1/nodes").json().get("items", [])
                 result.nodes_ready = sum(1 for node in nodes if _node_ready(node))
                 result.ready = result.nodes_ready > 0
             except httpx.HTTPError:
@@ -327,14 +303,14 @@ class LocalCluster:
         state = self.read_state()
         assert state is not None
         for process in state.processes:
-            if not _pid_alive(process.pid, process.name):
-                how = _reap(process.pid)
+            if not pid_alive(process.pid, process.name):
+                how = reap(process.pid)
                 tail = Path(process.log).read_text(errors="replace").splitlines()[-15:]
                 raise ClusterError(
                     f"{process.name} exited during startup ({how}); log tail:\n" + "\n".join(tail)
                 )
 
-    def _wait_readyz(self, url: str, admin: tuple[Path, Path], timeout_s: float) -> None:
+    def _wait_readyz(self, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         last = ""
         with self._admin_client(timeout_s=2.0) as client:
@@ -350,7 +326,7 @@ class LocalCluster:
                 time.sleep(0.3)
         raise ClusterError(f"kube-apiserver at {url} not ready after {timeout_s:.0f}s: {last}")
 
-    def _create_nodes_and_wait(self, admin: tuple[Path, Path], timeout_s: float) -> None:
+    def _create_nodes_and_wait(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self._admin_client() as client:
             for index in range(FAKE_NODE_COUNT):
@@ -368,24 +344,6 @@ class LocalCluster:
                     return
                 time.sleep(0.3)
         raise ClusterError(f"fake nodes or the default ServiceAccount not ready after {timeout_s:.0f}s")
-
-
-def _reap(pid: int) -> str:
-    """Collect an exited child (so it leaves no zombie) and say how it ended."""
-    try:
-        reaped, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return "not our child"
-    if reaped == 0:
-        return "still running"
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-def _etcd_supports_no_fsync(etcd_binary: str) -> bool:
-    help_text = subprocess.run([etcd_binary, "--help"], capture_output=True, text=True).stdout
-    return "--unsafe-no-fsync" in help_text
 
 
 def _node_ready(node: dict[str, Any]) -> bool:
