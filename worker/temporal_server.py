@@ -50,6 +50,9 @@ class DevServerConfig(BaseModel):
     http_port: int | None = None
     metrics_port: int | None = None
     log_file: Path | None = None
+    # WAL with synchronous=NORMAL survives a crash of any process (the file is never corrupt and
+    # committed incidents stay committed); only a power cut can lose the last transactions.
+    sqlite_pragmas: list[str] = ["journal_mode=wal", "synchronous=normal"]
 
 
 class TemporalDevServer:
@@ -79,6 +82,8 @@ class TemporalDevServer:
         ]  # fmt: skip
         if cfg.db_file is not None:
             cmd += ["--db-filename", str(cfg.db_file)]
+            for pragma in cfg.sqlite_pragmas:
+                cmd += ["--sqlite-pragma", pragma]
         if cfg.ui_port:
             cmd += ["--ui-port", str(cfg.ui_port), "--ui-ip", cfg.ip]
         else:
