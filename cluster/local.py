@@ -29,6 +29,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # etcd 3.4 lacks progress notifications, so the apiserver refuses watch-list streams;
 # client-go would retry them every half minute before falling back to list + watch.
 CLIENT_FEATURE_ENV = {"KUBE_FEATURE_WatchListClient": "false"}
+PORT_RACE_ATTEMPTS = 3
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 
@@ -119,6 +120,23 @@ class LocalCluster:
         )
         admin = pki.issue_cert(self.pki_dir, "admin", "backout-admin", organizations=["system:masters"])
 
+        for attempt in range(PORT_RACE_ATTEMPTS):
+            try:
+                return self._launch(etcd_binary, serving, admin, timeout_s, fresh)
+            except ClusterError as exc:
+                # A free port can be taken by someone else between our probe and the child's bind.
+                if "address already in use" not in str(exc) or attempt == PORT_RACE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(
+        self,
+        etcd_binary: str,
+        serving: tuple[Path, Path],
+        admin: tuple[Path, Path],
+        timeout_s: float,
+        fresh: bool,
+    ) -> ClusterState:
         api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
         apiserver_url = f"https://127.0.0.1:{api_port}"
         etcd_url = f"http://127.0.0.1:{etcd_port}"
