@@ -85,6 +85,14 @@ class AlertmanagerPayload(BaseModel):
             external_url=self.externalURL or None,
         )
 
+    def content_digest(self) -> str:
+        """What the incident would learn from this notification: each alert's identity and state."""
+        parts = sorted(
+            f"{alert.stable_fingerprint()}|{alert.status}|{alert.startsAt.isoformat()}"
+            for alert in self.alerts
+        )
+        return hashlib.sha256("\n".join([self.groupKey, *parts]).encode()).hexdigest()
+
     @property
     def any_firing(self) -> bool:
         return any(alert.status == "firing" for alert in self.alerts)

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,9 @@ HTTP_REQUESTS = Counter("backout_http_requests_total", "HTTP requests", ["route"
 HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request latency", ["route"])
 INCIDENTS_BY_STATE = Gauge("backout_incidents", "Incidents known to Temporal visibility, by state", ["state"])
 ALERTS_RECEIVED = Counter("backout_alerts_received_total", "Alerts received from Alertmanager", ["status"])
+DUPLICATES_ABSORBED = Counter(
+    "backout_duplicate_notifications_total", "Notifications identical to one delivered moments before"
+)
 
 ClientFactory = Callable[[], Awaitable[Client]]
 
@@ -45,6 +49,33 @@ class Unavailable(ApiError):
     def __init__(self, detail: str) -> None:
         # Alertmanager retries 5xx only: an overloaded or unreachable Temporal is a 503, never a 429.
         super().__init__(503, "unavailable", detail, headers={"Retry-After": "5"})
+
+
+class RecentDeliveries:
+    """The last notification delivered per incident and alert group, for `ttl_s` seconds.
+
+    A notification equal to the last one delivered for its group (an HA twin, a retry) is
+    answered without Temporal. Only the latest is kept, so firing -> resolved -> firing
+    is delivered in full; only successes are remembered, so a 503'd notification is
+    delivered on Alertmanager's retry. Bounded: the oldest groups go first.
+    """
+
+    def __init__(self, ttl_s: float, capacity: int = 50_000) -> None:
+        self._ttl_s = ttl_s
+        self._capacity = capacity
+        self._latest: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    def seen(self, incident_id: str, group: str, digest: str) -> bool:
+        latest = self._latest.get((incident_id, group))
+        return latest is not None and latest[0] == digest and time.monotonic() - latest[1] < self._ttl_s
+
+    def remember(self, incident_id: str, group: str, digest: str) -> None:
+        if self._ttl_s <= 0:
+            return
+        self._latest[(incident_id, group)] = (digest, time.monotonic())
+        self._latest.move_to_end((incident_id, group))
+        while len(self._latest) > self._capacity:
+            self._latest.popitem(last=False)
 
 
 class ChangeAccepted(BaseModel):
@@ -112,6 +143,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="backout", version="0.1.0")
     gateway = TemporalGateway(client_factory)
+    recent = RecentDeliveries(ttl_s=settings.duplicate_window_s)
     behaviour = IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url)
     store = ChangeStore(settings.change_store_file)
     app.state.settings = settings
@@ -195,20 +227,29 @@ def create_app(
         except ValidationError as exc:
             raise _validation_problem(exc) from exc
         key = payload.incident_key()
-        signal = payload.to_signal(datetime.now(UTC))
         for alert in payload.alerts:
             ALERTS_RECEIVED.labels(alert.status).inc()
+        incident_id = key.workflow_id()
+        content = payload.content_digest()
+        if recent.seen(incident_id, payload.groupKey, content):
+            # An HA twin or a retry of a notification already delivered: the signal would change nothing.
+            DUPLICATES_ABSORBED.inc()
+            return {"incident_id": incident_id, "status": "duplicate", "alerts": len(payload.alerts)}
+        signal = payload.to_signal(datetime.now(UTC))
         client = await gateway.client()
         if not payload.any_firing:
             delivered = await temporal_call(signal_if_open(client, key, signal))
+            if delivered:
+                recent.remember(incident_id, payload.groupKey, content)
             return {
-                "incident_id": key.workflow_id() if delivered else None,
+                "incident_id": incident_id if delivered else None,
                 "status": "resolved" if delivered else "no open incident",
             }
         request_ = OpenIncidentRequest(
             namespace=key.namespace, service=key.service, group=key.group, signal=signal
         )
         handle = await temporal_call(open_or_join(client, behaviour, request_))
+        recent.remember(incident_id, payload.groupKey, content)
         return {"incident_id": handle.id, "status": "accepted", "alerts": len(payload.alerts)}
 
     @app.post("/v1/changes", status_code=201, response_model=ChangeAccepted)

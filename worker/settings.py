@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
+    duplicate_window_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="identical notifications within this window are answered without Temporal",
+    )
 
     # Kubernetes
     kubeconfig: Path | None = None

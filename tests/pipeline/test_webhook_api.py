@@ -220,3 +220,26 @@ async def test_changes_are_stored_idempotently(api: httpx.AsyncClient) -> None:
     assert "started_at" in invalid.json()["detail"]
     listed = await api.get("/v1/changes", params={"since_s": 10**9})
     assert [c["id"] for c in listed.json()["changes"]] == ["chg-prompt-7"]
+
+
+async def test_ha_twins_are_absorbed_but_a_flap_is_delivered_in_full(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    settings: Settings = api.settings  # type: ignore[attr-defined]
+    firing = notification([alert(service="flappy")], group="flappy")
+    resolved = notification([alert(service="flappy", status="resolved")], group="flappy")
+    statuses = []
+    for body in (firing, firing, resolved, resolved, firing):
+        response = await api.post("/v1/alerts/alertmanager", json=body)
+        assert response.status_code == 202
+        statuses.append(response.json()["status"])
+    assert statuses == ["accepted", "duplicate", "resolved", "duplicate", "accepted"]
+    incident_id = (await api.post("/v1/alerts/alertmanager", json=firing)).json()["incident_id"]
+    async with running_worker(temporal_client, settings):
+        view = (await api.get(f"/v1/incidents/{incident_id}")).json()
+    messages = [entry["message"] for entry in view["timeline"] if entry["kind"] == "signal"]
+    assert messages == [
+        "alert LLMErrorRateHigh firing",
+        "alert LLMErrorRateHigh firing -> resolved",
+        "alert LLMErrorRateHigh resolved -> firing",
+    ]
