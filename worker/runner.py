@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
+import sys
 
 import uvicorn
 
@@ -83,7 +85,10 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
     _install_stop_handlers(stop)
     try:
         tasks = []
-        if with_worker:
+        if with_worker and with_api:
+            # Its own process: incident work never holds the API's GIL, and both cores are used.
+            tasks.append(asyncio.create_task(_supervise_worker(settings, stop)))
+        elif with_worker:
             client = await connect(settings, attempts=60)
             tasks.append(asyncio.create_task(run_worker(client, settings, stop)))
         if with_api:
@@ -96,3 +101,28 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
     finally:
         if server is not None:
             server.stop()
+
+
+async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Run `backout worker` as a child process; restart it if it dies; stop it gracefully."""
+    env = dict(os.environ)
+    env["BACKOUT_STATE_DIR"] = str(settings.state_dir)
+    env["BACKOUT_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
+    argv = [sys.executable, "-m", "worker.cli", "worker"]
+    while not stop.is_set():
+        child = await asyncio.create_subprocess_exec(*argv, env=env)
+        waiter = asyncio.create_task(child.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if stop.is_set():
+            if child.returncode is None:
+                child.terminate()
+                try:
+                    await asyncio.wait_for(waiter, timeout=30)
+                except TimeoutError:
+                    child.kill()
+                    await waiter
+            return
+        log.warning("worker process exited with code %s; restarting it", child.returncode)
+        await asyncio.sleep(1.0)
