@@ -173,13 +173,22 @@ def _user_annotations(meta: Any) -> dict[str, str]:
     return {k: v for k, v in (meta.annotations or {}).items() if k not in skip}
 
 
-def record_object(apis: KubeApis, kind: ObjectKind, obj: Any) -> RecordedVersion | None:
-    """Record `obj`'s content as a new version unless it equals the latest; returns the new version."""
+def record_object(
+    apis: KubeApis, kind: ObjectKind, obj: Any, known_history: list[Any] | None = None
+) -> RecordedVersion | None:
+    """Record `obj`'s content as a new version unless it equals the latest; returns the new version.
+
+    `known_history` (this object's history objects, oldest first) saves a list call when a
+    sweep already fetched every history object of the namespace.
+    """
     meta = obj.metadata
     namespace, name = meta.namespace, meta.name
     content = content_of(obj)
-    for _attempt in range(5):
-        existing = _list_history_objects(apis, kind, namespace, name)
+    for attempt in range(5):
+        if attempt == 0 and known_history is not None:
+            existing = known_history
+        else:
+            existing = _list_history_objects(apis, kind, namespace, name)
         if existing and _same_content(existing[-1], kind, content):
             return None
         version = int(existing[-1].metadata.labels[HISTORY_VERSION_LABEL]) + 1 if existing else 1
@@ -263,12 +272,41 @@ def record_now(apis: KubeApis, namespace: str | None) -> list[RecordedVersion]:
         config_maps = apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
         secrets = apis.core.list_namespaced_secret(namespace, label_selector=selector).items
     for kind, items in (("configmap", config_maps), ("secret", secrets)):
+        index = _history_index(apis, kind, namespace)  # type: ignore[arg-type]
         for obj in items:
             if is_tracked(kind, obj):  # type: ignore[arg-type]
-                version = record_object(apis, kind, obj)  # type: ignore[arg-type]
+                known = index.get((obj.metadata.namespace, obj.metadata.name), [])
+                version = record_object(apis, kind, obj, known_history=known)  # type: ignore[arg-type]
                 if version is not None:
                     recorded.append(version)
     return recorded
+
+
+def _history_index(
+    apis: KubeApis, kind: ObjectKind, namespace: str | None
+) -> dict[tuple[str, str], list[Any]]:
+    """Every history object of `kind`, by (namespace, owner name), oldest version first: one list call."""
+    selector = f"{HISTORY_KIND_LABEL}={kind}"
+    if kind == "configmap":
+        items = (
+            apis.core.list_config_map_for_all_namespaces(label_selector=selector).items
+            if namespace is None
+            else apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
+        )
+    else:
+        items = (
+            apis.core.list_secret_for_all_namespaces(label_selector=selector).items
+            if namespace is None
+            else apis.core.list_namespaced_secret(namespace, label_selector=selector).items
+        )
+    index: dict[tuple[str, str], list[Any]] = {}
+    for item in items:
+        owner = (item.metadata.annotations or {}).get(HISTORY_NAME_ANNOTATION)
+        if owner:
+            index.setdefault((item.metadata.namespace, owner), []).append(item)
+    for versions in index.values():
+        versions.sort(key=lambda item: int(item.metadata.labels[HISTORY_VERSION_LABEL]))
+    return index
 
 
 def _watch_kind(
