@@ -61,6 +61,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "own_cp_score",
     "callee_z",
     "path_caller_z",
+    "own_z_at_onset",
+    "callee_z_at_onset",
     "own_minus_callee_z",
     "symptom_available",
     "symptom_z",
@@ -98,6 +100,7 @@ class Evidence:
     callee: tuple[str, str, Shift] | None = None
     traffic: tuple[str, Shift] | None = None
     path_caller: tuple[str, str, Shift] | None = None
+    own_at_onset: tuple[str, Shift] | None = None
 
 
 def graph_relations(edges: list[tuple[str, str]], symptom_service: str | None) -> dict[str, tuple[str, int]]:
@@ -280,6 +283,11 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
         callee_best = _neighbours_best(index, callees.get(change.service, []), change.started)
         upstream = [c for c in callers.get(change.service, []) if c in on_path and c != change.service]
         caller_best = _neighbours_best(index, upstream, change.started)
+        # A delayed effect: the changed service itself worsening when the symptom began.
+        own_at_onset = index.strongest(index.unversioned(change.service), onset) if onset_known else None
+        callee_at_onset = (
+            _neighbours_best(index, callees.get(change.service, []), onset) if onset_known else None
+        )
         own_shift = own_best[1] if own_best else NO_SHIFT
         symptom_shift = symptom_best[1] if symptom_best else NO_SHIFT
         canary_shift = canary[1] if canary else NO_SHIFT
@@ -321,6 +329,8 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
             "own_cp_score": float(np.clip(cp_score, -50, 50)),
             "callee_z": _signed_log(callee_shift.z),
             "path_caller_z": _signed_log(caller_best[2].z) if caller_best else 0.0,
+            "own_z_at_onset": _signed_log(own_at_onset[1].z) if own_at_onset else 0.0,
+            "callee_z_at_onset": _signed_log(callee_at_onset[2].z) if callee_at_onset else 0.0,
             "own_minus_callee_z": _signed_log(own_shift.z) - _signed_log(callee_shift.z),
             "symptom_available": float(symptom_best is not None),
             "symptom_z": _signed_log(symptom_shift.z),
@@ -358,6 +368,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
                 callee=callee_best,
                 traffic=traffic,
                 path_caller=caller_best,
+                own_at_onset=(index.series[own_at_onset[0]].name, own_at_onset[1]) if own_at_onset else None,
             )
         )
     _relative_gaps(rows)

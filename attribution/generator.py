@@ -226,7 +226,9 @@ class ScenarioGenerator:
         detected = 1.79e9 + float(rng.integers(0, 10_000_000))
         post = float(rng.uniform(0, 600)) if rng.random() < 0.5 else 0.0
         times = np.arange(detected - lookback, detected + post + 1e-6, step)
-        detection_delay = float(rng.uniform(60, min(1200, lookback / 3)))
+        # Most symptoms alert within minutes; slow burns (quality drift, low traffic) take much longer.
+        slow_detection = rng.random() < 0.2
+        detection_delay = float(rng.uniform(60, min(5400 if slow_detection else 1200, lookback / 2)))
         onset = detected - detection_delay
         has_culprit = rng.random() >= self.no_culprit_rate
         changes: list[ChangeData] = []
@@ -237,6 +239,8 @@ class ScenarioGenerator:
             classes, weights = FAULT_CLASSES[kind]
             fault = str(rng.choice(classes, p=weights))
             delay = float(rng.uniform(0, 900 if kind in ("corpus", "model") else 180))
+            if rng.random() < 0.12:  # caches expire, traffic shifts, a cron job first uses the change
+                delay += float(rng.uniform(600, 3600))
             started = onset - delay
             duration = (
                 float(rng.uniform(60, 900)) if kind in PROGRESSIVE_KINDS and rng.random() < 0.7 else 0.0

@@ -74,6 +74,17 @@ def explain(evidence: Evidence, symptom_service: str | None) -> list[str]:
             reasons.append(f"no clear worsening of {change.service}'s metrics after the change")
     elif evidence.canary is None:
         reasons.append(f"no metrics of {change.service} in the bundle")
+    if (
+        evidence.own_at_onset is not None
+        and evidence.own_at_onset[1].z >= STRONG_Z
+        and (evidence.own is None or evidence.own[1].z < STRONG_Z)
+        and evidence.minutes_before_onset > 5
+    ):
+        metric, shift = evidence.own_at_onset
+        reasons.append(
+            f"{metric} of {change.service} {_movement(shift)} when the symptom began,"
+            f" {_minutes(evidence.minutes_before_onset)} after the change (a delayed effect?)"
+        )
     if evidence.path_caller is not None and evidence.path_caller[2].z >= STRONG_Z:
         caller, metric, shift = evidence.path_caller
         reasons.append(
