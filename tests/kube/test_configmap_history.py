@@ -6,12 +6,13 @@ import base64
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from activities.kube import history, remediation
+from activities.kube import history, ledger, remediation
 from activities.kube.client import KubeApis
 from incidents.models import RemediationRequest
 from tests.kube.helpers import wait_until
@@ -162,4 +163,34 @@ def test_an_unrecorded_version_is_bad_input(
     )
     assert result.exit_code == 2
     assert "version 7 is not recorded (recorded versions: [1])" in result.output
+    assert kube_apis.core.read_namespaced_config_map("prompts", kube_namespace).data == PROMPTS_V1
+
+
+def test_restore_the_version_before_a_ledger_change(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings
+) -> None:
+    kube_apis.core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "prompts"}, "data": PROMPTS_V1}
+    )
+    history.record_now(kube_apis, kube_namespace)
+    for data in (PROMPTS_V2, PROMPTS_V3):
+        _edit(kube_apis, kube_namespace, data)
+        history.record_now(kube_apis, kube_namespace)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    changes = [c for c in ledger.list_changes(kube_apis, [kube_namespace], since) if c.service == "prompts"]
+    assert [(c.kind, c.from_version, c.to_version) for c in changes] == [
+        ("config", "1", "2"),
+        ("config", "2", "3"),
+    ]
+    culprit = changes[0]  # v1 -> v2 is to blame: go back to v1, past the later edit
+    request = RemediationRequest(
+        incident_id="inc-ledger",
+        operation="rollback",
+        target_type="configmap",
+        name="prompts",
+        namespace=kube_namespace,
+        change=culprit,
+    )
+    result = remediation.remediate(kube_apis, kube_settings, request)
+    assert (result.from_version, result.to_version) == ("3", "1")
     assert kube_apis.core.read_namespaced_config_map("prompts", kube_namespace).data == PROMPTS_V1

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import activities as kube_activities
-from activities.kube import remediation
+from activities.kube import history, remediation
 from activities.kube.client import KubeApis, api_message, apis_with_token
 from cluster.local import LocalCluster, write_kubeconfig
 from incidents.models import RemediationRequest
@@ -61,6 +61,16 @@ def test_remediation_works_with_the_worker_role_and_deleting_is_refused(
     assert result.applied, result.message
     assert wait_rollout(worker_apis, kube_namespace, "web").outcome == "Successful"
     assert current_images(kube_apis, kube_namespace, "web") == ["registry.local/web:1"]
+
+    # The recorder and a ConfigMap restore (history objects, the action log) work under the role too.
+    kube_apis.core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "prompts"}, "data": {"p": "1"}}
+    )
+    assert [v.version for v in history.record_now(worker_apis, kube_namespace)] == [1]
+    kube_apis.core.patch_namespaced_config_map("prompts", kube_namespace, {"data": {"p": "2"}})
+    restore = request.model_copy(update={"target_type": "configmap", "name": "prompts"})
+    assert remediation.remediate(worker_apis, kube_settings, restore).applied
+    assert kube_apis.core.read_namespaced_config_map("prompts", kube_namespace).data == {"p": "1"}
 
     with pytest.raises(ApiException) as raised:
         worker_apis.apps.delete_namespaced_deployment("web", kube_namespace)
