@@ -119,7 +119,7 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
     return retry_on_conflict(lambda: _restore_object(apis, settings, request, key, applied_by))
 
 
-def _already_applied(request: RemediationRequest, key: str, entry_target: str) -> RemediationResult:
+def _already_applied(request: RemediationRequest, entry_target: str) -> RemediationResult:
     result = RemediationResult(
         outcome="Successful",
         applied=True,
@@ -189,7 +189,7 @@ def _rollback_deployment(
     target = f"deployment/{request.namespace}/{request.name}"
     annotations = dict(deployment.metadata.annotations or {})
     if annotations.get(APPLIED_BY_ANNOTATION) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, key, target))
+        return _log(apis, request, key, _already_applied(request, target))
     if deployment.spec.paused:
         return _refused(request, f"Deployment {request.name} is paused; resume it before rolling back")
     replica_sets = owned_replica_sets(apis, deployment)
@@ -256,7 +256,7 @@ def _patch_deployment_spec(
     if (deployment.metadata.annotations or {}).get(
         APPLIED_BY_ANNOTATION
     ) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, key, target))
+        return _log(apis, request, key, _already_applied(request, target))
     before_value: Any
     after_value: Any
     if request.operation == "pause":
@@ -316,7 +316,7 @@ def _restore_object(
     else:
         obj = apis.core.read_namespaced_secret(request.name, request.namespace)
     if (obj.metadata.annotations or {}).get(APPLIED_BY_ANNOTATION) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, key, target))
+        return _log(apis, request, key, _already_applied(request, target))
     history.record_object(apis, kind, obj)
     versions = history.list_versions(apis, kind, request.namespace, request.name)
     recorded = [version.version for version in versions]
