@@ -7,6 +7,7 @@ Deterministic: all I/O happens in activities; time comes from workflow.now().
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -96,6 +97,7 @@ class IncidentWorkflow:
         self._in_cooldown = False
         self._refired = False
         self._last_remediation: RemediationRequest | None = None
+        self._opening: asyncio.Task[None] | None = None
 
     # --- Signals, queries, updates ------------------------------------------------------
 
@@ -225,11 +227,14 @@ class IncidentWorkflow:
             self._log("decision", "guard", "every alert resolved before the decision: nothing done")
             await self._notify("resolved_before_action")
             return
-        await self._notify("opened")
+        # The page goes out while remediation starts: a rollback never waits on PagerDuty or Slack.
+        self._opening = asyncio.create_task(self._notify("opened"))
         await self._execute(decision.actions)
+        await self._opened()
 
     async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
-        attribution = await workflow.execute_activity(
+        # Local activities: CPU-only steps without a round trip through the task queue.
+        attribution = await workflow.execute_local_activity(
             "attribute_bundle",
             bundle,
             result_type=AttributionOutput,
@@ -252,7 +257,7 @@ class IncidentWorkflow:
     async def _decide(
         self, params: IncidentInput, context: ContextResult, attribution: AttributionOutput
     ) -> Decision:
-        runbooks = await workflow.execute_activity(
+        runbooks = await workflow.execute_local_activity(
             "load_runbooks_activity",
             {"path": params.runbook_dir},
             result_type=list[Runbook],
@@ -641,7 +646,15 @@ class IncidentWorkflow:
         view.summary = report.summary
         return report
 
+    async def _opened(self) -> None:
+        """Wait for the opening notification, so later ones reply in its Slack thread."""
+        if self._opening is not None:
+            opening, self._opening = self._opening, None
+            await opening
+
     async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
+        if event != "opened":
+            await self._opened()
         request = NotifyRequest(event=event, report=self._report(), thread=self._thread, detail=detail)
         decision = self._view.decision
         if (
