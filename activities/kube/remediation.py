@@ -97,7 +97,8 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
         raise _bad_input(f"{request.operation} applies to Deployments only, not {request.target_type}")
     if request.operation == "scale" and (request.replicas is None or request.replicas < 0):
         raise _bad_input("scale needs replicas >= 0")
-    if request.change is not None and request.change.rollback is not None:
+    # Pause and scale may carry the culprit change only as context; a rollback must undo that change.
+    if request.operation == "rollback" and request.change is not None and request.change.rollback is not None:
         handle = request.change.rollback
         if handle.type != request.target_type or (handle.name and handle.name != request.name):
             raise _bad_input(

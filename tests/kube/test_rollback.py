@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from activities.kube import guards, ledger, remediation
 from activities.kube.client import KubeApis, retry_on_conflict
+from incidents.bundle import Change, RollbackHandle
 from incidents.models import RemediationRequest
 from tests.kube.helpers import create_deployment, current_images, running_pod_images, set_image, wait_until
 from worker.cli import kube as kube_cli
@@ -183,7 +184,14 @@ def test_pause_and_scale(kube_apis: KubeApis, kube_namespace: str, kube_settings
     )
     result = remediation.remediate(kube_apis, kube_settings, scale)
     assert result.applied and (result.from_version, result.to_version) == ("2", "3")
-    pause = scale.model_copy(update={"operation": "pause", "replicas": None})
+    # The incident workflow passes the culprit change along as context, even when it is a ConfigMap's.
+    config_change = Change(
+        id="k8s:configmap:x/prompts:v2",
+        service="prompts",
+        started_at=datetime.now(UTC),
+        rollback=RollbackHandle(type="configmap", name="prompts", namespace=kube_namespace, version="2"),
+    )
+    pause = scale.model_copy(update={"operation": "pause", "replicas": None, "change": config_change})
     assert remediation.remediate(kube_apis, kube_settings, pause).applied
     assert kube_apis.apps.read_namespaced_deployment("web", kube_namespace).spec.paused is True
 
