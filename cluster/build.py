@@ -8,6 +8,7 @@ The cache is keyed by version, so a warm machine skips the whole build.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -274,6 +275,17 @@ def build(version: str = KUBERNETES_VERSION, progress: Progress = _print_progres
         return existing
     if not re.fullmatch(r"v1\.\d+\.\d+", version):
         raise BuildError(f"kubernetes version {version!r} must look like v1.34.4")
+    version_dir(version).mkdir(parents=True, exist_ok=True)
+    # Two test sessions on a cold machine must not both write the same binaries.
+    with (version_dir(version) / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = read_build_info(version)
+        if existing is not None and is_built(version):
+            return existing
+        return _build_locked(version, progress)
+
+
+def _build_locked(version: str, progress: Progress) -> BuildInfo:
     started = time.monotonic()
     go = _go_binary(progress)
     go_version = _run([go, "env", "GOVERSION"]).strip()
