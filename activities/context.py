@@ -30,6 +30,8 @@ EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
 EVIDENCE_METRIC_ANNOTATION = "backout.dev/evidence-metric"
 EVIDENCE_DIRECTION_ANNOTATION = "backout.dev/evidence-bad-direction"
 
+# Author the ledger gives to changes backout itself made (rollbacks, restores).
+BACKOUT_AUTHOR = "backout"
 # Deployment annotation naming the services a workload calls: the topology's edges.
 CALLS_ANNOTATION = "backout.dev/calls"
 
@@ -154,6 +156,12 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
                 apis.close()
         except Exception as exc:  # the cluster being away must not hide the other evidence
             notes.append(f"cluster changes unavailable: {exc}")
+    own = [change_id for change_id, change in changes.items() if change.author == BACKOUT_AUTHOR]
+    if own:
+        # backout's own remediations are the cure, not candidate causes: never undo a rollback.
+        for change_id in own:
+            del changes[change_id]
+        notes.append(f"{len(own)} remediation(s) made by backout left out of the candidates")
     metrics, evidence_notes = _evidence(settings, request, since, now)
     notes.extend(evidence_notes)
     metric_name = request.labels.get("backout_metric") or ("eval_score" if request.eval else None)

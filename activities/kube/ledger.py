@@ -251,12 +251,20 @@ def _object_change(version: history.RecordedVersion, previous: history.RecordedV
         started_at=version.changed_at,
         from_version=from_version,
         to_version=to_version,
-        author=version.annotations.get(AUTHOR_ANNOTATION),
+        author=_object_author(previous, version),
         description=description,
         rollback=RollbackHandle(
             type=version.kind, name=version.name, namespace=version.namespace, version=str(version.version)
         ),
     )
+
+
+def _object_author(previous: history.RecordedVersion, version: history.RecordedVersion) -> str | None:
+    """backout when this version is a restore backout applied (a new applied-by stamp), else the annotation."""
+    stamp = version.annotations.get(APPLIED_BY_ANNOTATION)
+    if stamp and stamp != previous.annotations.get(APPLIED_BY_ANNOTATION):
+        return "backout"
+    return version.annotations.get(AUTHOR_ANNOTATION)
 
 
 def object_changes(apis: KubeApis, namespace: str, since: datetime) -> list[Change]:
