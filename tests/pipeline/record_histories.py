@@ -16,11 +16,10 @@ from pathlib import Path
 
 from incidents.models import OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join
-from tests.fixtures.temporal import running_worker, settings_for
+from tests.fixtures.temporal import running_worker, settings_for, start_dev_server
 from tests.pipeline.payloads import alert, notification
 from worker.alertmanager import AlertmanagerPayload
 from worker.temporal_client import connect
-from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -38,8 +37,7 @@ def _request(body: dict[str, object]) -> OpenIncidentRequest:
 
 async def record() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        server = TemporalDevServer(DevServerConfig(db_file=None, port=free_port(), ui_port=None))
-        server.start()
+        server = start_dev_server(None)
         try:
             settings = settings_for(server, Path(tmp), incident_settle_s=1.0)
             client = await connect(settings, attempts=20)
