@@ -139,9 +139,10 @@ def _fit_listwise(score_groups: list[np.ndarray], culprits: list[int | None]) ->
         chosen = np.where(has_culprit, logits[chosen_index] if scores.size else 0.0, null_logit)
         return float(np.mean(np.log(sums) - chosen))
 
-    result = minimize(
-        loss, x0=np.array([1.0, 0.0]), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7}
-    )
+    # The conditional-logit likelihood is convex in (temperature, null logit): quasi-Newton converges.
+    result = minimize(loss, x0=np.array([1.0, 0.0]), method="L-BFGS-B")
+    if not result.success:
+        raise RuntimeError(f"listwise calibration did not converge: {result.message}")
     return float(result.x[0]), float(result.x[1])
 
 

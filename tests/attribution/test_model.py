@@ -102,3 +102,13 @@ def test_compact_forest_matches_scikit_learn() -> None:
     probe = rng.normal(size=(50, 6))
     assert np.allclose(forest.decision(probe), classifier.decision_function(probe))
     assert np.allclose(CompactForest.from_json(forest.to_json()).decision(probe), forest.decision(probe))
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    from attribution.training import TrainingConfig, train
+
+    first, _ = train(TrainingConfig(seed=9, synthetic=150, petshop=False))
+    second, _ = train(TrainingConfig(seed=9, synthetic=150, petshop=False))
+    first.save(tmp_path / "a.json")
+    second.save(tmp_path / "b.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
