@@ -6,6 +6,7 @@ pids and ports live in `<state_dir>/cluster.json` for `status` and `down`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ class ProcessInfo(BaseModel):
     name: str
     pid: int
     log: str
+    args: list[str] = Field(default_factory=list)
 
 
 class ClusterState(BaseModel):
@@ -245,6 +247,33 @@ class LocalCluster:
         self.state_file.unlink(missing_ok=True)
         return stopped
 
+    def stop_component(self, name: str, timeout_s: float = 15.0) -> None:
+        """Stop one component (fault injection: e.g. the apiserver going away)."""
+        state = self.read_state()
+        process = next((p for p in state.processes if p.name == name), None) if state else None
+        if process is None:
+            raise ClusterError(f"no component {name} in this cluster")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(process.pid, name) and time.monotonic() < deadline:
+            reap(process.pid)
+            time.sleep(0.1)
+        if pid_alive(process.pid, name):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        reap(process.pid)
+
+    def start_component(self, name: str, timeout_s: float = 60.0) -> None:
+        """Start a stopped component again with the arguments it first ran with."""
+        state = self.read_state()
+        process = next((p for p in state.processes if p.name == name), None) if state else None
+        if state is None or process is None or not process.args:
+            raise ClusterError(f"no recorded arguments to restart {name}")
+        self._spawn(state, name, process.args)
+        if name == "kube-apiserver":
+            self._wait_readyz(state.apiserver_url, timeout_s)
+
     def status(self) -> ClusterStatus:
         state = self.read_state()
         if state is None:
@@ -306,7 +335,8 @@ class LocalCluster:
                 start_new_session=True,
                 cwd=self.state_dir,
             )
-        state.processes.append(ProcessInfo(name=name, pid=process.pid, log=str(log_path)))
+        state.processes = [p for p in state.processes if p.name != name]
+        state.processes.append(ProcessInfo(name=name, pid=process.pid, log=str(log_path), args=args))
         self.state_file.write_text(state.model_dump_json(indent=2), encoding="utf-8")
 
     def _admin_client(self, timeout_s: float = 5.0) -> httpx.Client:

@@ -65,6 +65,15 @@ SHORT_RETRY = RetryPolicy(
 )
 
 
+# Long enough to ride out an apiserver restart (about 45 s of retries), still bounded.
+REMEDIATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=8,
+)
+
+
 class IncidentFailure(Exception):
     """A step failed in a way a human must hear about."""
 
@@ -406,8 +415,8 @@ class IncidentWorkflow:
             "remediate",
             request,
             result_type=RemediationResult,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SHORT_RETRY,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=REMEDIATE_RETRY,
         )
         self._record(
             action.type,

@@ -1,7 +1,7 @@
 """Temporal activities for Kubernetes: list changes, remediate, verify, record history.
 
 Kubernetes calls are blocking, so each activity runs its work in a thread; the
-client is built per call from `worker.settings.load_settings()` (settings.kubeconfig
+client is built per call from `worker.settings.current_settings()` (settings.kubeconfig
 or $KUBECONFIG), so no worker-level state is needed.
 """
 
@@ -20,7 +20,7 @@ from activities.kube import history, ledger, remediation, verify
 from activities.kube.client import KubeApis, apis_from_settings, classify
 from incidents.bundle import Change
 from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings, SettingsError, current_settings
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class RecordHistoryResult(BaseModel):
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        return current_settings()
     except SettingsError as exc:
         raise ApplicationError(f"settings: {exc}", type="SettingsError", non_retryable=True) from exc
 

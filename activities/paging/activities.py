@@ -34,7 +34,7 @@ from activities.paging.pagerduty import PagerDutyPager, dedup_key_for
 from activities.paging.rewrite import rewrite_summary_text
 from activities.paging.slack import SlackNotifier
 from incidents.models import ChatThread, IncidentReport, NotifyRequest, NotifyResult
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, current_settings
 
 _TRIGGER_EVENTS = frozenset({"opened", "needs_human"})
 _ACK_EVENTS = frozenset({"approved", "rejected"})
@@ -59,7 +59,7 @@ class PagingActivities:
 
     @property
     def settings(self) -> Settings:
-        return self._settings if self._settings is not None else load_settings()
+        return self._settings if self._settings is not None else current_settings()
 
     def configure(self, settings: Settings) -> None:
         self._settings = settings

@@ -22,7 +22,8 @@ NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
-    maximum_attempts=6,
+    # About 3.5 minutes of retries inside the 5-minute budget: a pager down for a minute still pages.
+    maximum_attempts=12,
     non_retryable_error_types=["NotifyRejected", "OwnershipError"],
 )
 # Events whose PagerDuty action is a trigger: re-sending with the same dedup key updates the alert.

@@ -1,0 +1,282 @@
+"""Faults the pipeline survives, each on real parts: a killed worker mid-rollback, the apiserver
+gone for 20 s during remediation, and a PagerDuty that answers 500 for a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import (
+    V1Container,
+    V1Deployment,
+    V1DeploymentSpec,
+    V1LabelSelector,
+    V1ObjectMeta,
+    V1PodSpec,
+    V1PodTemplateSpec,
+)
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowHandle
+
+from activities.kube.client import KubeApis
+from activities.paging.receivers import PagerDutyReceiver, TlsFiles
+from cluster.local import LocalCluster
+from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
+from incidents.service import IncidentBehaviour, open_or_join
+from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
+from tests.fixtures.temporal import running_worker, settings_for
+from tests.pipeline.payloads import alert, notification
+from worker.alertmanager import AlertmanagerPayload
+from worker.settings import Settings
+from worker.temporal_client import connect
+from worker.temporal_server import TemporalDevServer
+
+pytestmark = [pytest.mark.temporal, pytest.mark.slow, pytest.mark.timeout(600)]
+RUNBOOKS = Path(__file__).parent / "runbooks"
+
+
+def _deployment(name: str, image: str) -> V1Deployment:
+    labels = {"app": name}
+    return V1Deployment(
+        metadata=V1ObjectMeta(name=name, labels=labels),
+        spec=V1DeploymentSpec(
+            replicas=1,
+            selector=V1LabelSelector(match_labels=labels),
+            template=V1PodTemplateSpec(
+                metadata=V1ObjectMeta(labels=labels),
+                spec=V1PodSpec(containers=[V1Container(name=name, image=image)]),
+            ),
+        ),
+    )
+
+
+def _two_revisions(apis: KubeApis, namespace: str, name: str) -> None:
+    apis.apps.create_namespaced_deployment(namespace, _deployment(name, f"{name}:v1"))
+    _wait_revision(apis, namespace, name, "1")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": f"{name}:v2"}]}}}}
+    apis.apps.patch_namespaced_deployment(name, namespace, patch)
+    _wait_revision(apis, namespace, name, "2")
+
+
+def _wait_revision(apis: KubeApis, namespace: str, name: str, revision: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        annotations = apis.apps.read_namespaced_deployment(name, namespace).metadata.annotations or {}
+        if annotations.get("deployment.kubernetes.io/revision") == revision:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{name} never reached revision {revision}")
+
+
+def _image(apis: KubeApis, namespace: str, name: str) -> str:
+    return str(apis.apps.read_namespaced_deployment(name, namespace).spec.template.spec.containers[0].image)
+
+
+def _max_revision(apis: KubeApis, namespace: str, name: str) -> int:
+    sets = apis.apps.list_namespaced_replica_set(namespace, label_selector=f"app={name}").items
+    return max(
+        int((rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0")) for rs in sets
+    )
+
+
+def _request(service: str, namespace: str, status: str = "firing") -> OpenIncidentRequest:
+    body = notification(
+        [alert(name="FaultDrill", service=service, namespace=namespace, status=status)], group=service
+    )
+    payload = AlertmanagerPayload.model_validate(body)
+    key = payload.incident_key()
+    return OpenIncidentRequest(
+        namespace=key.namespace,
+        service=key.service,
+        group=key.group,
+        signal=payload.to_signal(datetime.now(UTC)),
+    )
+
+
+async def _awaiting_approval(handle: WorkflowHandle[Any, Any], timeout_s: float = 90) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = await handle.query("view", result_type=IncidentView)
+        if view.state == "awaiting_approval" and view.approval is not None:
+            return view.approval.request_id
+        if view.state in ("needs_human", "no_action"):
+            pytest.fail(f"incident ended before approval: {[e.message for e in view.timeline]}")
+        await asyncio.sleep(0.2)
+    pytest.fail("the incident never asked for approval")
+
+
+async def _rolled_back(handle: WorkflowHandle[Any, Any], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = await handle.query("view", result_type=IncidentView)
+        if any(record.action == "rollback" for record in view.actions):
+            return
+        if view.state == "needs_human":
+            pytest.fail(f"remediation failed: {[e.message for e in view.timeline]}")
+        await asyncio.sleep(0.5)
+    pytest.fail("no rollback was recorded")
+
+
+@pytest.fixture
+def drill_settings(
+    temporal_server: TemporalDevServer, kube_cluster: LocalCluster, kube_namespace: str, tmp_path: Path
+) -> Settings:
+    return settings_for(
+        temporal_server,
+        tmp_path / "state",
+        kubeconfig=kube_cluster.kubeconfig,
+        allowed_namespaces=[kube_namespace],
+        runbook_dir=RUNBOOKS,
+        incident_settle_s=0.5,
+    )
+
+
+async def _finish(
+    client: Client, handle: WorkflowHandle[Any, Any], service: str, namespace: str
+) -> IncidentView:
+    await _rolled_back(handle)
+    await handle.signal("add_signal", _request(service, namespace, status="resolved").signal)
+    return IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
+
+
+@pytest.mark.kube
+async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
+    drill_settings: Settings, kube_cluster: LocalCluster, kube_apis: KubeApis, kube_namespace: str
+) -> None:
+    await asyncio.to_thread(_two_revisions, kube_apis, kube_namespace, "web")
+    client = await connect(drill_settings, attempts=20)
+    async with running_worker(client, drill_settings):
+        handle = await open_or_join(
+            client, IncidentBehaviour(drill_settings), _request("web", kube_namespace)
+        )
+        request_id = await _awaiting_approval(handle)
+        await asyncio.to_thread(kube_cluster.stop_component, "kube-apiserver")
+        try:
+            await handle.execute_update(
+                "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
+            )
+            await asyncio.sleep(20)
+        finally:
+            await asyncio.to_thread(kube_cluster.start_component, "kube-apiserver")
+        view = await _finish(client, handle, "web", kube_namespace)
+    assert view.state == "recovered", [e.message for e in view.timeline]
+    assert [r.outcome for r in view.actions if r.action == "rollback"] == ["Successful"]
+    assert _image(kube_apis, kube_namespace, "web") == "web:v1"
+    assert _max_revision(kube_apis, kube_namespace, "web") == 3
+
+
+def _worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BACKOUT_TEMPORAL_ADDRESS": settings.effective_temporal_address,
+            "BACKOUT_TASK_QUEUE": settings.task_queue,
+            "BACKOUT_STATE_DIR": str(settings.state_dir),
+            "BACKOUT_KUBECONFIG": str(settings.kubeconfig),
+            "BACKOUT_ALLOWED_NAMESPACES": ",".join(settings.allowed_namespaces),
+            "BACKOUT_RUNBOOK_DIR": str(settings.runbook_dir),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "worker"], env=env, stderr=subprocess.DEVNULL
+    )
+
+
+def _apiserver_pid(cluster: LocalCluster) -> int:
+    state = cluster.read_state()
+    assert state is not None
+    return next(p.pid for p in state.processes if p.name == "kube-apiserver")
+
+
+@pytest.mark.kube
+async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
+    drill_settings: Settings, kube_cluster: LocalCluster, kube_apis: KubeApis, kube_namespace: str
+) -> None:
+    await asyncio.to_thread(_two_revisions, kube_apis, kube_namespace, "api")
+    client = await connect(drill_settings, attempts=20)
+    first = _worker(drill_settings)
+    apiserver = _apiserver_pid(kube_cluster)
+    try:
+        handle = await open_or_join(
+            client, IncidentBehaviour(drill_settings), _request("api", kube_namespace)
+        )
+        request_id = await _awaiting_approval(handle)
+        os.killpg(apiserver, signal.SIGSTOP)  # the rollback's requests hang: the worker dies mid-call
+        try:
+            await handle.execute_update(
+                "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                description = await handle.describe()
+                pending = description.raw_description.pending_activities
+                if any(
+                    a.activity_type.name == "remediate" and a.attempt >= 1 and a.state == 2 for a in pending
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the remediate activity never started")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        finally:
+            os.killpg(apiserver, signal.SIGCONT)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = _worker(drill_settings)
+    try:
+        view = await _finish(client, handle, "api", kube_namespace)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert view.state == "recovered", [e.message for e in view.timeline]
+    assert len([r for r in view.actions if r.action == "rollback"]) == 1
+    assert _image(kube_apis, kube_namespace, "api") == "api:v1"
+    assert _max_revision(kube_apis, kube_namespace, "api") == 3, "the rollback was applied once"
+
+
+async def test_pagerduty_down_for_a_minute_pages_once_afterwards(
+    temporal_server: TemporalDevServer,
+    tmp_path: Path,
+    pagerduty_receiver: PagerDutyReceiver,
+    receivers_tls: TlsFiles,
+) -> None:
+    settings = settings_for(
+        temporal_server,
+        tmp_path / "state",
+        pagerduty_routing_key=SecretStr(PD_TEST_ROUTING_KEY),
+        pagerduty_events_url=pagerduty_receiver.url,
+        pagerduty_ca_file=receivers_tls.ca_file,
+    )
+    pagerduty_receiver.faults.push(500, count=10_000)
+    restored = threading.Timer(60.0, pagerduty_receiver.faults.clear)
+    restored.start()
+    outage_ends = time.monotonic() + 60.0
+    client = await connect(settings, attempts=20)
+    try:
+        async with running_worker(client, settings):
+            handle = await open_or_join(client, IncidentBehaviour(settings), _request("pager-test", "prod"))
+            view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=300))
+    finally:
+        restored.cancel()
+    assert time.monotonic() >= outage_ends
+    assert pagerduty_receiver.attempts > len(pagerduty_receiver.events), "500s were answered and retried"
+    triggers = [e for e in pagerduty_receiver.events if e["event_action"] == "trigger"]
+    # One trigger per paging event of the incident (opened, then needs a human), each exactly once.
+    sent = [e for e in view.timeline if e.step == "notify_pagerduty" and e.kind == "action"]
+    assert len(triggers) == len(sent) >= 1
+    assert len({e["dedup_key"] for e in triggers}) == 1
+    assert len({e["payload"]["summary"] + str(e["payload"].get("custom_details")) for e in triggers}) == len(
+        triggers
+    )
