@@ -372,6 +372,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence]]:
             )
         )
     _relative_gaps(rows)
+    np.nan_to_num(rows, copy=False, nan=0.0, posinf=50.0, neginf=-50.0)
     return rows, evidence
 
 

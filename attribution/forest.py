@@ -6,6 +6,7 @@ all (tree, row) pairs descend together, one level per step, in numpy.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,6 @@ class CompactForest:
     roots: np.ndarray  # index of each tree's root node in the arrays below
     feature: np.ndarray
     threshold: np.ndarray
-    missing_left: np.ndarray
     left: np.ndarray
     right: np.ndarray
     value: np.ndarray
@@ -29,7 +29,7 @@ class CompactForest:
     @classmethod
     def from_classifier(cls, classifier: HistGradientBoostingClassifier) -> CompactForest:
         columns: dict[str, list[np.ndarray]] = {
-            name: [] for name in ("feature", "threshold", "missing_left", "left", "right", "value", "is_leaf")
+            name: [] for name in ("feature", "threshold", "left", "right", "value", "is_leaf")
         }
         roots, offset, depth = [], 0, 0
         for iteration in classifier._predictors:
@@ -39,7 +39,6 @@ class CompactForest:
             roots.append(offset)
             columns["feature"].append(nodes["feature_idx"].astype(np.int64))
             columns["threshold"].append(nodes["num_threshold"].astype(float))
-            columns["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
             columns["left"].append(nodes["left"].astype(np.int64) + offset)
             columns["right"].append(nodes["right"].astype(np.int64) + offset)
             columns["value"].append(nodes["value"].astype(float))
@@ -66,35 +65,68 @@ class CompactForest:
             if leaf.all():
                 break
             value = features[row_index, self.feature[node]]
-            go_left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
+            go_left = value <= self.threshold[node]  # features are never NaN (see features.extract)
             node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
         return np.asarray(self.baseline + self.value[node].sum(axis=1))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline,
-            "max_depth": self.max_depth,
-            "roots": self.roots.tolist(),
-            "feature": self.feature.tolist(),
-            "threshold": [float(x) for x in self.threshold],
-            "missing_left": self.missing_left.astype(int).tolist(),
-            "left": self.left.tolist(),
-            "right": self.right.tolist(),
-            "value": [float(x) for x in self.value],
-            "is_leaf": self.is_leaf.astype(int).tolist(),
-        }
+        """Per tree, a list of nodes: [feature, threshold, left, right] inside, a bare value at a leaf.
+
+        Child indices are local to the tree; numbers keep 9 significant digits (far finer than
+        the binned thresholds), which keeps a 600-tree model well under a megabyte.
+        """
+        trees = []
+        bounds = [*self.roots.tolist(), self.feature.size]
+        for begin, end in itertools.pairwise(bounds):
+            nodes: list[Any] = []
+            for i in range(begin, end):
+                if self.is_leaf[i]:
+                    nodes.append(_short(self.value[i]))
+                else:
+                    nodes.append([int(self.feature[i]), _short(self.threshold[i]), int(self.left[i]) - begin,
+                                  int(self.right[i]) - begin])  # fmt: skip
+            trees.append(nodes)
+        return {"baseline": self.baseline, "max_depth": self.max_depth, "trees": trees}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CompactForest:
+        feature: list[int] = []
+        left: list[int] = []
+        right: list[int] = []
+        roots: list[int] = []
+        threshold: list[float] = []
+        value: list[float] = []
+        is_leaf: list[bool] = []
+        for nodes in data["trees"]:
+            begin = len(feature)
+            roots.append(begin)
+            for node in nodes:
+                if isinstance(node, list):
+                    feature.append(int(node[0]))
+                    threshold.append(float(node[1]))
+                    left.append(begin + int(node[2]))
+                    right.append(begin + int(node[3]))
+                    value.append(0.0)
+                    is_leaf.append(False)
+                else:
+                    feature.append(0)
+                    threshold.append(0.0)
+                    left.append(0)
+                    right.append(0)
+                    value.append(float(node))
+                    is_leaf.append(True)
         return cls(
             baseline=float(data["baseline"]),
             max_depth=int(data["max_depth"]),
-            roots=np.asarray(data["roots"], dtype=np.int64),
-            feature=np.asarray(data["feature"], dtype=np.int64),
-            threshold=np.asarray(data["threshold"], dtype=float),
-            missing_left=np.asarray(data["missing_left"], dtype=bool),
-            left=np.asarray(data["left"], dtype=np.int64),
-            right=np.asarray(data["right"], dtype=np.int64),
-            value=np.asarray(data["value"], dtype=float),
-            is_leaf=np.asarray(data["is_leaf"], dtype=bool),
+            roots=np.asarray(roots, dtype=np.int64),
+            feature=np.asarray(feature, dtype=np.int64),
+            threshold=np.asarray(threshold, dtype=float),
+            left=np.asarray(left, dtype=np.int64),
+            right=np.asarray(right, dtype=np.int64),
+            value=np.asarray(value, dtype=float),
+            is_leaf=np.asarray(is_leaf, dtype=bool),
         )
+
+
+def _short(number: float) -> float:
+    return float(f"{number:.9g}")

@@ -32,7 +32,7 @@ from incidents.bundle import AttributionOutput, IncidentBundle, ModelInfo, Ranke
 
 MODEL_NAME = "backout-gbdt-listwise"
 PACKAGED_MODEL = "model.json"
-ARTIFACT_FORMAT = 2
+ARTIFACT_FORMAT = 3
 
 
 class ModelError(RuntimeError):
@@ -176,9 +176,9 @@ def fit(
     train = [incident for i, incident in enumerate(incidents) if i not in calibration]
     features, labels, weights = _rows(train)
     classifier = HistGradientBoostingClassifier(
-        max_iter=250,
+        max_iter=600,
         learning_rate=0.08,
-        max_leaf_nodes=15,
+        max_leaf_nodes=31,
         min_samples_leaf=40,
         l2_regularization=1.0,
         early_stopping=False,
