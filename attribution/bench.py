@@ -19,12 +19,21 @@ from attribution.training import HELD_OUT_SEED, TrainingConfig, label, train
 ECE_BINS = 10
 
 
+class ReliabilityBin(BaseModel):
+    low: float
+    high: float
+    candidates: int
+    mean_probability: float
+    culprit_share: float
+
+
 class RankerScores(BaseModel):
     hr_at_1: float
     hr_at_3: float
     mrr: float
     ece: float
     mean_max_probability_without_culprit: float | None
+    reliability: list[ReliabilityBin] | None = None
 
 
 class SetReport(BaseModel):
@@ -52,7 +61,9 @@ class BenchReport(BaseModel):
     machine: dict[str, float | int]
 
 
-def score(probabilities: list[np.ndarray], culprits: list[int | None]) -> RankerScores:
+def score(
+    probabilities: list[np.ndarray], culprits: list[int | None], with_reliability: bool = False
+) -> RankerScores:
     hits1 = hits3 = 0
     reciprocal = 0.0
     ranked = 0
@@ -78,7 +89,19 @@ def score(probabilities: list[np.ndarray], culprits: list[int | None]) -> Ranker
     y = np.concatenate(flat_y) if flat_y else np.zeros(0)
     bins = np.minimum((p * ECE_BINS).astype(int), ECE_BINS - 1)
     ece = sum(abs(p[bins == b].sum() - y[bins == b].sum()) for b in range(ECE_BINS)) / max(p.size, 1)
+    reliability = [
+        ReliabilityBin(
+            low=b / ECE_BINS,
+            high=(b + 1) / ECE_BINS,
+            candidates=int((bins == b).sum()),
+            mean_probability=round(float(p[bins == b].mean()), 4),
+            culprit_share=round(float(y[bins == b].mean()), 4),
+        )
+        for b in range(ECE_BINS)
+        if (bins == b).any()
+    ]
     return RankerScores(
+        reliability=reliability if with_reliability else None,
         hr_at_1=round(hits1 / max(ranked, 1), 4),
         hr_at_3=round(hits3 / max(ranked, 1), 4),
         mrr=round(reciprocal / max(ranked, 1), 4),
@@ -92,7 +115,7 @@ def score(probabilities: list[np.ndarray], culprits: list[int | None]) -> Ranker
 def evaluate_set(model: AttributionModel, cases: list[Case], source: str) -> SetReport:
     incidents: list[LabelledIncident] = label(cases)
     culprits = [incident.culprit_row for incident in incidents]
-    rankers = {"model": score(model.probabilities_many([i.features for i in incidents]), culprits)}
+    rankers = {"model": score(model.probabilities_many([i.features for i in incidents]), culprits, True)}
     for name, baseline in BASELINES.items():
         rankers[name] = score([baseline(case) for case in cases], culprits)
     with_culprit = sum(c is not None for c in culprits)
@@ -128,7 +151,7 @@ def latency_case(number: int, changes: int = 50, series: int = 200, points: int 
     return Case(f"latency-{number}", detected, services[0], "latency_ms", edges, candidates, data)
 
 
-def measure_latency(model: AttributionModel, bundles: int = 30) -> LatencyReport:
+def measure_latency(model: AttributionModel, bundles: int = 100) -> LatencyReport:
     prepared = [case_to_bundle(latency_case(i)) for i in range(bundles)]
     model.attribute(prepared[0])  # warm up imports and caches
     timings = []

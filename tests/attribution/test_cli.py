@@ -110,3 +110,6 @@ def test_bench_json_reports_every_set_and_ranker() -> None:
             assert 0 <= scores["hr_at_1"] <= scores["hr_at_3"] <= 1
             assert 0 <= scores["ece"] <= 1
     assert "CC-BY-4.0" in report["sets"]["petshop-test"]["source"]
+    bins = report["sets"]["synthetic-heldout"]["rankers"]["model"]["reliability"]
+    assert bins and all(b["low"] <= b["mean_probability"] <= b["high"] for b in bins)
+    assert sum(b["candidates"] for b in bins) > report["sets"]["synthetic-heldout"]["incidents"]
