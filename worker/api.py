@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -212,7 +213,10 @@ def create_app(
     @app.get("/metrics")
     async def metrics() -> Response:
         await _refresh_incident_gauge(gateway)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest()
+        if settings.worker_metrics_url:
+            body += await _worker_step_metrics(settings.worker_metrics_url)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/alerts/alertmanager", status_code=202)
     async def alertmanager_webhook(request: Request) -> dict[str, Any]:
@@ -315,6 +319,25 @@ def create_app(
         return {"incident_id": incident_id, "decision": verdict}
 
     return app
+
+
+def _metric_name(line: str) -> str:
+    """The metric a line of the text exposition format is about (HELP/TYPE comments included)."""
+    if line.startswith("# "):
+        parts = line.split(" ", 3)
+        return parts[2] if len(parts) > 2 else ""
+    return line.split("{", 1)[0].split(" ", 1)[0]
+
+
+async def _worker_step_metrics(url: str) -> bytes:
+    """The worker process's step latencies (only backout_step_*: process metrics would clash)."""
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            text = (await http.get(url)).text
+    except httpx.HTTPError:
+        return b""
+    kept = [line for line in text.splitlines() if _metric_name(line).startswith("backout_step_")]
+    return ("\n".join(kept) + "\n").encode() if kept else b""
 
 
 async def _list_incidents(client: Client, limit: int) -> list[dict[str, Any]]:

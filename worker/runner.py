@@ -15,7 +15,7 @@ import uvicorn
 from worker.api import create_app
 from worker.settings import Settings, SettingsError
 from worker.temporal_client import connect
-from worker.temporal_server import DevServerConfig, TemporalDevServer
+from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker
 
 log = logging.getLogger("backout")
@@ -87,7 +87,11 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
         tasks = []
         if with_worker and with_api:
             # Its own process: incident work never holds the API's GIL, and both cores are used.
-            tasks.append(asyncio.create_task(_supervise_worker(settings, stop)))
+            metrics_port = free_port()
+            settings = settings.model_copy(
+                update={"worker_metrics_url": f"http://127.0.0.1:{metrics_port}/metrics"}
+            )
+            tasks.append(asyncio.create_task(_supervise_worker(settings, stop, metrics_port)))
         elif with_worker:
             client = await connect(settings, attempts=60)
             tasks.append(asyncio.create_task(run_worker(client, settings, stop)))
@@ -103,9 +107,10 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
             server.stop()
 
 
-async def _supervise_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def _supervise_worker(settings: Settings, stop: asyncio.Event, metrics_port: int) -> None:
     """Run `backout worker` as a child process; restart it if it dies; stop it gracefully."""
     env = dict(os.environ)
+    env["BACKOUT_WORKER_METRICS_PORT"] = str(metrics_port)
     env["BACKOUT_STATE_DIR"] = str(settings.state_dir)
     env["BACKOUT_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
     argv = [sys.executable, "-m", "worker.cli", "worker"]

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
+    worker_metrics_port: int | None = Field(
+        default=None, description="the worker serves its own Prometheus /metrics on 127.0.0.1:PORT"
+    )
+    worker_metrics_url: str | None = Field(
+        default=None, description="the API's /metrics also shows the worker's step latencies from this URL"
+    )
     duplicate_window_s: float = Field(
         default=30.0,
         ge=0,

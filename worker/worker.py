@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Histogram, start_http_server
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import (
@@ -77,6 +77,8 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
     """Run until `stop` is set, then shut down gracefully (in-flight activities finish)."""
     use_settings(settings)
     registry.configure(settings)
+    if settings.worker_metrics_port is not None:
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
     recorder = _start_history_recorder(settings)
     try:
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
