@@ -15,6 +15,7 @@ the symptom.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -78,7 +79,7 @@ class AttributionModel:
         ranking = [
             RankedChange(
                 change_id=case.changes[i].id,
-                probability=round(float(probabilities[i]), 4),
+                probability=math.floor(float(probabilities[i]) * 1e4) / 1e4,  # never sums above 1
                 reasons=explain(evidence[i], case.symptom_service),
             )
             for i in order
