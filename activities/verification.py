@@ -30,7 +30,7 @@ async def recheck_eval(request: EvalRecheckRequest) -> EvalSymptom:
                 type="EvalInputError",
                 non_retryable=True,
             )
-        _, summary, results = await execute_run(request.manifest, state_dir)
+        _, summary, results = await execute_run(request.manifest, state_dir, endpoint=request.endpoint)
         comparison = compare(
             pinned[1], [results], settings_of(manifest), alpha=policy_of(manifest).alpha_per_look
         )
@@ -41,6 +41,7 @@ async def recheck_eval(request: EvalRecheckRequest) -> EvalSymptom:
     return EvalSymptom(
         manifest=manifest.name,
         manifest_path=request.manifest,
+        endpoint=request.endpoint,
         service=manifest.service,
         namespace=manifest.namespace,
         run_id=summary.run_id,

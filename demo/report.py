@@ -68,7 +68,7 @@ def phases_for(view: IncidentView, first_bad_sample: datetime | None) -> Phases:
     opened = view.opened_at
     attributed = first_entry(view, "attribute")
     remediated = next((record.at for record in view.actions if record.action == "rollback"), None)
-    recovered = first_entry(view, "verify") if view.state == "recovered" else None
+    recovered = first_entry(view, "recovered") if view.state == "recovered" else None
     return Phases(
         detection_s=_seconds(first_bad_sample, opened),
         attribution_s=_seconds(opened, attributed),

@@ -184,7 +184,7 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
     if rollback_at is not None:
         all_markers.append(Marker(at=rollback_at, label="rollback", kind="rollback"))
     if view.state == "recovered":
-        recovered_at = next((e.at for e in view.timeline if e.step == "verify"), view.updated_at)
+        recovered_at = next((e.at for e in view.timeline if e.step == "recovered"), view.updated_at)
         all_markers.append(Marker(at=recovered_at, label="recovered", kind="recovered"))
     start = min(m.at for m in all_markers) - timedelta(seconds=60)
     end = datetime.now(UTC)

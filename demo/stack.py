@@ -29,7 +29,7 @@ from cluster.local import LocalCluster
 from demo import service
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from worker.api import create_app
-from worker.settings import EvidenceQuery, Settings
+from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker
@@ -171,7 +171,11 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             allowed_namespaces=[service.NAMESPACE],
             prometheus_url=alerting.prometheus.url,
             evidence_queries=EVIDENCE,
-            eval_manifests={f"{service.NAMESPACE}/{SERVICE}": GOLDEN_MANIFEST}
+            eval_manifests={
+                f"{service.NAMESPACE}/{SERVICE}": EvalTarget(
+                    manifest=GOLDEN_MANIFEST, endpoint=f"http://127.0.0.1:{sim_port}"
+                )
+            }
             if options.with_eval_manifest
             else {},
             ownership_file=OWNERS_FILE,

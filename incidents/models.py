@@ -56,6 +56,7 @@ class EvalSymptom(BaseModel):
 
     manifest: str
     manifest_path: str | None = None
+    endpoint: str | None = None
     service: str
     namespace: str | None = None
     run_id: str
@@ -78,6 +79,7 @@ class EvalRecheckRequest(BaseModel):
     incident_id: str
     service: str | None = None
     namespace: str | None = None
+    endpoint: str | None = None
 
 
 class IncidentSignal(BaseModel):
@@ -103,6 +105,7 @@ class IncidentInput(BaseModel):
     lookback_s: int = 7200
     runbook_dir: str | None = None
     eval_manifest: str | None = None
+    eval_endpoint: str | None = None
     public_url: str = "http://127.0.0.1:8080"
     temporal_ui_url: str | None = None
 

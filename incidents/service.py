@@ -21,6 +21,7 @@ class IncidentBehaviour:
 
     def input_for(self, key: IncidentKey, source: str) -> IncidentInput:
         s = self.settings
+        target = s.eval_manifests.get(f"{key.namespace or ''}/{key.service or ''}")
         return IncidentInput(
             incident_id=key.workflow_id(),
             namespace=key.namespace,
@@ -31,15 +32,11 @@ class IncidentBehaviour:
             cooldown_s=s.incident_cooldown_s,
             lookback_s=s.lookback_s,
             runbook_dir=str(s.runbook_dir) if s.runbook_dir else None,
-            eval_manifest=_manifest_for(s, key),
+            eval_manifest=str(target.manifest.resolve()) if target else None,
+            eval_endpoint=target.endpoint if target else None,
             public_url=s.public_url,
             temporal_ui_url=self.temporal_ui_url,
         )
-
-
-def _manifest_for(settings: Settings, key: IncidentKey) -> str | None:
-    manifest = settings.eval_manifests.get(f"{key.namespace or ''}/{key.service or ''}")
-    return str(manifest.resolve()) if manifest is not None else None
 
 
 async def open_or_join(

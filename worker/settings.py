@@ -61,6 +61,13 @@ class EvidenceQuery(BaseModel):
     version_label: str | None = None
 
 
+class EvalTarget(BaseModel):
+    """A golden set that verifies a service's recovery, and the endpoint to run it against."""
+
+    manifest: Path
+    endpoint: str | None = Field(default=None, description="overrides the manifest's endpoint")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BACKOUT_", extra="forbid", validate_default=True)
 
@@ -104,8 +111,9 @@ class Settings(BaseSettings):
     # Prometheus (metric evidence and verification)
     prometheus_url: str | None = None
     evidence_queries: list[EvidenceQuery] = Field(default_factory=list)
-    eval_manifests: dict[str, Path] = Field(
-        default_factory=dict, description="namespace/service -> golden-set manifest used to verify recovery"
+    eval_manifests: dict[str, EvalTarget] = Field(
+        default_factory=dict,
+        description="namespace/service -> golden set (and endpoint) that verifies recovery",
     )
 
     # Runbooks, attribution, ownership

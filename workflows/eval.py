@@ -80,6 +80,7 @@ class EvalWorkflow:
         symptom = EvalSymptom(
             manifest=record.manifest_name,
             manifest_path=request.manifest_path,
+            endpoint=request.endpoint,
             service=record.service,
             namespace=record.namespace,
             run_id=run_id,

@@ -74,6 +74,9 @@ REMEDIATE_RETRY = RetryPolicy(
 )
 
 
+EVAL_RECHECK_INTERVAL = timedelta(seconds=10)
+
+
 class IncidentFailure(Exception):
     """A step failed in a way a human must hear about."""
 
@@ -462,9 +465,11 @@ class IncidentWorkflow:
             )
             if result.outcome != "Successful":
                 raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
-        manifest = self._input.eval_manifest or (self._view.eval.manifest_path if self._view.eval else None)
+        manifest, endpoint = self._input.eval_manifest, self._input.eval_endpoint
+        if manifest is None and self._view.eval is not None:
+            manifest, endpoint = self._view.eval.manifest_path, self._view.eval.endpoint
         if manifest and (action.eval or self._view.eval is not None or not self._alerts):
-            await self._verify_by_eval(action, manifest)
+            await self._verify_by_eval(action, manifest, endpoint)
         elif self._alerts:
             await self._verify_alerts_resolved(action)
         else:
@@ -476,25 +481,39 @@ class IncidentWorkflow:
         self._log("step", "verify", "service recovered")
         await self._notify("recovered")
 
-    async def _verify_by_eval(self, action: VerifyAction, manifest: str) -> None:
-        """Run the golden set again now: a direct measurement, faster than alert windows clearing."""
-        symptom = await workflow.execute_activity(
-            "recheck_eval",
-            EvalRecheckRequest(
-                manifest=manifest,
-                incident_id=self._input.incident_id,
-                service=self._input.service,
-                namespace=self._input.namespace,
-            ),
-            result_type=EvalSymptom,
-            start_to_close_timeout=timedelta(seconds=action.timeout_s),
-            retry_policy=SHORT_RETRY,
+    async def _verify_by_eval(self, action: VerifyAction, manifest: str, endpoint: str | None) -> None:
+        """Run the golden set again until it is back to baseline, or the verify timeout passes.
+
+        A direct measurement, faster than alert windows clearing; repeated because a restored
+        ConfigMap or a rolled-back Deployment takes a while to reach the pods that serve.
+        """
+        deadline = workflow.now() + timedelta(seconds=action.timeout_s)
+        request = EvalRecheckRequest(
+            manifest=manifest,
+            incident_id=self._input.incident_id,
+            service=self._input.service,
+            namespace=self._input.namespace,
+            endpoint=endpoint,
         )
-        verdict = f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
-        if symptom.regression:
-            self._record("verify_eval", action.mode, "Failed", message=f"still regressed: {verdict}")
-            raise IncidentFailure(f"golden set still regressed after remediation: {verdict}")
-        self._record("verify_eval", action.mode, "Successful", message=f"recovered: {verdict}")
+        while True:
+            symptom = await workflow.execute_activity(
+                "recheck_eval",
+                request,
+                result_type=EvalSymptom,
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=SHORT_RETRY,
+            )
+            verdict = f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
+            if not symptom.regression:
+                self._record("verify_eval", action.mode, "Successful", message=f"recovered: {verdict}")
+                return
+            if workflow.now() + EVAL_RECHECK_INTERVAL >= deadline:
+                self._record("verify_eval", action.mode, "Failed", message=f"still regressed: {verdict}")
+                raise IncidentFailure(
+                    f"golden set still regressed {action.timeout_s}s after remediation: {verdict}"
+                )
+            self._log("note", "verify", f"golden set not back yet ({verdict}); checking again")
+            await workflow.sleep(EVAL_RECHECK_INTERVAL)
 
     async def _verify_alerts_resolved(self, action: VerifyAction) -> None:
         """Every alert resolved, and still resolved `duration_s` later."""
@@ -537,9 +556,11 @@ class IncidentWorkflow:
         except TimeoutError:
             return
         if self._view.state == "needs_human":
-            self._log("note", "cooldown", "alert fired again; a human is already paged")
+            self._log("note", "cooldown", "the symptom was reported again; a human is already paged")
             return
-        await self._needs_human("the alert fired again after the incident was handled; not acting twice")
+        await self._needs_human(
+            "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
+        )
 
     # --- Helpers --------------------------------------------------------------------------
 
