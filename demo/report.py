@@ -122,6 +122,12 @@ def render_terminal(doc: IncidentReportDoc, console: Console) -> None:
 
 def plot_svg(doc: IncidentReportDoc) -> str:
     """The symptom series with change, detection and rollback markers, as inline SVG."""
+    svg = render_plot(doc, "svg").decode("utf-8")
+    return svg[svg.index("<svg") :]
+
+
+def render_plot(doc: IncidentReportDoc, image_format: str) -> bytes:
+    """The plot as an image file's bytes ("svg", "png", ...)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,16 +159,15 @@ def plot_svg(doc: IncidentReportDoc) -> str:
             fontsize=8,
             color=colours[marker.kind],
         )
-    axis.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+    axis.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
     axis.set_xlabel("time (UTC)")
     axis.grid(alpha=0.3)
     figure.autofmt_xdate()
     figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=image_format)
     plt.close(figure)
-    svg = buffer.getvalue()
-    return svg[svg.index("<svg") :]
+    return buffer.getvalue()
 
 
 def render_html(doc: IncidentReportDoc) -> str:
