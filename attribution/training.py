@@ -17,7 +17,7 @@ from attribution.model import AttributionModel, LabelledIncident, fit
 from attribution.petshop import PetShopError, load_split
 
 DEFAULT_SEED = 7
-DEFAULT_SYNTHETIC = 10_000
+DEFAULT_SYNTHETIC = 30_000
 PETSHOP_TRAIN_VARIANTS = 10
 HELD_OUT_SEED = 1_000_003  # the synthetic held-out set's generator seed; never used for training
 

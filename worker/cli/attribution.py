@@ -12,6 +12,7 @@ from rich.table import Table
 
 from attribution.case import case_from_bundle
 from attribution.model import AttributionModel, ModelError, load_model
+from attribution.training import DEFAULT_SYNTHETIC
 from incidents.bundle import BundleError, load_bundle
 from worker.settings import Settings, SettingsError, load_settings
 
@@ -91,7 +92,9 @@ def train_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
     seed: int = typer.Option(7, "--seed", help="random seed (fixed: the same seed gives the same model)"),
-    synthetic: int = typer.Option(10_000, "--synthetic", min=100, help="generated training incidents"),
+    synthetic: int = typer.Option(
+        DEFAULT_SYNTHETIC, "--synthetic", min=100, help="generated training incidents"
+    ),
     petshop: bool = typer.Option(
         True, "--petshop/--no-petshop", help="also train on the PetShop train split"
     ),
