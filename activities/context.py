@@ -27,9 +27,13 @@ from worker.settings import EvidenceQuery, Settings, current_settings
 
 # Alert annotations that point backout at evidence series in Prometheus.
 EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
+SYMPTOM_METRIC_ANNOTATION = "backout.dev/symptom-metric"
 EVIDENCE_METRIC_ANNOTATION = "backout.dev/evidence-metric"
 EVIDENCE_DIRECTION_ANNOTATION = "backout.dev/evidence-bad-direction"
 
+# Evidence series start this long before the earliest change and carry about this many points.
+EVIDENCE_LEAD = timedelta(minutes=10)
+EVIDENCE_POINTS = 300
 # Author the ledger gives to changes backout itself made (rollbacks, restores).
 BACKOUT_AUTHOR = "backout"
 # Deployment annotation naming the services a workload calls: the topology's edges.
@@ -97,6 +101,11 @@ def _queries_for(settings: Settings, request: ContextRequest) -> list[EvidenceQu
     return list(unique.values())
 
 
+def _step_for(start: datetime, end: datetime) -> float:
+    """About EVIDENCE_POINTS points per series, never finer than a second."""
+    return max(1.0, (end - start).total_seconds() / EVIDENCE_POINTS)
+
+
 def _evidence(
     settings: Settings, request: ContextRequest, start: datetime, end: datetime
 ) -> tuple[list[MetricSeries], list[str]]:
@@ -112,7 +121,9 @@ def _evidence(
         return series, notes
     for query in _queries_for(settings, request):
         try:
-            results = query_range(settings.prometheus_url, query.query, start, end)
+            results = query_range(
+                settings.prometheus_url, query.query, start, end, step_s=_step_for(start, end)
+            )
         except PrometheusError as exc:
             notes.append(f"evidence query {query.name} skipped: {exc}")
             continue
@@ -134,6 +145,18 @@ def _evidence(
             except ValidationError as exc:
                 notes.append(f"evidence query {query.name}: {describe_validation_error(exc)}")
     return series, notes
+
+
+def _symptom_metric(request: ContextRequest, metrics: list[MetricSeries]) -> str | None:
+    """Which series shows the symptom: named by the alert, the eval, or the only metric of the service."""
+    for alert in request.alerts:
+        named = alert.annotations.get(SYMPTOM_METRIC_ANNOTATION) or alert.labels.get("backout_metric")
+        if named:
+            return named
+    if request.eval is not None:
+        return "eval_score"
+    names = {series.name for series in metrics if series.service == request.service}
+    return names.pop() if len(names) == 1 else None
 
 
 def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> ContextResult:
@@ -162,9 +185,12 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         for change_id in own:
             del changes[change_id]
         notes.append(f"{len(own)} remediation(s) made by backout left out of the candidates")
-    metrics, evidence_notes = _evidence(settings, request, since, now)
+    # Evidence from shortly before the earliest candidate change (else the lookback) until now.
+    earliest = min((change.started_at for change in changes.values()), default=since)
+    evidence_start = max(since, min(earliest, request.detected_at) - EVIDENCE_LEAD)
+    metrics, evidence_notes = _evidence(settings, request, evidence_start, now)
     notes.extend(evidence_notes)
-    metric_name = request.labels.get("backout_metric") or ("eval_score" if request.eval else None)
+    metric_name = _symptom_metric(request, metrics)
     bundle = IncidentBundle(
         version=1,
         incident=BundleIncident(
