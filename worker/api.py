@@ -16,12 +16,13 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from incidents.bundle import Change, describe_validation_error
+from attribution.feedback import FeedbackError, record_feedback
+from incidents.bundle import Change, IncidentBundle, describe_validation_error
 from incidents.changes_store import ChangeStore
 from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join, signal_if_open
@@ -77,6 +78,11 @@ class RecentDeliveries:
         self._latest.move_to_end((incident_id, group))
         while len(self._latest) > self._capacity:
             self._latest.popitem(last=False)
+
+
+class CulpritLabel(BaseModel):
+    change_id: str = Field(min_length=1)
+    confirmed: bool = True
 
 
 class ChangeAccepted(BaseModel):
@@ -295,6 +301,34 @@ def create_app(
             if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 raise ApiError(404, "not_found", f"no incident {incident_id}") from exc
             raise
+
+    @app.post("/v1/incidents/{incident_id}/culprit", status_code=201)
+    async def confirm_culprit(incident_id: str, request: Request) -> dict[str, Any]:
+        """An operator confirms or rejects a change as the culprit: a label for the next training run."""
+        require_token(request)
+        body = await read_json(request, settings.max_body_bytes)
+        try:
+            label = CulpritLabel.model_validate(body)
+        except ValidationError as exc:
+            raise _validation_problem(exc) from exc
+        client = await gateway.client()
+        try:
+            bundle = await temporal_call(
+                client.get_workflow_handle(incident_id).query("bundle", result_type=IncidentBundle)
+            )
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                raise ApiError(404, "not_found", f"no incident {incident_id}") from exc
+            raise
+        if bundle is None:
+            raise ApiError(409, "no_bundle", f"incident {incident_id} has not collected its changes yet")
+        try:
+            record = await asyncio.to_thread(
+                record_feedback, settings.feedback_file, incident_id, label.change_id, label.confirmed, bundle
+            )
+        except FeedbackError as exc:
+            raise ApiError(400, "invalid_feedback", str(exc)) from exc
+        return {"incident_id": incident_id, "change_id": record.change_id, "confirmed": record.confirmed}
 
     @app.post("/v1/incidents/{incident_id}/approval")
     async def approve(incident_id: str, request: Request) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def _api_call(method: str, path: str, body: Any | None = None) -> Any:
         raise typer.Exit(1) from exc
     if response.status_code >= 400:
         typer.echo(f"error: {response.status_code}: {response.text}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2 if response.status_code < 500 else 1)
     return response.json()
 
 
@@ -136,6 +136,20 @@ def incidents_list(as_json: bool = typer.Option(False, "--json")) -> None:
 def incidents_show(incident_id: str) -> None:
     """Print one incident with its timeline (JSON)."""
     typer.echo(json.dumps(_api_call("GET", f"/v1/incidents/{incident_id}"), indent=2))
+
+
+@incidents_app.command("confirm")
+def incidents_confirm(
+    incident_id: str,
+    change_id: str,
+    reject: bool = typer.Option(False, "--reject", help="this change was NOT the culprit"),
+) -> None:
+    """Label an incident's culprit (or rule a change out); the next `backout attribution train` learns from it."""
+    answer = _api_call(
+        "POST", f"/v1/incidents/{incident_id}/culprit", {"change_id": change_id, "confirmed": not reject}
+    )
+    verdict = "confirmed" if answer["confirmed"] else "rejected"
+    typer.echo(f"{verdict} {answer['change_id']} as the culprit of {answer['incident_id']}")
 
 
 def register(app: typer.Typer) -> None:
