@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,11 @@ from temporalio.client import Client, WorkflowHandle
 from activities.kube.client import KubeApis
 from activities.paging.receivers import PagerDutyReceiver, TlsFiles
 from cluster.local import LocalCluster
-from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
+from incidents.models import ApprovalDecision, IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
 from tests.fixtures.temporal import running_worker, settings_for
-from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
+from tests.pipeline.payloads import open_request
 from worker.settings import Settings
 from worker.temporal_client import connect
 from worker.temporal_server import TemporalDevServer
@@ -89,20 +87,6 @@ def _max_revision(apis: KubeApis, namespace: str, name: str) -> int:
     )
 
 
-def _request(service: str, namespace: str, status: str = "firing") -> OpenIncidentRequest:
-    body = notification(
-        [alert(name="FaultDrill", service=service, namespace=namespace, status=status)], group=service
-    )
-    payload = AlertmanagerPayload.model_validate(body)
-    key = payload.incident_key()
-    return OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
-        signal=payload.to_signal(datetime.now(UTC)),
-    )
-
-
 async def _awaiting_approval(handle: WorkflowHandle[Any, Any], timeout_s: float = 90) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -145,7 +129,9 @@ async def _finish(
     client: Client, handle: WorkflowHandle[Any, Any], service: str, namespace: str
 ) -> IncidentView:
     await _rolled_back(handle)
-    await handle.signal("add_signal", _request(service, namespace, status="resolved").signal)
+    await handle.signal(
+        "add_signal", open_request(service, namespace, status="resolved", name="FaultDrill").signal
+    )
     return IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
 
 
@@ -157,7 +143,7 @@ async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
     client = await connect(drill_settings, attempts=20)
     async with running_worker(client, drill_settings):
         handle = await open_or_join(
-            client, IncidentBehaviour(drill_settings), _request("web", kube_namespace)
+            client, IncidentBehaviour(drill_settings), open_request("web", kube_namespace, name="FaultDrill")
         )
         request_id = await _awaiting_approval(handle)
         await asyncio.to_thread(kube_cluster.stop_component, "kube-apiserver")
@@ -208,7 +194,7 @@ async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
     apiserver = _apiserver_pid(kube_cluster)
     try:
         handle = await open_or_join(
-            client, IncidentBehaviour(drill_settings), _request("api", kube_namespace)
+            client, IncidentBehaviour(drill_settings), open_request("api", kube_namespace, name="FaultDrill")
         )
         request_id = await _awaiting_approval(handle)
         os.killpg(apiserver, signal.SIGSTOP)  # the rollback's requests hang: the worker dies mid-call
@@ -266,7 +252,9 @@ async def test_pagerduty_down_for_a_minute_pages_once_afterwards(
     client = await connect(settings, attempts=20)
     try:
         async with running_worker(client, settings):
-            handle = await open_or_join(client, IncidentBehaviour(settings), _request("pager-test", "prod"))
+            handle = await open_or_join(
+                client, IncidentBehaviour(settings), open_request("pager-test", "prod", name="FaultDrill")
+            )
             view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=300))
     finally:
         restored.cancel()

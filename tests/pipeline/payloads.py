@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
+
+from incidents.models import OpenIncidentRequest
+from worker.alertmanager import AlertmanagerPayload
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -49,3 +53,19 @@ def notification(alerts: list[dict[str, Any]], group: str = "rag-api", **extra: 
     }
     body.update(extra)
     return body
+
+
+def open_request(
+    service: str, namespace: str = "prod", status: str = "firing", name: str = "LLMErrorRateHigh"
+) -> OpenIncidentRequest:
+    """What the webhook hands to open_or_join for one alert of `service`."""
+    payload = AlertmanagerPayload.model_validate(
+        notification([alert(name=name, service=service, namespace=namespace, status=status)], group=service)
+    )
+    key = payload.incident_key()
+    return OpenIncidentRequest(
+        namespace=key.namespace,
+        service=key.service,
+        group=key.group,
+        signal=payload.to_signal(datetime.now(UTC)),
+    )

@@ -11,28 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
-from incidents.models import OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker, settings_for, start_dev_server
-from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
+from tests.pipeline.payloads import open_request
 from worker.temporal_client import connect
 
 HISTORIES = Path(__file__).parent / "histories"
-
-
-def _request(body: dict[str, object]) -> OpenIncidentRequest:
-    payload = AlertmanagerPayload.model_validate(body)
-    key = payload.incident_key()
-    return OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
-        signal=payload.to_signal(datetime.now(UTC)),
-    )
 
 
 async def record() -> None:
@@ -44,15 +30,11 @@ async def record() -> None:
             behaviour = IncidentBehaviour(settings)
             async with running_worker(client, settings):
                 # 1. A firing alert with no candidate change: no runbook acts, a human is paged.
-                unexplained = await open_or_join(
-                    client, behaviour, _request(notification([alert(service="history-a")], group="history-a"))
-                )
+                unexplained = await open_or_join(client, behaviour, open_request("history-a"))
                 await unexplained.result()
                 # 2. Resolved during the settle window: never acts on a resolved alert.
-                body = notification([alert(service="history-b")], group="history-b")
-                flapped = await open_or_join(client, behaviour, _request(body))
-                resolved = notification([alert(service="history-b", status="resolved")], group="history-b")
-                await flapped.signal("add_signal", _request(resolved).signal)
+                flapped = await open_or_join(client, behaviour, open_request("history-b"))
+                await flapped.signal("add_signal", open_request("history-b", status="resolved").signal)
                 await flapped.result()
             HISTORIES.mkdir(exist_ok=True)
             for name, handle in (("no_change_needs_human", unexplained), ("resolved_before_action", flapped)):

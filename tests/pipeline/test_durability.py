@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from incidents.models import IncidentView, OpenIncidentRequest
+from incidents.models import IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
-from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
+from tests.pipeline.payloads import open_request
 from worker.settings import Settings
 from workflows.incident import IncidentWorkflow
 
@@ -49,26 +47,15 @@ async def _view(client: Client, incident_id: str) -> IncidentView:
     return await client.get_workflow_handle(incident_id).query("view", result_type=IncidentView)
 
 
-async def _open(client: Client, settings: Settings, service: str) -> str:
-    payload = AlertmanagerPayload.model_validate(notification([alert(service=service)], group=service))
-    key = payload.incident_key()
-    request = OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
-        signal=payload.to_signal(datetime.now(UTC)),
-    )
-    handle = await open_or_join(client, IncidentBehaviour(settings), request)
-    return handle.id
-
-
 async def test_worker_killed_between_steps_resumes_without_repeating_a_step(
     temporal_client: Client, backout_settings: Settings
 ) -> None:
     settings = backout_settings.model_copy(update={"incident_settle_s": 4.0})
     first = _worker_process(settings)
     try:
-        incident_id = await _open(temporal_client, settings, "restart-svc")
+        incident_id = (
+            await open_or_join(temporal_client, IncidentBehaviour(settings), open_request("restart-svc"))
+        ).id
         for _ in range(200):  # the first worker has run the opening step and now sleeps in settle
             view = await _view(temporal_client, incident_id)
             if any(entry.step == "open" for entry in view.timeline):

@@ -7,25 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from incidents.models import IncidentView, OpenIncidentRequest
+from incidents.models import IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker
-from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
+from tests.pipeline.payloads import alert, notification, open_request
 from worker.settings import Settings
 
 pytestmark = pytest.mark.temporal
-
-
-def _request(body: dict[str, object]) -> OpenIncidentRequest:
-    payload = AlertmanagerPayload.model_validate(body)
-    key = payload.incident_key()
-    return OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
-        signal=payload.to_signal(datetime.now(UTC)),
-    )
 
 
 async def test_alert_resolved_before_the_decision_is_never_acted_on(
@@ -35,9 +23,9 @@ async def test_alert_resolved_before_the_decision_is_never_acted_on(
     handle = await open_or_join(
         temporal_client,
         IncidentBehaviour(settings),
-        _request(notification([alert(service="flap")], group="flap")),
+        open_request("flap"),
     )
-    resolved = _request(notification([alert(service="flap", status="resolved")], group="flap"))
+    resolved = open_request("flap", status="resolved")
     await handle.signal("add_signal", resolved.signal)
     async with running_worker(temporal_client, settings):
         view = IncidentView.model_validate(await handle.result())
@@ -52,7 +40,7 @@ async def test_an_incident_nobody_can_explain_pages_a_human(
     handle = await open_or_join(
         temporal_client,
         IncidentBehaviour(backout_settings),
-        _request(notification([alert(name="MysteryAlert", service="nobody")], group="nobody")),
+        open_request("nobody", name="MysteryAlert"),
     )
     async with running_worker(temporal_client, backout_settings):
         view = IncidentView.model_validate(await handle.result())

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from incidents.models import IncidentView, OpenIncidentRequest
+from incidents.models import IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker, settings_for
-from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
+from tests.pipeline.payloads import open_request
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 
 pytestmark = pytest.mark.temporal
-
-
-def _request(service: str) -> OpenIncidentRequest:
-    payload = AlertmanagerPayload.model_validate(notification([alert(service=service)], group=service))
-    key = payload.incident_key()
-    return OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
-        signal=payload.to_signal(datetime.now(UTC)),
-    )
 
 
 async def test_incidents_survive_a_killed_and_restarted_temporal_server(tmp_path: Path) -> None:
@@ -37,7 +24,7 @@ async def test_incidents_survive_a_killed_and_restarted_temporal_server(tmp_path
     try:
         client = await connect(settings, attempts=20)
         behaviour = IncidentBehaviour(settings)
-        opened = [(await open_or_join(client, behaviour, _request(f"svc-{i}"))).id for i in range(5)]
+        opened = [(await open_or_join(client, behaviour, open_request(f"svc-{i}"))).id for i in range(5)]
     finally:
         server.kill()  # as a crash would: no clean shutdown
 

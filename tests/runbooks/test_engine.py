@@ -98,7 +98,7 @@ def test_year_end_freeze_and_rollback_budget(library: list[Runbook]) -> None:
     assert [step.node for step in frozen.path] == ["in_freeze", "page_during_freeze"]
     assert [a.type for a in frozen.actions] == ["page", "record"]
     saturday = decide(library, context(now=datetime(2026, 11, 28, 10, tzinfo=UTC)))
-    assert [a.type for a in saturday.actions][0] == "rollback", "weekends are not frozen"
+    assert saturday.actions[0].type == "rollback", "weekends are not frozen"
     busy = decide(library, context(recent_rollbacks=3))
     assert [a.type for a in busy.actions] == ["escalate"]
 
