@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages backout's tests and demo run for real: Prometheus,
-# Alertmanager (with promtool and amtool) and etcd. Their package scripts may start
+# Installs the Debian packages backout's tests and demo run for real: Prometheus and
+# Alertmanager (with promtool and amtool). etcd and the Kubernetes binaries are built from
+# Go modules by `backout cluster build` (Debian's etcd 3.4 is too old). Package scripts may start
 # system services; backout never uses those, it starts its own on its own ports.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
-command -v etcd >/dev/null || need+=(etcd-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -19,6 +19,6 @@ echo "installing Debian packages: ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Stop any system instances the package scripts started; they would hold the default ports.
-for svc in prometheus prometheus-alertmanager etcd; do
+for svc in prometheus prometheus-alertmanager; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
