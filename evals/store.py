@@ -40,7 +40,8 @@ class HistoryPoint(BaseModel):
 
 def new_run_id(now: datetime | None = None, suffix: str | None = None) -> str:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{suffix or secrets.token_hex(3)}"
+    # Microseconds: run ids sort by time, also for runs that finish within the same second.
+    return f"{moment:%Y%m%dT%H%M%S%fZ}-{suffix or secrets.token_hex(3)}"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 from activities import attribution, context, evals, incidents, runbooks, verification
 from activities.kube import activities as kube
 from activities.paging import activities as paging
-from worker.settings import Settings
 
 
 def workflows() -> list[type]:
@@ -23,8 +22,3 @@ def activities() -> list[Callable[..., Any]]:
     for module in (context, incidents, attribution, runbooks, kube, paging, evals, verification):
         found.extend(module.ACTIVITIES)
     return found
-
-
-def configure(settings: Settings) -> None:
-    """Bind activity classes that hold settings to the worker's settings."""
-    paging.configure(settings)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -206,10 +208,15 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 _active: Settings | None = None
 
 
-def use_settings(settings: Settings) -> None:
-    """Make `settings` the ones activities in this process see (set by the worker at start)."""
+@contextlib.contextmanager
+def settings_in_use(settings: Settings) -> Iterator[None]:
+    """Within the block, activities in this process see `settings` (the worker's); restored after."""
     global _active
-    _active = settings
+    previous, _active = _active, settings
+    try:
+        yield
+    finally:
+        _active = previous
 
 
 def current_settings() -> Settings:

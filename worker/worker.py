@@ -21,7 +21,7 @@ from temporalio.worker import (
 
 from activities.kube.history import run_history_recorder
 from worker import registry
-from worker.settings import Settings, use_settings
+from worker.settings import Settings, settings_in_use
 
 STEP_LATENCY = Histogram(
     "backout_step_duration_seconds",
@@ -75,13 +75,14 @@ def _start_history_recorder(settings: Settings) -> tuple[threading.Thread, threa
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then shut down gracefully (in-flight activities finish)."""
-    use_settings(settings)
-    registry.configure(settings)
     if settings.worker_metrics_port is not None:
         start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
     recorder = _start_history_recorder(settings)
     try:
-        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
+        with (
+            settings_in_use(settings),
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor,
+        ):
             worker = build_worker(client, settings, executor)
             async with worker:
                 await stop.wait()

@@ -35,7 +35,7 @@ class EvalWorkflow:
     @workflow.run
     async def run(self, request: EvalWorkflowInput) -> EvalWorkflowResult:
         now = workflow.now()
-        run_id = f"{now:%Y%m%dT%H%M%SZ}-{workflow.uuid4().hex[:6]}"
+        run_id = f"{now:%Y%m%dT%H%M%S%fZ}-{workflow.uuid4().hex[:6]}"  # sorts by time within a second too
         try:
             record = await workflow.execute_activity(
                 RUN_ACTIVITY,

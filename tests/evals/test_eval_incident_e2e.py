@@ -23,7 +23,7 @@ from incidents.bundle import Change, IncidentBundle
 from incidents.changes_store import ChangeStore
 from tests.fixtures.simservice import SimService
 from worker import registry
-from worker.settings import load_settings, use_settings
+from worker.settings import load_settings, settings_in_use
 from worker.temporal_server import TemporalDevServer
 from workflows.eval import EvalWorkflow
 
@@ -50,8 +50,6 @@ async def test_eval_regression_opens_incident_with_series_and_change(
     monkeypatch.delenv("BACKOUT_KUBECONFIG", raising=False)
     monkeypatch.delenv("BACKOUT_PROMETHEUS_URL", raising=False)
     settings = load_settings()
-    use_settings(settings)
-    registry.configure(settings)
     client = await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
     request = EvalWorkflowInput(manifest_path=str(SHIPPED), state_dir=str(state_dir), endpoint=simservice.url)
     simservice.deploy(model_version="llm-v1", prompt_version="prompt-v1", corpus_version="corpus-v1")
@@ -65,7 +63,7 @@ async def test_eval_regression_opens_incident_with_series_and_change(
             execution_timeout=timedelta(minutes=5),
         )
 
-    with ThreadPoolExecutor(max_workers=8) as executor:
+    with settings_in_use(settings), ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
             client,
             task_queue=queue,

@@ -197,26 +197,28 @@ async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
             client, IncidentBehaviour(drill_settings), open_request("api", kube_namespace, name="FaultDrill")
         )
         request_id = await _awaiting_approval(handle)
-        os.killpg(apiserver, signal.SIGSTOP)  # the rollback's requests hang: the worker dies mid-call
+        await handle.execute_update(
+            "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
+        )
+        frozen = False
         try:
-            await handle.execute_update(
-                "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
-            )
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                description = await handle.describe()
-                pending = description.raw_description.pending_activities
-                if any(
-                    a.activity_type.name == "remediate" and a.attempt >= 1 and a.state == 2 for a in pending
-                ):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the remediate activity never started")
+            # Freeze the apiserver the moment the rollback is scheduled: its requests then hang,
+            # and the worker is killed while the rollback is in flight.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not frozen:
+                pending = (await handle.describe()).raw_description.pending_activities
+                if any(a.activity_type.name == "remediate" for a in pending):
+                    os.killpg(apiserver, signal.SIGSTOP)
+                    frozen = True
+                else:
+                    await asyncio.sleep(0.02)
+            assert frozen, "the remediate activity was never scheduled"
+            await asyncio.sleep(2.0)  # the worker picks it up and blocks on the frozen apiserver
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
         finally:
-            os.killpg(apiserver, signal.SIGCONT)
+            if frozen:
+                os.killpg(apiserver, signal.SIGCONT)
     finally:
         if first.poll() is None:
             first.kill()
