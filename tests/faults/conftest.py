@@ -1,0 +1,20 @@
+"""Fault tests stop and freeze the apiserver: they get a control plane of their own, so the
+suite's shared cluster (and KWOK's watches on it) never sees their damage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cluster.local import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("fault-cluster"))
+    cluster.start(timeout_s=180)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
