@@ -15,15 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client import (
-    V1Container,
-    V1Deployment,
-    V1DeploymentSpec,
-    V1LabelSelector,
-    V1ObjectMeta,
-    V1PodSpec,
-    V1PodTemplateSpec,
-)
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle
 
@@ -34,6 +25,7 @@ from incidents.models import ApprovalDecision, IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
 from tests.fixtures.temporal import running_worker, settings_for
+from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.pipeline.payloads import open_request
 from worker.settings import Settings
 from worker.temporal_client import connect
@@ -43,41 +35,9 @@ pytestmark = [pytest.mark.temporal, pytest.mark.slow, pytest.mark.timeout(600)]
 RUNBOOKS = Path(__file__).parent / "runbooks"
 
 
-def _deployment(name: str, image: str) -> V1Deployment:
-    labels = {"app": name}
-    return V1Deployment(
-        metadata=V1ObjectMeta(name=name, labels=labels),
-        spec=V1DeploymentSpec(
-            replicas=1,
-            selector=V1LabelSelector(match_labels=labels),
-            template=V1PodTemplateSpec(
-                metadata=V1ObjectMeta(labels=labels),
-                spec=V1PodSpec(containers=[V1Container(name=name, image=image)]),
-            ),
-        ),
-    )
-
-
 def _two_revisions(apis: KubeApis, namespace: str, name: str) -> None:
-    apis.apps.create_namespaced_deployment(namespace, _deployment(name, f"{name}:v1"))
-    _wait_revision(apis, namespace, name, "1")
-    patch = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": f"{name}:v2"}]}}}}
-    apis.apps.patch_namespaced_deployment(name, namespace, patch)
-    _wait_revision(apis, namespace, name, "2")
-
-
-def _wait_revision(apis: KubeApis, namespace: str, name: str, revision: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        annotations = apis.apps.read_namespaced_deployment(name, namespace).metadata.annotations or {}
-        if annotations.get("deployment.kubernetes.io/revision") == revision:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"{name} never reached revision {revision}")
-
-
-def _image(apis: KubeApis, namespace: str, name: str) -> str:
-    return str(apis.apps.read_namespaced_deployment(name, namespace).spec.template.spec.containers[0].image)
+    create_deployment(apis, namespace, name, f"{name}:v1", replicas=1)
+    set_image(apis, namespace, name, f"{name}:v2")
 
 
 def _max_revision(apis: KubeApis, namespace: str, name: str) -> int:
@@ -157,7 +117,7 @@ async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
         view = await _finish(client, handle, "web", kube_namespace)
     assert view.state == "recovered", [e.message for e in view.timeline]
     assert [r.outcome for r in view.actions if r.action == "rollback"] == ["Successful"]
-    assert _image(kube_apis, kube_namespace, "web") == "web:v1"
+    assert current_images(kube_apis, kube_namespace, "web") == ["web:v1"]
     assert _max_revision(kube_apis, kube_namespace, "web") == 3
 
 
@@ -230,7 +190,7 @@ async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
         second.wait(timeout=30)
     assert view.state == "recovered", [e.message for e in view.timeline]
     assert len([r for r in view.actions if r.action == "rollback"]) == 1
-    assert _image(kube_apis, kube_namespace, "api") == "api:v1"
+    assert current_images(kube_apis, kube_namespace, "api") == ["api:v1"]
     assert _max_revision(kube_apis, kube_namespace, "api") == 3, "the rollback was applied once"
 
 
