@@ -21,7 +21,7 @@ internals are unreachable. Size limits here and a step limit there bound the wor
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +183,11 @@ def tokenize(source: str) -> list[Token]:
 # --- Parser ---------------------------------------------------------------------------------
 
 _COMPARISONS = {"==", "!=", "<", "<=", ">", ">=", "in", "not in"}
+# Token -> operator for each left-associative level; the word and symbol spellings build the same node.
+_OR_OPERATORS = {"or": "or", "||": "or"}
+_AND_OPERATORS = {"and": "and", "&&": "and"}
+_SUM_OPERATORS = {"+": "+", "-": "-"}
+_PRODUCT_OPERATORS = {"*": "*", "/": "/", "%": "%"}
 
 
 class _Parser:
@@ -222,21 +227,21 @@ class _Parser:
             raise ExprError(f"unexpected {token.text!r}", token.offset)
         return node
 
-    def parse_or(self) -> Node:
-        left = self.parse_and()
-        while self.at("or", "||"):
+    def parse_left_associative(self, operators: Mapping[str, str], operand: Callable[[], Node]) -> Node:
+        """One precedence level of left-associative binary operators: `operators` maps each accepted
+        token to the operator the node is built with, `operand` parses the next tighter level."""
+        left = operand()
+        while self.at(*operators):
             token = self.advance()
             self.count(token.offset)
-            left = Binary("or", left, self.parse_and(), token.offset)
+            left = Binary(operators[token.text], left, operand(), token.offset)
         return left
 
+    def parse_or(self) -> Node:
+        return self.parse_left_associative(_OR_OPERATORS, self.parse_and)
+
     def parse_and(self) -> Node:
-        left = self.parse_not()
-        while self.at("and", "&&"):
-            token = self.advance()
-            self.count(token.offset)
-            left = Binary("and", left, self.parse_not(), token.offset)
-        return left
+        return self.parse_left_associative(_AND_OPERATORS, self.parse_not)
 
     def parse_not(self) -> Node:
         if self.at("not", "!") and not (self.peek().text == "not" and self.peek(1).text == "in"):
@@ -264,20 +269,10 @@ class _Parser:
         return node
 
     def parse_sum(self) -> Node:
-        left = self.parse_product()
-        while self.at("+", "-"):
-            token = self.advance()
-            self.count(token.offset)
-            left = Binary(token.text, left, self.parse_product(), token.offset)
-        return left
+        return self.parse_left_associative(_SUM_OPERATORS, self.parse_product)
 
     def parse_product(self) -> Node:
-        left = self.parse_unary()
-        while self.at("*", "/", "%"):
-            token = self.advance()
-            self.count(token.offset)
-            left = Binary(token.text, left, self.parse_unary(), token.offset)
-        return left
+        return self.parse_left_associative(_PRODUCT_OPERATORS, self.parse_unary)
 
     def parse_unary(self) -> Node:
         if self.at("-"):
