@@ -21,7 +21,7 @@ internals are unreachable. Size limits here and a step limit there bound the wor
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,18 +243,24 @@ class _Parser:
     def parse_and(self) -> Node:
         return self.parse_left_associative(_AND_OPERATORS, self.parse_not)
 
+    def parse_prefix(self, operator: str, operand: Callable[[], Node]) -> Node:
+        token = self.advance()
+        self.count(token.offset)
+        return Unary(operator, operand(), token.offset)
+
+    def at_not_in(self) -> bool:
+        return self.at("not") and self.peek(1).text == "in"
+
     def parse_not(self) -> Node:
-        if self.at("not", "!") and not (self.peek().text == "not" and self.peek(1).text == "in"):
-            token = self.advance()
-            self.count(token.offset)
-            return Unary("not", self.parse_not(), token.offset)
+        if self.at("not", "!") and not self.at_not_in():
+            return self.parse_prefix("not", self.parse_not)
         return self.parse_compare()
 
     def parse_compare(self) -> Node:
         left = self.parse_sum()
         operator: str | None = None
         token = self.peek()
-        if self.at("not") and self.peek(1).text == "in":
+        if self.at_not_in():
             self.advance()
             self.advance()
             operator = "not in"
@@ -264,7 +270,7 @@ class _Parser:
             return left
         self.count(token.offset)
         node = Binary(operator, left, self.parse_sum(), token.offset)
-        if self.at(*_COMPARISONS) or (self.at("not") and self.peek(1).text == "in"):
+        if self.at(*_COMPARISONS) or self.at_not_in():
             raise ExprError("chained comparisons are not allowed; use 'and'", self.peek().offset)
         return node
 
@@ -276,9 +282,7 @@ class _Parser:
 
     def parse_unary(self) -> Node:
         if self.at("-"):
-            token = self.advance()
-            self.count(token.offset)
-            return Unary("-", self.parse_unary(), token.offset)
+            return self.parse_prefix("-", self.parse_unary)
         return self.parse_postfix()
 
     def parse_postfix(self) -> Node:
@@ -325,14 +329,7 @@ class _Parser:
             self.expect(")")
             return node
         if token.kind == "op" and token.text == "[":
-            items: list[Node] = []
-            if not self.at("]"):
-                items.append(self.parse_or())
-                while self.at(","):
-                    self.advance()
-                    items.append(self.parse_or())
-            self.expect("]")
-            return ListExpr(tuple(items), token.offset)
+            return ListExpr(self.parse_comma_separated("]"), token.offset)
         if token.kind == "end":
             raise ExprError("unexpected end of expression", token.offset)
         raise ExprError(f"unexpected {token.text!r}", token.offset)
@@ -342,17 +339,22 @@ class _Parser:
             known = ", ".join(sorted(FUNCTION_ARITY))
             raise ExprError(f"unknown function {name.text!r} (allowed: {known})", name.offset)
         self.expect("(")
-        args: list[Node] = []
-        if not self.at(")"):
-            args.append(self.parse_or())
-            while self.at(","):
-                self.advance()
-                args.append(self.parse_or())
-        self.expect(")")
+        args = self.parse_comma_separated(")")
         arity = FUNCTION_ARITY[name.text]
         if arity is not None and len(args) != arity:
             raise ExprError(f"{name.text}() takes {arity} argument(s), got {len(args)}", name.offset)
-        return Call(name.text, tuple(args), name.offset)
+        return Call(name.text, args, name.offset)
+
+    def parse_comma_separated(self, closing: str) -> tuple[Node, ...]:
+        """Expressions separated by commas up to and including `closing`; there may be none."""
+        items: list[Node] = []
+        if not self.at(closing):
+            items.append(self.parse_or())
+            while self.at(","):
+                self.advance()
+                items.append(self.parse_or())
+        self.expect(closing)
+        return tuple(items)
 
 
 def _check_name(token: Token) -> None:
@@ -381,27 +383,26 @@ Schema = Mapping[str, Any]
 def check_variables(node: Node, schema: Schema) -> list[ExprError]:
     """Every variable path must exist in the schema; returns one error per bad path."""
     problems: list[ExprError] = []
-
-    def visit(current: Node) -> None:
-        if isinstance(current, Var):
-            _check_path(current, schema, problems)
-            for part in current.path:
-                if not isinstance(part, str):
-                    visit(part)
-        elif isinstance(current, Unary):
-            visit(current.operand)
-        elif isinstance(current, Binary):
-            visit(current.left)
-            visit(current.right)
-        elif isinstance(current, Call):
-            for arg in current.args:
-                visit(arg)
-        elif isinstance(current, ListExpr):
-            for item in current.items:
-                visit(item)
-
-    visit(node)
+    for var in _vars_in(node):
+        _check_path(var, schema, problems)
     return problems
+
+
+def _vars_in(node: Node) -> Iterator[Var]:
+    """Every variable lookup in the tree, depth first: a variable comes before those in its indexes."""
+    if isinstance(node, Var):
+        yield node
+        for part in node.path:
+            if not isinstance(part, str):
+                yield from _vars_in(part)
+    elif isinstance(node, Unary):
+        yield from _vars_in(node.operand)
+    elif isinstance(node, Binary):
+        yield from _vars_in(node.left)
+        yield from _vars_in(node.right)
+    elif isinstance(node, Call | ListExpr):
+        for child in node.args if isinstance(node, Call) else node.items:
+            yield from _vars_in(child)
 
 
 def _check_path(var: Var, schema: Schema, problems: list[ExprError]) -> None:
@@ -433,23 +434,8 @@ def _check_path(var: Var, schema: Schema, problems: list[ExprError]) -> None:
 def variables_used(node: Node) -> list[Var]:
     """Every variable lookup in the expression, in source order, without repeats."""
     found: dict[str, Var] = {}
-
-    def visit(current: Node) -> None:
-        if isinstance(current, Var):
-            found.setdefault(describe_var(current), current)
-            for part in current.path:
-                if not isinstance(part, str):
-                    visit(part)
-        elif isinstance(current, Unary):
-            visit(current.operand)
-        elif isinstance(current, Binary):
-            visit(current.left)
-            visit(current.right)
-        elif isinstance(current, Call | ListExpr):
-            for child in current.args if isinstance(current, Call) else current.items:
-                visit(child)
-
-    visit(node)
+    for var in _vars_in(node):
+        found.setdefault(describe_var(var), var)
     return sorted(found.values(), key=lambda var: var.offset)
 
 
