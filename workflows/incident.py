@@ -9,61 +9,38 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.paging.dispatch import NOTIFY_RETRY, PagingOutcome, notify_all
-    from activities.paging.summary import build_summary
     from incidents.bundle import AttributionOutput, Change, IncidentBundle
     from incidents.models import (
         MUTATING_ACTIONS,
-        ActionRecord,
         Alert,
         ApprovalAction,
         ApprovalDecision,
         ApprovalRequest,
-        ChatThread,
         ContextRequest,
         ContextResult,
         Decision,
         DecisionContext,
         EscalateAction,
-        EvalRecheckRequest,
-        EvalSymptom,
         IncidentInput,
-        IncidentReport,
         IncidentSignal,
-        IncidentStateName,
         IncidentView,
-        NotifyEvent,
-        NotifyRequest,
-        NotifyResult,
         PageAction,
         PlannedAction,
         RecordAction,
-        RemediationRequest,
         RemediationResult,
-        Severity,
-        TimelineEntry,
-        VerificationResult,
         VerifyAction,
-        VerifyRequest,
     )
     from runbooks.engine import decide
     from runbooks.models import Runbook
+    from workflows.incident_record import SHORT_RETRY, IncidentFailure, cause_of
+    from workflows.incident_verify import RecoveryChecks
     from workflows.remediation import remediation_request_for
-
-SHORT_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=5,
-)
-
 
 # Long enough to ride out an apiserver restart (about 45 s of retries), still bounded.
 REMEDIATE_RETRY = RetryPolicy(
@@ -74,42 +51,11 @@ REMEDIATE_RETRY = RetryPolicy(
 )
 
 
-EVAL_RECHECK_INTERVAL = timedelta(seconds=10)
-
-
-class IncidentFailure(Exception):
-    """A step failed in a way a human must hear about."""
-
-
 @workflow.defn(name="IncidentWorkflow")
-class IncidentWorkflow:
+class IncidentWorkflow(RecoveryChecks):
     @workflow.init
     def __init__(self, params: IncidentInput) -> None:
-        self._input = params
-        now = workflow.now()
-        self._view = IncidentView(
-            id=params.incident_id,
-            state="open",
-            source=params.source,
-            service=params.service,
-            namespace=params.namespace,
-            group=params.group,
-            opened_at=now,
-            updated_at=now,
-        )
-        self._alerts: dict[str, Alert] = {}
-        self._signals = 0
-        self._duplicates = 0
-        self._bundle: IncidentBundle | None = None
-        self._thread: ChatThread | None = None
-        self._team: str | None = None
-        self._severity: Severity = "critical"
-        self._approval_result: ApprovalDecision | None = None
-        self._approval_timed_out = False
-        self._in_cooldown = False
-        self._refired = False
-        self._last_remediation: RemediationRequest | None = None
-        self._opening: asyncio.Task[None] | None = None
+        super().__init__(params)
 
     # --- Signals, queries, updates ------------------------------------------------------
 
@@ -191,7 +137,7 @@ class IncidentWorkflow:
         except IncidentFailure as failure:
             await self._needs_human(str(failure))
         except (ActivityError, ApplicationError) as error:
-            await self._needs_human(f"step failed: {_cause(error)}")
+            await self._needs_human(f"step failed: {cause_of(error)}")
         await self._cooldown(params)
         self._view.closed_at = workflow.now()
         self._log("step", "close", f"incident closed in state {self._view.state}")
@@ -444,108 +390,6 @@ class IncidentWorkflow:
             await self._notify("rollback_performed", detail=result.message)
         await self._notify("update", detail=f"{action.type} {result.target}: {result.message}")
 
-    async def _verify(self, action: VerifyAction) -> None:
-        self._set_state("verifying")
-        request = self._last_remediation
-        if request is not None and request.target_type == "deployment":
-            result = await workflow.execute_activity(
-                "verify_rollout",
-                VerifyRequest(
-                    target_type="deployment",
-                    name=request.name,
-                    namespace=request.namespace,
-                    timeout_s=action.timeout_s,
-                ),
-                result_type=VerificationResult,
-                start_to_close_timeout=timedelta(seconds=action.timeout_s + 30),
-                retry_policy=SHORT_RETRY,
-            )
-            self._record(
-                "verify_rollout", action.mode, result.outcome, target=request.name, message=result.message
-            )
-            if result.outcome != "Successful":
-                raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
-        manifest, endpoint = self._input.eval_manifest, self._input.eval_endpoint
-        if manifest is None and self._view.eval is not None:
-            manifest, endpoint = self._view.eval.manifest_path, self._view.eval.endpoint
-        if manifest and (action.eval or self._view.eval is not None or not self._alerts):
-            await self._verify_by_eval(action, manifest, endpoint)
-        elif self._alerts:
-            await self._verify_alerts_resolved(action)
-        else:
-            self._record("verify_symptom", action.mode, "Inconclusive", message="no signal to verify with")
-            raise IncidentFailure(
-                "nothing to verify recovery with: no alert and no golden set for this service"
-            )
-        self._set_state("recovered")
-        self._log("step", "verify", "service recovered")
-        await self._notify("recovered")
-
-    async def _verify_by_eval(self, action: VerifyAction, manifest: str, endpoint: str | None) -> None:
-        """Run the golden set again until it is back to baseline, or the verify timeout passes.
-
-        A direct measurement, faster than alert windows clearing; repeated because a restored
-        ConfigMap or a rolled-back Deployment takes a while to reach the pods that serve.
-        """
-        deadline = workflow.now() + timedelta(seconds=action.timeout_s)
-        request = EvalRecheckRequest(
-            manifest=manifest,
-            incident_id=self._input.incident_id,
-            service=self._input.service,
-            namespace=self._input.namespace,
-            endpoint=endpoint,
-        )
-        while True:
-            symptom = await workflow.execute_activity(
-                "recheck_eval",
-                request,
-                result_type=EvalSymptom,
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=SHORT_RETRY,
-            )
-            verdict = f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
-            if not symptom.regression:
-                self._record("verify_eval", action.mode, "Successful", message=f"recovered: {verdict}")
-                return
-            if workflow.now() + EVAL_RECHECK_INTERVAL >= deadline:
-                self._record("verify_eval", action.mode, "Failed", message=f"still regressed: {verdict}")
-                raise IncidentFailure(
-                    f"golden set still regressed {action.timeout_s}s after remediation: {verdict}"
-                )
-            self._log("note", "verify", f"golden set not back yet ({verdict}); checking again")
-            await workflow.sleep(EVAL_RECHECK_INTERVAL)
-
-    async def _verify_alerts_resolved(self, action: VerifyAction) -> None:
-        """Every alert resolved, and still resolved `duration_s` later."""
-        deadline = workflow.now() + timedelta(seconds=action.timeout_s)
-        while True:
-            remaining = (deadline - workflow.now()).total_seconds()
-            try:
-                await workflow.wait_condition(
-                    self._all_alerts_resolved, timeout=timedelta(seconds=max(remaining, 1))
-                )
-                if action.duration_s <= 0:
-                    break
-                await workflow.wait_condition(
-                    lambda: not self._all_alerts_resolved(), timeout=timedelta(seconds=action.duration_s)
-                )
-                self._log("note", "verify", "an alert fired again while verifying; still waiting")
-            except TimeoutError:
-                if self._all_alerts_resolved():
-                    break
-                self._record("verify_symptom", action.mode, "Failed", message="alerts still firing")
-                raise IncidentFailure(
-                    f"symptom still present {action.timeout_s}s after remediation"
-                ) from None
-        self._record("verify_symptom", action.mode, "Successful", message="every alert resolved")
-
-    async def _needs_human(self, reason: str, team: str | None = None) -> None:
-        self._set_state("needs_human")
-        self._log("error", "escalate", reason)
-        if team:
-            self._team = team
-        await self._notify("needs_human", detail=reason)
-
     async def _cooldown(self, params: IncidentInput) -> None:
         """Stay open a while: a re-fire now is the same incident, never a second rollback."""
         if params.cooldown_s <= 0:
@@ -597,137 +441,3 @@ class IncidentWorkflow:
         if isinstance(request, str):
             return request
         return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")
-
-    def _all_alerts_resolved(self) -> bool:
-        return bool(self._alerts) and all(a.status == "resolved" for a in self._alerts.values())
-
-    def _record(
-        self,
-        action: str,
-        mode: Any,
-        outcome: Any,
-        target: str | None = None,
-        message: str = "",
-        diff: str = "",
-    ) -> None:
-        self._view.actions.append(
-            ActionRecord(
-                at=workflow.now(),
-                action=action,
-                mode=mode,
-                outcome=outcome,
-                target=target,
-                message=message,
-                diff=diff,
-            )
-        )
-
-    def _set_state(self, state: IncidentStateName) -> None:
-        if self._view.state == state:
-            return
-        self._log("step", state, f"state {self._view.state} -> {state}")
-        self._view.state = state
-        workflow.upsert_memo({"state": state})
-
-    def _log(self, kind: Any, step: str, message: str, data: dict[str, Any] | None = None) -> None:
-        now = workflow.now()
-        self._view.timeline.append(
-            TimelineEntry(at=now, kind=kind, step=step, message=message, data=data or {})
-        )
-        self._view.updated_at = now
-
-    def _report(self) -> IncidentReport:
-
-        view = self._view
-        title_service = view.service or "unknown service"
-        names = sorted({a.labels.get("alertname", "") for a in self._alerts.values()} - {""})
-        what = (
-            ", ".join(names)
-            if names
-            else (f"eval {view.eval.manifest} regressed" if view.eval else view.source)
-        )
-        links = {"backout": f"{self._input.public_url.rstrip('/')}/v1/incidents/{view.id}"}
-        if self._input.temporal_ui_url:
-            links["temporal"] = (
-                f"{self._input.temporal_ui_url.rstrip('/')}/namespaces/default/workflows/{view.id}"
-            )
-        labels: dict[str, str] = {}
-        for alert in self._alerts.values():
-            labels.update(alert.labels)
-        report = IncidentReport(
-            incident_id=view.id,
-            title=f"{what} on {title_service}" + (f" ({view.namespace})" if view.namespace else ""),
-            state=view.state,
-            service=view.service,
-            namespace=view.namespace,
-            source=view.source,
-            severity=self._severity,
-            team=self._team,
-            detected_at=self._bundle.incident.detected_at if self._bundle else view.opened_at,
-            labels=labels,
-            attribution=view.attribution,
-            changes=self._bundle.changes if self._bundle else [],
-            actions=view.actions,
-            approval=view.approval,
-            eval=view.eval,
-            links=links,
-        )
-        report.summary = build_summary(report)
-        view.summary = report.summary
-        return report
-
-    async def _opened(self) -> None:
-        """Wait for the opening notification, so later ones reply in its Slack thread."""
-        if self._opening is not None:
-            opening, self._opening = self._opening, None
-            await opening
-
-    async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
-        if event != "opened":
-            await self._opened()
-        request = NotifyRequest(event=event, report=self._report(), thread=self._thread, detail=detail)
-        decision = self._view.decision
-        if (
-            decision is not None
-            and decision.runbook is not None
-            and decision.mode == "shadow"
-            and event != "needs_human"
-        ):
-            # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
-            outcome = PagingOutcome(thread=self._thread)
-            try:
-                outcome.slack = await workflow.execute_activity(
-                    "notify_slack",
-                    request,
-                    result_type=NotifyResult,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=NOTIFY_RETRY,
-                )
-            except ActivityError as error:
-                outcome.errors.append(f"slack {event}: {_cause(error)}")
-        else:
-            # Both channels, each independent; a failure on one is noted through the other.
-            outcome = await notify_all(request, retry=NOTIFY_RETRY)
-        if self._thread is None and outcome.slack is not None and outcome.slack.thread is not None:
-            self._thread = outcome.slack.thread
-        for problem in outcome.errors:
-            self._log("error", "notify", f"not delivered: {problem}")
-        for channel, result in (("pagerduty", outcome.pagerduty), ("slack", outcome.slack)):
-            if result is None:
-                continue
-            if result.outcome == "Successful":
-                self._log(
-                    "action",
-                    f"notify_{channel}",
-                    f"{event} delivered" + (f": {result.message}" if result.message else ""),
-                )
-            else:
-                self._log("note", f"notify_{channel}", f"{event}: {result.outcome}: {result.message}")
-
-
-def _cause(error: BaseException) -> str:
-    cause: BaseException | None = error
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return str(cause or error)
