@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from incidents.changes_store import ChangeStore
 from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join, signal_if_open
 from worker.alertmanager import AlertmanagerPayload
+from worker.deliveries import Deliveries
 from worker.settings import Settings
 from worker.slack_api import router as slack_router
 
@@ -51,33 +51,6 @@ class Unavailable(ApiError):
     def __init__(self, detail: str) -> None:
         # Alertmanager retries 5xx only: an overloaded or unreachable Temporal is a 503, never a 429.
         super().__init__(503, "unavailable", detail, headers={"Retry-After": "5"})
-
-
-class RecentDeliveries:
-    """The last notification delivered per incident and alert group, for `ttl_s` seconds.
-
-    A notification equal to the last one delivered for its group (an HA twin, a retry) is
-    answered without Temporal. Only the latest is kept, so firing -> resolved -> firing
-    is delivered in full; only successes are remembered, so a 503'd notification is
-    delivered on Alertmanager's retry. Bounded: the oldest groups go first.
-    """
-
-    def __init__(self, ttl_s: float, capacity: int = 50_000) -> None:
-        self._ttl_s = ttl_s
-        self._capacity = capacity
-        self._latest: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-
-    def seen(self, incident_id: str, group: str, digest: str) -> bool:
-        latest = self._latest.get((incident_id, group))
-        return latest is not None and latest[0] == digest and time.monotonic() - latest[1] < self._ttl_s
-
-    def remember(self, incident_id: str, group: str, digest: str) -> None:
-        if self._ttl_s <= 0:
-            return
-        self._latest[(incident_id, group)] = (digest, time.monotonic())
-        self._latest.move_to_end((incident_id, group))
-        while len(self._latest) > self._capacity:
-            self._latest.popitem(last=False)
 
 
 class CulpritLabel(BaseModel):
@@ -150,7 +123,7 @@ def create_app(
 ) -> FastAPI:
     app = FastAPI(title="backout", version="0.1.0")
     gateway = TemporalGateway(client_factory)
-    recent = RecentDeliveries(ttl_s=settings.duplicate_window_s)
+    deliveries = Deliveries(ttl_s=settings.duplicate_window_s)
     behaviour = IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url)
     store = ChangeStore(settings.change_store_file)
     app.state.settings = settings
@@ -240,27 +213,35 @@ def create_app(
         for alert in payload.alerts:
             ALERTS_RECEIVED.labels(alert.status).inc()
         incident_id = key.workflow_id()
-        content = payload.content_digest()
-        if recent.seen(incident_id, payload.groupKey, content):
+        delivery = (incident_id, payload.groupKey, payload.content_digest())
+        if deliveries.seen(delivery):
             # An HA twin or a retry of a notification already delivered: the signal would change nothing.
             DUPLICATES_ABSORBED.inc()
             return {"incident_id": incident_id, "status": "duplicate", "alerts": len(payload.alerts)}
         signal = payload.to_signal(datetime.now(UTC))
-        client = await gateway.client()
-        if not payload.any_firing:
-            delivered = await temporal_call(signal_if_open(client, key, signal))
-            if delivered:
-                recent.remember(incident_id, payload.groupKey, content)
-            return {
-                "incident_id": incident_id if delivered else None,
-                "status": "resolved" if delivered else "no open incident",
-            }
-        request_ = OpenIncidentRequest(
-            namespace=key.namespace, service=key.service, group=key.group, signal=signal
-        )
-        handle = await temporal_call(open_or_join(client, behaviour, request_))
-        recent.remember(incident_id, payload.groupKey, content)
-        return {"incident_id": handle.id, "status": "accepted", "alerts": len(payload.alerts)}
+
+        async def deliver() -> dict[str, Any]:
+            client = await gateway.client()
+            if not payload.any_firing:
+                delivered = await temporal_call(signal_if_open(client, key, signal))
+                if delivered:
+                    deliveries.remember(delivery)
+                return {
+                    "incident_id": incident_id if delivered else None,
+                    "status": "resolved" if delivered else "no open incident",
+                }
+            request_ = OpenIncidentRequest(
+                namespace=key.namespace, service=key.service, group=key.group, signal=signal
+            )
+            handle = await temporal_call(open_or_join(client, behaviour, request_))
+            deliveries.remember(delivery)
+            return {"incident_id": handle.id, "status": "accepted", "alerts": len(payload.alerts)}
+
+        outcome, twin = await deliveries.deliver_once(delivery, deliver)
+        if twin and outcome["incident_id"] is not None:
+            DUPLICATES_ABSORBED.inc()
+            return {**outcome, "status": "duplicate"}
+        return dict(outcome)
 
     @app.post("/v1/changes", status_code=201, response_model=ChangeAccepted)
     async def report_change(request: Request, response: Response) -> ChangeAccepted:
