@@ -71,12 +71,56 @@ def verify(
         if heartbeat is not None:
             heartbeat(message)
         if time.monotonic() >= deadline:
+            why = pod_diagnosis(apis, deployment)
+            if why:
+                details["pods"] = why
             return VerificationResult(
                 outcome="Inconclusive",
-                message=f"rollout not finished after {request.timeout_s}s: {message}",
+                message=f"rollout not finished after {request.timeout_s}s: {message}"
+                + (f"; pods: {why}" if why else ""),
                 details=details,
             )
         sleep(POLL_INTERVAL_S)
+
+
+def pod_diagnosis(apis: KubeApis, deployment: Any, limit: int = 3) -> str:
+    """Why the Deployment's pods are not available, in the words an on-call engineer looks for:
+    the pod's phase and the scheduler's or container's reason (best effort, never raises)."""
+    labels = (deployment.spec.selector.match_labels or {}) if deployment.spec.selector else {}
+    if not labels:
+        return ""
+    selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+    try:
+        pods = apis.core.list_namespaced_pod(deployment.metadata.namespace, label_selector=selector).items
+    except ApiException as exc:
+        return f"pods unreadable ({exc.status} {exc.reason})"
+    reasons: list[str] = []
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        status = pod.status
+        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+        if ready:
+            continue
+        why = _pod_reason(pod)
+        reasons.append(f"{pod.metadata.name} {status.phase or 'Unknown'}" + (f" ({why})" if why else ""))
+    if not reasons:
+        return ""
+    more = f"; and {len(reasons) - limit} more" if len(reasons) > limit else ""
+    return "; ".join(reasons[:limit]) + more
+
+
+def _pod_reason(pod: Any) -> str:
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status != "True":
+            return f"unscheduled: {condition.reason}: {condition.message}"
+    for container in pod.status.container_statuses or []:
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason:
+            return f"{container.name} waiting: {waiting.reason}"
+    if not pod.spec.node_name:
+        return "not yet scheduled"
+    return f"on {pod.spec.node_name}, not ready"
 
 
 def _verify_object(apis: KubeApis, request: VerifyRequest) -> VerificationResult:

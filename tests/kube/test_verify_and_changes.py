@@ -37,9 +37,12 @@ def test_a_rollout_still_running_at_the_deadline_is_inconclusive(
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1", progressDeadlineSeconds=600)
     body = {"spec": {"template": {"spec": {"nodeSelector": {"gpu": "h100-that-does-not-exist"}}}}}
     kube_apis.apps.patch_namespaced_deployment("web", kube_namespace, body)
-    result = wait_rollout(kube_apis, kube_namespace, "web", timeout_s=2)
+    result = wait_rollout(kube_apis, kube_namespace, "web", timeout_s=3)
     assert result.outcome == "Inconclusive"
-    assert "not finished after 2s" in result.message
+    assert "not finished after 3s" in result.message
+    # The on-call engineer is told why: the new pod cannot be scheduled anywhere.
+    assert "Pending" in result.details["pods"], result.message
+    assert "scheduled" in result.details["pods"], result.message
 
 
 def test_backout_changes_json_lists_every_change_with_its_kind(
