@@ -7,16 +7,14 @@ object in the same write that changes it, and logs itself in the namespace's act
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import guards, history
+from activities.kube import diffs, guards, history
 from activities.kube.client import KubeApis, retry_on_conflict
 from activities.kube.ledger import (
     APPLIED_AT_ANNOTATION,
@@ -60,20 +58,6 @@ def _refused(request: RemediationRequest, reason: str) -> RemediationResult:
         dry_run=request.dry_run,
         message=f"refused: {reason}",
     )
-
-
-def _yaml_diff(before: Any, after: Any, label: str) -> str:
-    if isinstance(before, dict) and isinstance(after, dict):  # drop empty sections such as binaryData: {}
-        before = {key: value for key, value in before.items() if value not in ({}, None)}
-        after = {key: value for key, value in after.items() if value not in ({}, None)}
-    lines = difflib.unified_diff(
-        yaml.safe_dump(before, sort_keys=True).splitlines(),
-        yaml.safe_dump(after, sort_keys=True).splitlines(),
-        fromfile=f"{label} (before)",
-        tofile=f"{label} (after)",
-        lineterm="",
-    )
-    return "\n".join(lines)
 
 
 def _serialize(apis: KubeApis, obj: Any) -> Any:
@@ -120,14 +104,65 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
     return retry_on_conflict(lambda: _restore_object(apis, settings, request, key, applied_by))
 
 
-def _already_applied(request: RemediationRequest, entry_target: str) -> RemediationResult:
+def _already_applied(
+    apis: KubeApis, request: RemediationRequest, key: str, applied_by: str, obj: Any, target: str
+) -> RemediationResult | None:
+    """The logged result for a retry whose earlier attempt wrote the object but not the action log."""
+    if request.dry_run or (obj.metadata.annotations or {}).get(APPLIED_BY_ANNOTATION) != applied_by:
+        return None
     result = RemediationResult(
         outcome="Successful",
         applied=True,
-        target=entry_target,
+        target=target,
         message=f"already applied by {request.incident_id} (found {APPLIED_BY_ANNOTATION} on the object)",
     )
-    return result
+    return _log(apis, request, key, result)
+
+
+def _skipped(
+    request: RemediationRequest,
+    target: str,
+    reason: str,
+    from_version: str | None = None,
+    to_version: str | None = None,
+) -> RemediationResult:
+    return RemediationResult(
+        outcome="Successful",
+        target=target,
+        dry_run=request.dry_run,
+        from_version=from_version,
+        to_version=to_version,
+        message=f"skipped: {reason}",
+    )
+
+
+def _changed(
+    request: RemediationRequest,
+    target: str,
+    *,
+    from_version: str,
+    to_version: str,
+    diff: str,
+    verbs: tuple[str, str],
+    detail: str,
+) -> RemediationResult:
+    """The result of a write; `verbs` is (dry-run verb, applied verb), e.g. ("would set", "set")."""
+    would, did = verbs
+    return RemediationResult(
+        outcome="Successful",
+        applied=not request.dry_run,
+        dry_run=request.dry_run,
+        target=target,
+        from_version=from_version,
+        to_version=to_version,
+        diff=diff,
+        message=f"{would if request.dry_run else did} {detail}",
+    )
+
+
+def _server_dry_run(request: RemediationRequest) -> str | None:
+    """The API server's dry_run parameter: "All" validates the write without persisting it."""
+    return "All" if request.dry_run else None
 
 
 def _log(
@@ -154,6 +189,8 @@ def _log(
 
 
 def _rate_capped(apis: KubeApis, settings: Settings, request: RemediationRequest) -> str | None:
+    if request.dry_run:  # a dry run changes nothing, so the cap does not apply
+        return None
     entries = guards.read_action_log(apis, request.namespace)
     count = guards.rollbacks_in_last_hour(entries)
     if count >= settings.max_rollbacks_per_namespace_per_hour:
@@ -188,9 +225,9 @@ def _rollback_deployment(
 ) -> RemediationResult:
     deployment: Any = apis.apps.read_namespaced_deployment(request.name, request.namespace)
     target = f"deployment/{request.namespace}/{request.name}"
+    if earlier := _already_applied(apis, request, key, applied_by, deployment, target):
+        return earlier
     annotations = dict(deployment.metadata.annotations or {})
-    if annotations.get(APPLIED_BY_ANNOTATION) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, target))
     if deployment.spec.paused:
         return _refused(request, f"Deployment {request.name} is paused; resume it before rolling back")
     replica_sets = owned_replica_sets(apis, deployment)
@@ -209,15 +246,9 @@ def _rollback_deployment(
     before = _template_dict(apis, deployment.spec.template)
     after = _template_dict(apis, wanted_rs.spec.template)
     if before == after:
-        return RemediationResult(
-            outcome="Successful",
-            target=target,
-            dry_run=request.dry_run,
-            from_version=str(current),
-            to_version=str(wanted),
-            message=f"skipped: the current template already matches revision {wanted}",
-        )
-    if not request.dry_run and (capped := _rate_capped(apis, settings, request)):
+        reason = f"the current template already matches revision {wanted}"
+        return _skipped(request, target, reason, str(current), str(wanted))
+    if capped := _rate_capped(apis, settings, request):
         return _refused(request, capped)
     new_annotations = {k: v for k, v in annotations.items() if k in BOOKKEEPING_ANNOTATIONS}
     new_annotations.update(
@@ -234,17 +265,16 @@ def _rollback_deployment(
         {"op": "replace", "path": "/metadata/annotations", "value": new_annotations},
     ]
     updated = apis.apps.patch_namespaced_deployment(
-        request.name, request.namespace, patch, dry_run="All" if request.dry_run else None
+        request.name, request.namespace, patch, dry_run=_server_dry_run(request)
     )
-    result = RemediationResult(
-        outcome="Successful",
-        applied=not request.dry_run,
-        dry_run=request.dry_run,
-        target=target,
+    result = _changed(
+        request,
+        target,
         from_version=str(current),
         to_version=str(wanted),
-        diff=_yaml_diff(before, _template_dict(apis, updated.spec.template), f"{target} spec.template"),
-        message=f"{'would roll' if request.dry_run else 'rolled'} back from revision {current} to {wanted}",
+        diff=diffs.yaml_diff(before, _template_dict(apis, updated.spec.template), f"{target} spec.template"),
+        verbs=("would roll", "rolled"),
+        detail=f"back from revision {current} to {wanted}",
     )
     return _log(apis, request, key, result, rolled_away_from=current_hash, rolled_to=wanted_hash)
 
@@ -254,10 +284,8 @@ def _patch_deployment_spec(
 ) -> RemediationResult:
     deployment: Any = apis.apps.read_namespaced_deployment(request.name, request.namespace)
     target = f"deployment/{request.namespace}/{request.name}"
-    if (deployment.metadata.annotations or {}).get(
-        APPLIED_BY_ANNOTATION
-    ) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, target))
+    if earlier := _already_applied(apis, request, key, applied_by, deployment, target):
+        return earlier
     before_value: Any
     after_value: Any
     if request.operation == "pause":
@@ -265,12 +293,7 @@ def _patch_deployment_spec(
     else:
         field, before_value, after_value = "replicas", deployment.spec.replicas, request.replicas
     if before_value == after_value:
-        return RemediationResult(
-            outcome="Successful",
-            target=target,
-            dry_run=request.dry_run,
-            message=f"skipped: spec.{field} is already {after_value}",
-        )
+        return _skipped(request, target, f"spec.{field} is already {after_value}")
     body = {
         "metadata": {
             "resourceVersion": deployment.metadata.resource_version,
@@ -279,32 +302,18 @@ def _patch_deployment_spec(
         "spec": {field: after_value},
     }
     updated = apis.apps.patch_namespaced_deployment(
-        request.name, request.namespace, body, dry_run="All" if request.dry_run else None
+        request.name, request.namespace, body, dry_run=_server_dry_run(request)
     )
-    result = RemediationResult(
-        outcome="Successful",
-        applied=not request.dry_run,
-        dry_run=request.dry_run,
-        target=target,
+    result = _changed(
+        request,
+        target,
         from_version=str(before_value),
         to_version=str(getattr(updated.spec, field)),
-        diff=_yaml_diff({field: before_value}, {field: getattr(updated.spec, field)}, f"{target} spec"),
-        message=f"{'would set' if request.dry_run else 'set'} spec.{field} from {before_value} to {after_value}",
+        diff=diffs.yaml_diff({field: before_value}, {field: getattr(updated.spec, field)}, f"{target} spec"),
+        verbs=("would set", "set"),
+        detail=f"spec.{field} from {before_value} to {after_value}",
     )
     return _log(apis, request, key, result)
-
-
-def _secret_diff(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]], label: str) -> str:
-    """Key-level diff only: Secret values never appear in a diff, log or result."""
-    lines = [f"--- {label} (before)", f"+++ {label} (after)"]
-    for key_name in sorted({*before["data"], *after["data"]}):
-        if key_name not in after["data"]:
-            lines.append(f"- {key_name}: (removed)")
-        elif key_name not in before["data"]:
-            lines.append(f"+ {key_name}: (added, value hidden)")
-        elif before["data"][key_name] != after["data"][key_name]:
-            lines.append(f"~ {key_name}: (value changed, hidden)")
-    return "\n".join(lines)
 
 
 def _restore_object(
@@ -316,8 +325,8 @@ def _restore_object(
         obj: Any = apis.core.read_namespaced_config_map(request.name, request.namespace)
     else:
         obj = apis.core.read_namespaced_secret(request.name, request.namespace)
-    if (obj.metadata.annotations or {}).get(APPLIED_BY_ANNOTATION) == applied_by and not request.dry_run:
-        return _log(apis, request, key, _already_applied(request, target))
+    if earlier := _already_applied(apis, request, key, applied_by, obj, target):
+        return earlier
     history.record_object(apis, kind, obj)
     versions = history.list_versions(apis, kind, request.namespace, request.name)
     recorded = [version.version for version in versions]
@@ -344,15 +353,9 @@ def _restore_object(
             return _refused(request, f"version {wanted} has content this incident already rolled away from")
     before = history.content_of(obj)
     if before == content:
-        return RemediationResult(
-            outcome="Successful",
-            target=target,
-            dry_run=request.dry_run,
-            from_version=str(current),
-            to_version=str(wanted),
-            message=f"skipped: the current content already matches version {wanted}",
-        )
-    if not request.dry_run and (capped := _rate_capped(apis, settings, request)):
+        reason = f"the current content already matches version {wanted}"
+        return _skipped(request, target, reason, str(current), str(wanted))
+    if capped := _rate_capped(apis, settings, request):
         return _refused(request, capped)
     obj.metadata.annotations = {
         **(obj.metadata.annotations or {}),
@@ -360,26 +363,25 @@ def _restore_object(
         CHANGE_CAUSE_ANNOTATION: f"backout: restore version {wanted} (incident {request.incident_id})",
     }
     obj.data = content["data"] or None
-    dry_run = "All" if request.dry_run else None
+    dry_run = _server_dry_run(request)
     if kind == "configmap":
         obj.binary_data = content["binaryData"] or None
         updated = apis.core.replace_namespaced_config_map(
             request.name, request.namespace, obj, dry_run=dry_run
         )
-        diff = _yaml_diff(before, history.content_of(updated), f"{target} data")
+        diff = diffs.yaml_diff(before, history.content_of(updated), f"{target} data")
     else:
         updated = apis.core.replace_namespaced_secret(request.name, request.namespace, obj, dry_run=dry_run)
-        diff = _secret_diff(before, history.content_of(updated), f"{target} data")
+        diff = diffs.secret_diff(before, history.content_of(updated), f"{target} data")
     if not request.dry_run:
         history.record_object(apis, kind, updated)
-    result = RemediationResult(
-        outcome="Successful",
-        applied=not request.dry_run,
-        dry_run=request.dry_run,
-        target=target,
+    result = _changed(
+        request,
+        target,
         from_version=str(current),
         to_version=str(wanted),
         diff=diff,
-        message=f"{'would restore' if request.dry_run else 'restored'} {target} from version {current} to {wanted}",
+        verbs=("would restore", "restored"),
+        detail=f"{target} from version {current} to {wanted}",
     )
     return _log(apis, request, key, result, rolled_away_from=str(current), rolled_to=str(wanted))
