@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
 import yaml
@@ -18,6 +18,8 @@ from devstack.process import ManagedProcess, ProcessStartError, free_port
 
 PROMETHEUS_BINARIES: tuple[str, ...] = ("prometheus",)
 ALERTMANAGER_BINARIES: tuple[str, ...] = ("prometheus-alertmanager", "alertmanager")
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 def find_binary(candidates: tuple[str, ...]) -> Path:
@@ -129,15 +131,26 @@ def render_prometheus_config(config: PrometheusConfig) -> dict[str, Any]:
     return rendered
 
 
-class _LocalServer:
-    """Shared lifecycle of one locally started server: work dir, port, process, readiness."""
+class _LocalServer(Generic[ConfigT]):
+    """Shared lifecycle of one locally started server: work dir, port, config, process, readiness."""
 
     name = "server"
+    binaries: tuple[str, ...] = ()
     host = "127.0.0.1"
 
-    def __init__(self, work_dir: Path, port: int | None, startup_timeout_s: float) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        config: ConfigT,
+        port: int | None = None,
+        binary: Path | None = None,
+        startup_timeout_s: float = 30.0,
+    ) -> None:
         self.work_dir = work_dir
+        self.config = config
         self.port = port or free_port(self.host)
+        self.binary = binary or find_binary(self.binaries)
+        self.config_file = work_dir / f"{self.name}.yml"
         self.startup_timeout_s = startup_timeout_s
         self.process: ManagedProcess | None = None
 
@@ -152,6 +165,14 @@ class _LocalServer:
     def _argv(self) -> list[str]:
         raise NotImplementedError
 
+    def _write_config(self, rendered: dict[str, Any]) -> None:
+        self.config_file.write_text(yaml.safe_dump(rendered, sort_keys=False), encoding="utf-8")
+
+    def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=5, trust_env=False)
+        response.raise_for_status()
+        return response.json()
+
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.process = ManagedProcess(self.name, self._argv(), self.work_dir / f"{self.name}.log")
@@ -162,7 +183,7 @@ class _LocalServer:
         if self.process is not None:
             self.process.stop()
 
-    def __enter__(self) -> _LocalServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -170,27 +191,13 @@ class _LocalServer:
         self.stop()
 
 
-class AlertmanagerServer(_LocalServer):
+class AlertmanagerServer(_LocalServer[AlertmanagerConfig]):
     name = "alertmanager"
+    binaries = ALERTMANAGER_BINARIES
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds now, from /api/v2/alerts."""
-        response = httpx.get(f"{self.url}/api/v2/alerts", timeout=5, trust_env=False)
-        response.raise_for_status()
-        return list(response.json())
-
-    def __init__(
-        self,
-        work_dir: Path,
-        config: AlertmanagerConfig,
-        port: int | None = None,
-        binary: Path | None = None,
-        startup_timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(work_dir, port, startup_timeout_s)
-        self.config = config
-        self.binary = binary or find_binary(ALERTMANAGER_BINARIES)
-        self.config_file = work_dir / "alertmanager.yml"
+        return list(self._get_json("/api/v2/alerts"))
 
     def _argv(self) -> list[str]:
         token_file: Path | None = None
@@ -198,8 +205,7 @@ class AlertmanagerServer(_LocalServer):
             token_file = self.work_dir / "webhook-token"
             token_file.touch(mode=0o600, exist_ok=True)
             token_file.write_text(self.config.bearer_token.get_secret_value(), encoding="utf-8")
-        rendered = render_alertmanager_config(self.config, token_file)
-        self.config_file.write_text(yaml.safe_dump(rendered, sort_keys=False), encoding="utf-8")
+        self._write_config(render_alertmanager_config(self.config, token_file))
         return [
             str(self.binary),
             f"--config.file={self.config_file}",
@@ -210,37 +216,20 @@ class AlertmanagerServer(_LocalServer):
         ]
 
 
-class PrometheusServer(_LocalServer):
+class PrometheusServer(_LocalServer[PrometheusConfig]):
     name = "prometheus"
+    binaries = PROMETHEUS_BINARIES
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts Prometheus holds now (pending and firing), from /api/v1/alerts."""
-        response = httpx.get(f"{self.url}/api/v1/alerts", timeout=5, trust_env=False)
-        response.raise_for_status()
-        return list(response.json()["data"]["alerts"])
+        return list(self._get_json("/api/v1/alerts")["data"]["alerts"])
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query; the result vector as Prometheus returns it."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=5, trust_env=False)
-        response.raise_for_status()
-        return list(response.json()["data"]["result"])
-
-    def __init__(
-        self,
-        work_dir: Path,
-        config: PrometheusConfig,
-        port: int | None = None,
-        binary: Path | None = None,
-        startup_timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(work_dir, port, startup_timeout_s)
-        self.config = config
-        self.binary = binary or find_binary(PROMETHEUS_BINARIES)
-        self.config_file = work_dir / "prometheus.yml"
+        return list(self._get_json("/api/v1/query", {"query": expr})["data"]["result"])
 
     def _argv(self) -> list[str]:
-        rendered = render_prometheus_config(self.config)
-        self.config_file.write_text(yaml.safe_dump(rendered, sort_keys=False), encoding="utf-8")
+        self._write_config(render_prometheus_config(self.config))
         return [
             str(self.binary),
             f"--config.file={self.config_file}",

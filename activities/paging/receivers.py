@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
 from cryptography import x509
@@ -152,6 +152,41 @@ class FaultQueue:
             self._pending.clear()
 
 
+class LocalApi:
+    """What every local stand-in shares: its app served in the background, injected faults, attempts."""
+
+    def __init__(self, tls: TlsFiles | None = None) -> None:
+        self.faults = FaultQueue()
+        self._lock = threading.Lock()
+        self.attempts = 0
+        self.app = FastAPI()
+        self._server = ReceiverServer(self.app, tls)
+        self.url = self._server.url
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._forget_records()
+            self.attempts = 0
+        self.faults.clear()
+
+    def _forget_records(self) -> None:
+        """Clear what the stand-in recorded; called with the lock held."""
+        raise NotImplementedError
+
+    def _attempt(self) -> tuple[int, dict[str, str]] | None:
+        """Count one request; the injected (status, headers) to answer it with, if any."""
+        with self._lock:
+            self.attempts += 1
+        return self.faults.take()
+
+
 # --- PagerDuty Events API v2 -------------------------------------------------------------------
 
 
@@ -208,40 +243,25 @@ class PdChangeEvent(BaseModel):
     images: list[_PdImage] = Field(default_factory=list)
 
 
-class PagerDutyReceiver:
+class PagerDutyReceiver(LocalApi):
     """Events API v2 (`/v2/enqueue`) and Change Events (`/v2/change/enqueue`) over HTTPS."""
 
     def __init__(self, tls: TlsFiles, routing_keys: set[str] | None = None) -> None:
+        super().__init__(tls)
         self.tls = tls
         self.routing_keys = routing_keys
-        self.faults = FaultQueue()
-        self._lock = threading.Lock()
         self.events: list[dict[str, Any]] = []
         self.change_events: list[dict[str, Any]] = []
         self.rejected: list[tuple[int, str]] = []
-        self.attempts = 0
         self.alert_status: dict[str, str] = {}
-        self.app = FastAPI()
         self.app.post("/v2/enqueue")(self._enqueue)
         self.app.post("/v2/change/enqueue")(self._change)
-        self._server = ReceiverServer(self.app, tls)
-        self.url = self._server.url
 
-    def start(self) -> PagerDutyReceiver:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.events.clear()
-            self.change_events.clear()
-            self.rejected.clear()
-            self.alert_status.clear()
-            self.attempts = 0
-        self.faults.clear()
+    def _forget_records(self) -> None:
+        self.events.clear()
+        self.change_events.clear()
+        self.rejected.clear()
+        self.alert_status.clear()
 
     def actions(self) -> list[tuple[str, str | None]]:
         with self._lock:
@@ -255,9 +275,7 @@ class PagerDutyReceiver:
         )
 
     async def _parse(self, request: Request, model: type[BaseModel]) -> BaseModel | JSONResponse:
-        with self._lock:
-            self.attempts += 1
-        fault = self.faults.take()
+        fault = self._attempt()
         if fault is not None:
             return JSONResponse(
                 {"status": "error", "message": f"injected {fault[0]}"}, fault[0], headers=fault[1]

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from activities.paging.receivers import FaultQueue, ReceiverServer
+from activities.paging.receivers import LocalApi
 
 _KNOWN_BLOCKS = frozenset(
     {"section", "header", "context", "actions", "divider", "image", "rich_text", "input"}
@@ -61,36 +60,21 @@ def block_problem(blocks: Any) -> str | None:
     return None
 
 
-class SlackReceiver:
+class SlackReceiver(LocalApi):
     def __init__(self, token: str) -> None:
+        super().__init__()
         self.token = token
-        self.faults = FaultQueue()
-        self._lock = threading.Lock()
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], SlackMessage] = {}
         self.ephemeral: list[dict[str, Any]] = []
-        self.attempts = 0
         self._channel_ids: dict[str, str] = {}
         self._clock = 1_700_000_000
-        self.app = FastAPI()
         self.app.post("/api/{method}")(self._dispatch)
-        self._server = ReceiverServer(self.app)
-        self.url = self._server.url
 
-    def start(self) -> SlackReceiver:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls.clear()
-            self.messages.clear()
-            self.ephemeral.clear()
-            self.attempts = 0
-        self.faults.clear()
+    def _forget_records(self) -> None:
+        self.calls.clear()
+        self.messages.clear()
+        self.ephemeral.clear()
 
     def channel_id(self, channel: str) -> str:
         """Slack answers with channel ids: names map to a stable fake id."""
@@ -112,9 +96,7 @@ class SlackReceiver:
             return [m for m in self.messages.values() if m.thread_ts is None]
 
     async def _dispatch(self, method: str, request: Request) -> JSONResponse:
-        with self._lock:
-            self.attempts += 1
-        fault = self.faults.take()
+        fault = self._attempt()
         if fault is not None:
             return JSONResponse(
                 {"ok": False, "error": "ratelimited" if fault[0] == 429 else "fatal_error"},
