@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
 
-from worker.bench.payloads import LoadShape, plan_notifications
-from worker.bench.runner import RetryPolicy, alerts_held, check_api, incidents_of_run, send_all
+from worker.bench.payloads import LoadShape, Notification, plan_notifications
+from worker.bench.runner import (
+    RetryPolicy,
+    RunIncidents,
+    SendReport,
+    alerts_held,
+    check_api,
+    incidents_of_run,
+    send_all,
+)
 
 
 class Target(BaseModel):
@@ -97,36 +107,64 @@ def _client(target: Target) -> httpx.AsyncClient:
     )
 
 
-async def run_ingest(target: Target, notifications: int, groups: int) -> IngestResult:
-    shape = ingest_shape(notifications, groups)
+@dataclass(frozen=True)
+class _Run:
+    run_id: str
+    plan: list[Notification]
+    sent: SendReport
+    found: RunIncidents
+
+    def shared_figures(self, target: Target, shape: LoadShape) -> dict[str, Any]:
+        """The fields IngestResult and StormResult both report, computed the same way (the models
+        keep their own field order, which is the order the CLI prints)."""
+        plan, sent = self.plan, self.sent
+        return {
+            "run_id": self.run_id,
+            "url": target.url,
+            "notifications": len(plan),
+            "groups": shape.groups,
+            "ha_duplicates": len(plan) - shape.groups * shape.batches,
+            "concurrency": target.concurrency,
+            "wall_s": round(sent.wall_s, 3),
+            "notifications_per_s": round(len(plan) / sent.wall_s, 1),
+            "p50_ms": sent.latency_ms(0.5),
+            "p99_ms": sent.latency_ms(0.99),
+            "retries": sum(d.attempts - 1 for d in sent.deliveries),
+            "incident_runs": self.found.runs,
+            "incident_states": self.found.states,
+        }
+
+    def lost_notifications(self) -> list[str]:
+        """The problem to report when notifications were given up on, if any were."""
+        if not self.sent.lost:
+            return []
+        first = self.sent.lost[0]
+        return [f"{len(self.sent.lost)} notifications lost (first: HTTP {first.status}: {first.error})"]
+
+
+async def _send_run(client: httpx.AsyncClient, target: Target, shape: LoadShape) -> _Run:
+    """Send one run's notifications and list the incidents they opened."""
     run_id = uuid.uuid4().hex[:12]
     plan = plan_notifications(shape, run_id, datetime.now(UTC))
+    await check_api(client, target.token)
+    sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
+    found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
+    return _Run(run_id, plan, sent, found)
+
+
+async def run_ingest(target: Target, notifications: int, groups: int) -> IngestResult:
+    shape = ingest_shape(notifications, groups)
     async with _client(target) as client:
-        await check_api(client, target.token)
-        sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
-        found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
+        run = await _send_run(client, target, shape)
+    found = run.found
     problems: list[str] = []
     if len(found.ids) != shape.groups:
         problems.append(f"{len(found.ids)} incidents for {shape.groups} groups")
-    if sent.lost:
-        first = sent.lost[0]
-        problems.append(f"{len(sent.lost)} notifications lost (first: HTTP {first.status}: {first.error})")
+    problems += run.lost_notifications()
     return IngestResult(
-        run_id=run_id,
-        url=target.url,
-        notifications=len(plan),
-        groups=shape.groups,
-        ha_duplicates=len(plan) - shape.groups * shape.batches,
-        concurrency=target.concurrency,
-        wall_s=round(sent.wall_s, 3),
-        notifications_per_s=round(len(plan) / sent.wall_s, 1),
-        p50_ms=sent.latency_ms(0.5),
-        p99_ms=sent.latency_ms(0.99),
-        retries=sum(d.attempts - 1 for d in sent.deliveries),
+        **run.shared_figures(target, shape),
         incidents=len(found.ids),
-        incident_runs=found.runs,
-        incident_states=found.states,
-        lost=len(sent.lost),
+        lost=len(run.sent.lost),
         ok=not problems,
         problems=problems,
     )
@@ -134,13 +172,10 @@ async def run_ingest(target: Target, notifications: int, groups: int) -> IngestR
 
 async def run_storm(target: Target, alerts: int, groups: int, batches: int) -> StormResult:
     shape = storm_shape(alerts, groups, batches)
-    run_id = uuid.uuid4().hex[:12]
-    plan = plan_notifications(shape, run_id, datetime.now(UTC))
     async with _client(target) as client:
-        await check_api(client, target.token)
-        sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
-        found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
-        held = await alerts_held(client, found.ids, target.concurrency)
+        run = await _send_run(client, target, shape)
+        held = await alerts_held(client, run.found.ids, target.concurrency)
+    plan, sent, found = run.plan, run.sent, run.found
     sent_fingerprints = {fp for notification in plan for fp in notification.fingerprints}
     delivered = [plan[d.notification] for d in sent.accepted]
     deliveries = sum(len(n.fingerprints) for n in delivered)
@@ -150,28 +185,14 @@ async def run_storm(target: Target, alerts: int, groups: int, batches: int) -> S
         problems.append(f"{len(found.ids)} incidents opened for {shape.groups} groups")
     if lost_alerts:
         problems.append(f"{lost_alerts} of {len(sent_fingerprints)} alerts held by no incident")
-    if sent.lost:
-        first = sent.lost[0]
-        problems.append(f"{len(sent.lost)} notifications lost (first: HTTP {first.status}: {first.error})")
+    problems += run.lost_notifications()
     return StormResult(
-        run_id=run_id,
-        url=target.url,
+        **run.shared_figures(target, shape),
         alerts=len(sent_fingerprints),
-        groups=shape.groups,
-        notifications=len(plan),
         alert_deliveries=sum(len(n.fingerprints) for n in plan),
-        ha_duplicates=len(plan) - shape.groups * shape.batches,
-        concurrency=target.concurrency,
-        wall_s=round(sent.wall_s, 3),
         alerts_per_s=round(len(sent_fingerprints) / sent.wall_s, 1),
-        notifications_per_s=round(len(plan) / sent.wall_s, 1),
         alert_deliveries_per_s=round(deliveries / sent.wall_s, 1),
-        p50_ms=sent.latency_ms(0.5),
-        p99_ms=sent.latency_ms(0.99),
-        retries=sum(d.attempts - 1 for d in sent.deliveries),
         incidents_opened=len(found.ids),
-        incident_runs=found.runs,
-        incident_states=found.states,
         # Deliveries that created nothing new: HA copies and re-sent alerts of growing groups.
         duplicates_absorbed=deliveries - len(held & sent_fingerprints),
         alerts_held=len(held & sent_fingerprints),
