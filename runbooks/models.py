@@ -158,19 +158,6 @@ class RecordSpec(_ActionSpec):
     note: str = ""
 
 
-ACTION_NAMES: tuple[str, ...] = (
-    "rollback",
-    "pause_rollout",
-    "scale",
-    "request_approval",
-    "page",
-    "notify",
-    "wait_verify",
-    "escalate",
-    "record",
-)
-
-
 class ActionStep(_Strict):
     """Exactly one of the fields below."""
 
@@ -214,6 +201,10 @@ class ActionStep(_Strict):
     def spec(self) -> _ActionSpec:
         spec: _ActionSpec = getattr(self, self.name)
         return spec
+
+
+# One per ActionStep field, in the order the fields are declared.
+ACTION_NAMES: tuple[str, ...] = tuple(ActionStep.model_fields)
 
 
 class TreeNode(_Strict):
