@@ -31,6 +31,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # client-go would retry them every half minute before falling back to list + watch.
 CLIENT_FEATURE_ENV = {"KUBE_FEATURE_WatchListClient": "false"}
 PORT_RACE_ATTEMPTS = 3
+NODE_LEASE_DURATION_S = 40
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 
@@ -191,8 +192,8 @@ class LocalCluster:
                     f"--root-ca-file={self.pki_dir / 'ca.crt'}",
                     "--use-service-account-credentials=false",
                     f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                    # KWOK heartbeats about once a minute, slower than the default grace period:
-                    # the node lifecycle controller would flap the fake nodes (and their pods) NotReady.
+                    # Generous next to the 10 s lease renewals: a frozen or starved KWOK (fault tests,
+                    # a busy CI machine) must not flap the fake nodes and their pods NotReady.
                     "--node-monitor-grace-period=300s",
                 ],
             )
@@ -212,6 +213,10 @@ class LocalCluster:
                     str(build.binary_path("kwok", self.version)),
                     f"--kubeconfig={self.kubeconfig}",
                     "--manage-all-nodes=true",
+                    # Heartbeat through node Leases (renewed every 10 s). Without them KWOK falls back to
+                    # a node-status heartbeat every 10-20 minutes: the node lifecycle controller then marks
+                    # the nodes NotReady every grace period, and the pods it marks NotReady stay so.
+                    f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
                     f"--server-address=127.0.0.1:{free_port()}",
                 ],
             )

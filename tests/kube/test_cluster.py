@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from activities.kube.client import KubeApis, apis_from_kubeconfig
 from cluster import build
 from cluster.local import LocalCluster
+from tests.kube.helpers import wait_until
 from worker.cli import cluster as cluster_cli
 
 KUBERNETES_GO_MOD = """module k8s.io/kubernetes
@@ -96,6 +97,22 @@ def test_the_apiserver_reports_the_stamped_version_and_a_warm_build_is_a_no_op(
     assert before is not None and again.built_at == before.built_at and messages == []
     cache = build.binary_dir()
     assert not str(cache.resolve()).startswith(str(Path(__file__).resolve().parents[2]))
+
+
+@pytest.mark.kube
+def test_the_fake_nodes_keep_a_heartbeat(kube_cluster: LocalCluster, kube_apis: KubeApis) -> None:
+    """KWOK renews a Lease per node: without it the node lifecycle controller marks every node
+    NotReady once per grace period, and the pods it marks NotReady on the way never recover."""
+    leases = client.CoordinationV1Api(kube_apis.api_client)
+
+    def renewals() -> dict[str, object]:
+        items = leases.list_namespaced_lease("kube-node-lease").items
+        return {lease.metadata.name: lease.spec.renew_time for lease in items}
+
+    first = wait_until(lambda: renewals() if len(renewals()) == 3 else None, timeout_s=60)
+    assert sorted(first) == ["kwok-node-0", "kwok-node-1", "kwok-node-2"]
+    # Renewed every LeaseDuration/4 = 10 s; a minute is plenty even on a starved machine.
+    wait_until(lambda: all(renewals()[name] != first[name] for name in first), timeout_s=60, interval_s=1)
 
 
 @pytest.mark.kube
