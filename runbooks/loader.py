@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from runbooks.lint import lint_paths
+from runbooks.lint import discover, lint_paths
 from runbooks.models import Runbook
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -35,3 +36,39 @@ def load_runbooks(paths: Iterable[str | Path] | None = None) -> list[Runbook]:
         raise RunbookLoadError(problems)
     runbooks = [result.runbook for result in results if result.runbook is not None]
     return sorted(runbooks, key=lambda runbook: runbook.name)
+
+
+FileStamp = tuple[str, int, int]
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[str, ...], tuple[tuple[FileStamp, ...], list[Runbook]]] = {}
+
+
+def _stamps(paths: list[str | Path]) -> tuple[FileStamp, ...]:
+    stamps: list[FileStamp] = []
+    for path in discover(paths):
+        stat = path.stat()
+        stamps.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+def load_runbooks_cached(paths: Iterable[str | Path] | None = None) -> list[Runbook]:
+    """load_runbooks, re-read only when a file under `paths` is added, removed or changed.
+
+    Every incident loads the runbooks; linting them all each time is most of a storm's
+    decision cost. A set that fails lint is never cached, so the error is raised each time.
+    """
+    chosen: list[str | Path] = list(paths) if paths is not None else [LIBRARY_DIR]
+    key = tuple(str(path) for path in chosen)
+    try:
+        stamps = _stamps(chosen)
+    except OSError:
+        return load_runbooks(chosen)  # gone or unreadable: let the loader name the problem
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and cached[0] == stamps:
+        return list(cached[1])
+    runbooks = load_runbooks(chosen)
+    with _cache_lock:
+        _cache[key] = (stamps, runbooks)
+    return list(runbooks)
