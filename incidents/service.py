@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
@@ -73,3 +76,15 @@ async def signal_if_open(client: Client, key: IncidentKey, signal: IncidentSigna
             return False
         raise
     return True
+
+
+async def workflow_pollers(client: Client, task_queue: str) -> int:
+    """How many workers polled the task queue for workflow tasks recently (Temporal keeps a few minutes)."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(response.pollers)

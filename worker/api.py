@@ -24,7 +24,7 @@ from attribution.feedback import FeedbackError, record_feedback
 from incidents.bundle import Change, IncidentBundle, describe_validation_error
 from incidents.changes_store import ChangeStore
 from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
-from incidents.service import IncidentBehaviour, open_or_join, signal_if_open
+from incidents.service import IncidentBehaviour, open_or_join, signal_if_open, workflow_pollers
 from worker.alertmanager import AlertmanagerPayload
 from worker.deliveries import Deliveries
 from worker.settings import Settings
@@ -181,13 +181,19 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """The API is up; `temporal` says whether it reaches Temporal, `worker` whether a worker
+        polls the task queue (without one, accepted alerts open incidents that nobody works)."""
         try:
             client = await gateway.client()
             await asyncio.wait_for(client.service_client.check_health(), timeout=2)
-            temporal = "ok"
         except Exception as exc:
-            temporal = f"unreachable: {exc}"
-        return {"status": "ok", "temporal": temporal}
+            return {"status": "ok", "temporal": f"unreachable: {exc}", "worker": "unknown"}
+        try:
+            pollers = await asyncio.wait_for(workflow_pollers(client, settings.task_queue), timeout=2)
+            worker = "ok" if pollers else f"no worker polls task queue {settings.task_queue}"
+        except Exception as exc:
+            worker = f"unknown: {exc}"
+        return {"status": "ok", "temporal": "ok", "worker": worker}
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -243,3 +243,20 @@ async def test_ha_twins_are_absorbed_but_a_flap_is_delivered_in_full(
         "alert LLMErrorRateHigh firing -> resolved",
         "alert LLMErrorRateHigh resolved -> firing",
     ]
+
+
+async def test_health_says_whether_a_worker_polls_the_task_queue(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    settings: Settings = api.settings  # type: ignore[attr-defined]
+    alone = (await api.get("/healthz")).json()
+    assert alone["temporal"] == "ok"
+    assert alone["worker"] == f"no worker polls task queue {settings.task_queue}"
+    health: dict[str, Any] = {}
+    async with running_worker(temporal_client, settings):
+        for _ in range(100):
+            health = (await api.get("/healthz")).json()
+            if health["worker"] == "ok":
+                break
+            await asyncio.sleep(0.1)
+    assert health["worker"] == "ok"

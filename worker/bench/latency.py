@@ -88,6 +88,10 @@ class LatencyResult(BaseModel):
         default_factory=dict,
         description="mean duration of each incident step (activity), from the worker's metrics",
     )
+    slowest: list[str] = Field(
+        default_factory=list,
+        description="the slowest incident's timeline up to its rollback: '+ms step: message' from opening",
+    )
     ok: bool
     problems: list[str]
 
@@ -282,6 +286,22 @@ async def _why_not(http: httpx.AsyncClient, incident_id: str | None) -> str:
     return f"state {view.get('state')}: {first}"[:400]
 
 
+async def _timeline_until_rollback(http: httpx.AsyncClient, incident_id: str) -> list[str]:
+    """Where an incident's time went: each timeline entry as an offset from its opening."""
+    response = await http.get(f"/v1/incidents/{incident_id}")
+    if response.status_code != 200:
+        return [f"GET incident answered HTTP {response.status_code}"]
+    view = response.json()
+    opened = datetime.fromisoformat(view["opened_at"])
+    lines: list[str] = []
+    for entry in view.get("timeline", []):
+        offset_ms = (datetime.fromisoformat(entry["at"]) - opened).total_seconds() * 1000
+        lines.append(f"+{offset_ms:.0f}ms {entry['step']}: {entry['message']}"[:200])
+        if entry.get("kind") == "action" and entry.get("step") == "rollback":
+            break
+    return lines
+
+
 async def _step_means(http: httpx.AsyncClient) -> dict[str, float]:
     """Mean activity duration per step from backout_step_duration_seconds (worker and API share a process)."""
     response = await http.get("/metrics")
@@ -371,6 +391,7 @@ async def _measure(
     watch = RollbackWatch(apps)
     watch.start()
     latencies: list[float] = []
+    slowest: tuple[float, str] | None = None
     problems: list[str] = []
     async with httpx.AsyncClient(base_url=stack.url, timeout=30, trust_env=False) as http:
         # The deploy pipeline reports each change, as it would in production.
@@ -398,7 +419,11 @@ async def _measure(
                     break
                 continue
             latencies.append(watch.seen_at[namespace] - started)
+            incident_id = response.json().get("incident_id")
+            if incident_id and (slowest is None or latencies[-1] > slowest[0]):
+                slowest = (latencies[-1], incident_id)
         states = await _incident_states(http, set(namespaces))
+        slowest_timeline = await _timeline_until_rollback(http, slowest[1]) if slowest else []
         step_means = await _step_means(http)
     watch.stop()
     samples = max(10, len(namespaces))
@@ -428,6 +453,7 @@ async def _measure(
         ratio_p99=round(p99 / floor_p99, 2) if p99 is not None else None,
         incident_states=states,
         step_mean_ms=step_means,
+        slowest=slowest_timeline,
         ok=not problems,
         problems=problems,
     )

@@ -65,13 +65,16 @@ class SpawnedStack:
         self.process.start()
         self.process.wait_http_ready(f"{self.url}/healthz", timeout_s=self.startup_timeout_s)
         deadline = time.monotonic() + self.startup_timeout_s
+        health: dict[str, str] = {}
         while time.monotonic() < deadline:
             health = httpx.get(f"{self.url}/healthz", timeout=5, trust_env=False).json()
-            if health.get("temporal") == "ok":
-                return
+            if health.get("temporal") == "ok" and health.get("worker") == "ok":
+                return  # timings start warm: the first incident does not wait for the worker to start
             time.sleep(0.2)
         self.stop()
-        raise ProcessStartError(f"backout up at {self.url} never connected to Temporal")
+        raise ProcessStartError(
+            f"backout up at {self.url} not ready: temporal {health.get('temporal')}, worker {health.get('worker')}"
+        )
 
     def stop(self) -> None:
         if self.process is not None:
