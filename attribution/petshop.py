@@ -4,7 +4,9 @@ Real metrics, call graph and ground truth from amazon-science/petshop-root-cause
 the injected issue becomes one candidate change at the issue time (a configuration
 change for `aws ssm put-parameter`, a code deploy for `cdk deploy`), request-overload
 issues get no culprit at all, and every incident gets synthetic distractor changes
-before and after the injection. Keep the attribution wherever numbers from it are shown.
+before and after the injection. CloudWatch stamps a bucket with its start; here a point
+is stamped with its bucket's end, the time its value was known, as a scraped series would be.
+Keep the attribution wherever numbers from it are shown.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ ATTRIBUTION = (
     "amazon-science/petshop-root-cause-analysis, CC-BY-4.0"
 )
 PETSHOP_ENV = "BACKOUT_PETSHOP_DIR"
+BUCKET_S = 300.0
 SERIES_COLUMNS: dict[tuple[str, str], tuple[str, float]] = {
     ("latency", "Average"): ("latency", 1.0),
     ("latency", "p99"): ("latency_p99", 1.0),
@@ -84,7 +87,8 @@ def _series(metrics_file: Path) -> list[SeriesData]:
         rows = list(csv.reader(handle))
     components, metrics, statistics = rows[0], rows[1], rows[2]
     data = rows[4:]
-    times = np.array([float(row[0]) for row in data])
+    # CloudWatch stamps each bucket with its start; a bundle point is the value observed up to its time.
+    times = np.array([float(row[0]) for row in data]) + BUCKET_S
     out = []
     for column in range(1, len(components)):
         spec = SERIES_COLUMNS.get((metrics[column], statistics[column]))

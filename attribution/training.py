@@ -18,7 +18,10 @@ from attribution.petshop import PetShopError, load_split
 
 DEFAULT_SEED = 7
 DEFAULT_SYNTHETIC = 30_000
-PETSHOP_TRAIN_VARIANTS = 10
+PETSHOP_TRAIN_VARIANTS = 30
+# Many distractor draws per real issue, but together they weigh as much as 10 draws:
+# more variety in the distractors without letting 20 real issues outweigh the generator.
+PETSHOP_TRAIN_WEIGHT = 10 / PETSHOP_TRAIN_VARIANTS
 HELD_OUT_SEED = 1_000_003  # the synthetic held-out set's generator seed; never used for training
 
 
@@ -68,7 +71,10 @@ def train(config: TrainingConfig) -> tuple[AttributionModel, TrainingReport]:
         except PetShopError as exc:
             notes.append(f"PetShop train split skipped: {exc}")
     generated = time.perf_counter()
-    incidents = label(cases) + label(petshop_cases)
+    petshop_incidents = label(petshop_cases)
+    for incident in petshop_incidents:
+        incident.weight = PETSHOP_TRAIN_WEIGHT
+    incidents = label(cases) + petshop_incidents
     feedback: list[LabelledIncident] = []
     if config.feedback_file is not None:
         feedback = feedback_incidents(load_feedback(config.feedback_file))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.attribution import ACTIVITIES, attribute_bundle
 from attribution.feedback import FeedbackError, feedback_incidents, load_feedback, record_feedback
-from attribution.petshop import default_root, load_split
+from attribution.petshop import BUCKET_S, default_root, load_issue, load_split
 from attribution.training import TrainingConfig, train
 from incidents.bundle import AttributionOutput, load_bundle
 
@@ -75,6 +76,21 @@ def test_petshop_test_split_becomes_bundles_with_ground_truth() -> None:
         assert len(case.changes) >= 3 and case.symptom_service == "PetSite" and case.edges
     again = load_split("test")
     assert [c.changes[0].started for c in again] == [c.changes[0].started for c in cases]
+
+
+def test_petshop_points_are_stamped_at_the_end_of_their_bucket() -> None:
+    if not default_root().exists():
+        pytest.skip("PetShop dataset not present")
+    issue = next(iter(sorted((default_root() / "dataset").glob("low_traffic/train/issue_0"))))
+    with (issue / "metrics.csv").open(newline="") as handle:
+        bucket_starts = [float(row[0]) for row in list(csv.reader(handle))[4:]]
+    case = load_issue(issue)
+    culprit = next(c for c in case.changes if c.id == case.culprit_id)
+    assert all(s.times[0] == bucket_starts[0] + BUCKET_S for s in case.series)
+    assert case.detected_at == bucket_starts[-1] + BUCKET_S
+    # The bucket holding the injection counts as evidence after it, never from before it.
+    assert bucket_starts[1] < culprit.started < bucket_starts[1] + BUCKET_S
+    assert all(s.times[s.times > culprit.started].min() == bucket_starts[1] + BUCKET_S for s in case.series)
 
 
 def test_activity_attributes_a_bundle() -> None:
