@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.kube import guards, ledger
-from activities.kube.client import KubeApis, apis_from_settings
+from activities.kube.client import KubeApis, shared_apis
 from activities.prometheus import PrometheusError, query_range
 from incidents.bundle import (
     BundleIncident,
@@ -168,15 +168,12 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         changes.setdefault(change.id, change)
     if kube_configured(settings):
         try:
-            apis = apis_from_settings(settings)
-            try:
-                namespaces = [request.namespace] if request.namespace else list(settings.allowed_namespaces)
-                for change in ledger.list_changes(apis, namespaces, since, record_first=True):
-                    changes.setdefault(change.id, change)
-                if request.namespace:
-                    facts = cluster_facts(apis, request.namespace)
-            finally:
-                apis.close()
+            apis = shared_apis(settings)
+            namespaces = [request.namespace] if request.namespace else list(settings.allowed_namespaces)
+            for change in ledger.list_changes(apis, namespaces, since, record_first=True):
+                changes.setdefault(change.id, change)
+            if request.namespace:
+                facts = cluster_facts(apis, request.namespace)
         except Exception as exc:  # the cluster being away must not hide the other evidence
             notes.append(f"cluster changes unavailable: {exc}")
     own = [change_id for change_id, change in changes.items() if change.author == BACKOUT_AUTHOR]

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import history, ledger, remediation, verify
-from activities.kube.client import KubeApis, apis_from_settings, classify
+from activities.kube.client import KubeApis, classify, shared_apis
 from incidents.bundle import Change
 from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from worker.settings import Settings, SettingsError, current_settings
@@ -57,13 +57,10 @@ def _settings() -> Settings:
 
 def _with_apis(doing: str, work: Callable[[KubeApis, Settings], T]) -> T:
     settings = _settings()
-    apis = apis_from_settings(settings)
     try:
-        return work(apis, settings)
+        return work(shared_apis(settings), settings)
     except Exception as exc:
         raise classify(exc, doing) from exc
-    finally:
-        apis.close()
 
 
 def resolve_namespaces(apis: KubeApis, settings: Settings, requested: list[str]) -> list[str]:
@@ -120,11 +117,10 @@ async def verify_rollout(request: VerifyRequest) -> VerificationResult:
         return await asyncio.to_thread(
             _with_apis, doing, lambda apis, _settings: verify.verify(apis, request)
         )
-    settings = _settings()
-    apis = apis_from_settings(settings)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request.timeout_s
     try:
+        apis = shared_apis(_settings())
         while True:
             deployment = await asyncio.to_thread(
                 apis.apps.read_namespaced_deployment, request.name, request.namespace
@@ -135,17 +131,12 @@ async def verify_rollout(request: VerifyRequest) -> VerificationResult:
             if state == "failed":
                 return VerificationResult(outcome="Failed", message=message, details=details)
             if loop.time() >= deadline:
-                return VerificationResult(
-                    outcome="Inconclusive",
-                    message=f"rollout not finished after {request.timeout_s}s: {message}",
-                    details=details,
-                )
+                pods = await asyncio.to_thread(verify.pod_diagnosis, apis, deployment)
+                return verify.timed_out(request, message, details, pods)
             activity.heartbeat(message)
             await asyncio.sleep(verify.POLL_INTERVAL_S)
     except Exception as exc:
         raise classify(exc, doing) from exc
-    finally:
-        apis.close()
 
 
 @activity.defn

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,29 @@ def apis_from_kubeconfig(path: Path, request_timeout_s: float = 30.0) -> KubeApi
 
 def apis_from_settings(settings: Settings) -> KubeApis:
     return apis_from_kubeconfig(kubeconfig_path(settings))
+
+
+_shared_lock = threading.Lock()
+_shared: dict[str, tuple[int, KubeApis]] = {}
+
+
+def shared_apis(settings: Settings) -> KubeApis:
+    """One client per kubeconfig per process, rebuilt when the file changes (a rotated credential,
+    a restarted local cluster). Activities reuse its pooled connections instead of paying a
+    kubeconfig parse and a TLS handshake on every call. Callers must not close it."""
+    path = kubeconfig_path(settings)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return apis_from_kubeconfig(path)  # raises the error that names the missing file
+    with _shared_lock:
+        cached = _shared.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        # A replaced client is left to the garbage collector: another thread may still be using it.
+        apis = apis_from_kubeconfig(path)
+        _shared[str(path)] = (stamp, apis)
+        return apis
 
 
 def apis_with_token(server: str, ca_file: Path, token: str) -> KubeApis:

@@ -71,16 +71,20 @@ def verify(
         if heartbeat is not None:
             heartbeat(message)
         if time.monotonic() >= deadline:
-            why = pod_diagnosis(apis, deployment)
-            if why:
-                details["pods"] = why
-            return VerificationResult(
-                outcome="Inconclusive",
-                message=f"rollout not finished after {request.timeout_s}s: {message}"
-                + (f"; pods: {why}" if why else ""),
-                details=details,
-            )
+            return timed_out(request, message, details, pod_diagnosis(apis, deployment))
         sleep(POLL_INTERVAL_S)
+
+
+def timed_out(request: VerifyRequest, message: str, details: dict[str, Any], pods: str) -> VerificationResult:
+    """Inconclusive: the rollout is still going at the deadline; says why its pods are not available."""
+    if pods:
+        details["pods"] = pods
+    return VerificationResult(
+        outcome="Inconclusive",
+        message=f"rollout not finished after {request.timeout_s}s: {message}"
+        + (f"; pods: {pods}" if pods else ""),
+        details=details,
+    )
 
 
 def pod_diagnosis(apis: KubeApis, deployment: Any, limit: int = 3) -> str:
