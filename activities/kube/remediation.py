@@ -91,17 +91,21 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
             )
     key = request_key(request)
     applied_by = f"{request.incident_id}:{key}"
+    # Read once: the idempotency check, the rolled-away-from guard and the rate cap all use it.
+    log = guards.read_action_log(apis, request.namespace)
     if not request.dry_run:
-        previous = guards.find_entry(guards.read_action_log(apis, request.namespace), key)
+        previous = guards.find_entry(log, key)
         if previous is not None:
             return previous.result.model_copy(
                 update={"message": f"already applied ({previous.result.message})"}
             )
     if request.target_type == "deployment":
         if request.operation == "rollback":
-            return retry_on_conflict(lambda: _rollback_deployment(apis, settings, request, key, applied_by))
+            return retry_on_conflict(
+                lambda: _rollback_deployment(apis, settings, request, key, applied_by, log)
+            )
         return retry_on_conflict(lambda: _patch_deployment_spec(apis, request, key, applied_by))
-    return retry_on_conflict(lambda: _restore_object(apis, settings, request, key, applied_by))
+    return retry_on_conflict(lambda: _restore_object(apis, settings, request, key, applied_by, log))
 
 
 def _already_applied(
@@ -188,11 +192,12 @@ def _log(
     return result
 
 
-def _rate_capped(apis: KubeApis, settings: Settings, request: RemediationRequest) -> str | None:
+def _rate_capped(
+    settings: Settings, request: RemediationRequest, log: list[guards.ActionLogEntry]
+) -> str | None:
     if request.dry_run:  # a dry run changes nothing, so the cap does not apply
         return None
-    entries = guards.read_action_log(apis, request.namespace)
-    count = guards.rollbacks_in_last_hour(entries)
+    count = guards.rollbacks_in_last_hour(log)
     if count >= settings.max_rollbacks_per_namespace_per_hour:
         return (
             f"{count} rollbacks in namespace {request.namespace} in the last hour "
@@ -221,7 +226,12 @@ def _pick_target_revision(request: RemediationRequest, revisions: list[int], cur
 
 
 def _rollback_deployment(
-    apis: KubeApis, settings: Settings, request: RemediationRequest, key: str, applied_by: str
+    apis: KubeApis,
+    settings: Settings,
+    request: RemediationRequest,
+    key: str,
+    applied_by: str,
+    log: list[guards.ActionLogEntry],
 ) -> RemediationResult:
     deployment: Any = apis.apps.read_namespaced_deployment(request.name, request.namespace)
     target = f"deployment/{request.namespace}/{request.name}"
@@ -239,16 +249,14 @@ def _rollback_deployment(
     wanted_hash = (wanted_rs.metadata.labels or {}).get(POD_TEMPLATE_HASH, "")
     current_rs = by_revision.get(current)
     current_hash = (current_rs.metadata.labels or {}).get(POD_TEMPLATE_HASH) if current_rs else None
-    if wanted_hash in guards.rolled_away_from(
-        guards.read_action_log(apis, request.namespace), request.incident_id, target
-    ):
+    if wanted_hash in guards.rolled_away_from(log, request.incident_id, target):
         return _refused(request, f"revision {wanted} is a template this incident already rolled away from")
     before = _template_dict(apis, deployment.spec.template)
     after = _template_dict(apis, wanted_rs.spec.template)
     if before == after:
         reason = f"the current template already matches revision {wanted}"
         return _skipped(request, target, reason, str(current), str(wanted))
-    if capped := _rate_capped(apis, settings, request):
+    if capped := _rate_capped(settings, request, log):
         return _refused(request, capped)
     new_annotations = {k: v for k, v in annotations.items() if k in BOOKKEEPING_ANNOTATIONS}
     new_annotations.update(
@@ -317,7 +325,12 @@ def _patch_deployment_spec(
 
 
 def _restore_object(
-    apis: KubeApis, settings: Settings, request: RemediationRequest, key: str, applied_by: str
+    apis: KubeApis,
+    settings: Settings,
+    request: RemediationRequest,
+    key: str,
+    applied_by: str,
+    log: list[guards.ActionLogEntry],
 ) -> RemediationResult:
     kind: history.ObjectKind = "configmap" if request.target_type == "configmap" else "secret"
     target = f"{kind}/{request.namespace}/{request.name}"
@@ -346,16 +359,14 @@ def _restore_object(
     )
     if content is None:
         raise _bad_input(f"{target}: version {wanted} is not recorded (recorded versions: {recorded})")
-    for away in guards.rolled_away_from(
-        guards.read_action_log(apis, request.namespace), request.incident_id, target
-    ):
+    for away in guards.rolled_away_from(log, request.incident_id, target):
         if history.load_version_content(apis, kind, request.namespace, request.name, int(away)) == content:
             return _refused(request, f"version {wanted} has content this incident already rolled away from")
     before = history.content_of(obj)
     if before == content:
         reason = f"the current content already matches version {wanted}"
         return _skipped(request, target, reason, str(current), str(wanted))
-    if capped := _rate_capped(apis, settings, request):
+    if capped := _rate_capped(settings, request, log):
         return _refused(request, capped)
     obj.metadata.annotations = {
         **(obj.metadata.annotations or {}),
