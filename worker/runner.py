@@ -107,6 +107,16 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
             server.stop()
 
 
+def _lower_priority(pid: int, niceness: int) -> None:
+    if niceness <= 0:
+        return
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, current + niceness))
+    except OSError as exc:  # e.g. a sandbox that forbids it: run at the same priority
+        log.warning("could not lower the worker's CPU priority: %s", exc)
+
+
 async def _supervise_worker(settings: Settings, stop: asyncio.Event, metrics_port: int) -> None:
     """Run `backout worker` as a child process; restart it if it dies; stop it gracefully."""
     env = dict(os.environ)
@@ -116,6 +126,7 @@ async def _supervise_worker(settings: Settings, stop: asyncio.Event, metrics_por
     argv = [sys.executable, "-m", "worker.cli", "worker"]
     while not stop.is_set():
         child = await asyncio.create_subprocess_exec(*argv, env=env)
+        _lower_priority(child.pid, settings.worker_niceness)
         waiter = asyncio.create_task(child.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)

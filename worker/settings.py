@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         default=None, description="the worker serves its own Prometheus /metrics on 127.0.0.1:PORT"
     )
+    worker_niceness: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        description="`backout up` runs its worker this much nicer than the API, so a saturated host "
+        "still takes Alertmanager's webhooks promptly (0: same priority)",
+    )
     worker_metrics_url: str | None = Field(
         default=None, description="the API's /metrics also shows the worker's step latencies from this URL"
     )

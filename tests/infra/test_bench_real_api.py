@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +36,15 @@ async def test_storm_against_real_api_keeps_every_alert_in_one_incident_per_grou
     assert result.incidents_opened == 6
     assert (result.alerts_held, result.alerts_lost, result.notifications_lost) == (120, 0, 0)
     assert result.duplicates_absorbed == result.alert_deliveries - 120
+
+
+def test_the_worker_runs_nicer_than_the_api(backout_stack: SpawnedStack) -> None:
+    """Under `backout up` incident work yields the CPU to webhook ingestion (worker_niceness, default 5)."""
+    assert backout_stack.process is not None and backout_stack.process.pid is not None
+    api_pid = backout_stack.process.pid
+    children = Path(f"/proc/{api_pid}/task/{api_pid}/children").read_text().split()
+    workers = [
+        int(pid) for pid in children if b"worker.cli\x00worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 1, children
+    assert os.getpriority(os.PRIO_PROCESS, workers[0]) == os.getpriority(os.PRIO_PROCESS, api_pid) + 5
