@@ -17,14 +17,14 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
 from cluster.local import LocalCluster
-from worker.bench.latency import (
+from worker.bench.latency import run_latency
+from worker.bench.latency_parts import (
     BAD_IMAGE,
     GOOD_IMAGE,
     SERVICE,
     RollbackWatch,
     patch_floor,
     prepare_deployments,
-    run_latency,
     workflow_floor,
 )
 from worker.temporal_server import TemporalDevServer

@@ -6,14 +6,12 @@ change API. Each incident is timed from just before its webhook POST until a wat
 the Deployments sees the rolled-back template (an upper bound on "patch accepted").
 Each incident gets its own namespace holding one Deployment with one bad change, so the
 bench times the response path, not the attribution of look-alike changes.
-The floor is measured in the same run: a bare workflow round trip on the same Temporal
-plus a bare patch of a Deployment on the same apiserver.
+The floor (worker.bench.latency_parts) is measured in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,23 +22,24 @@ import httpx
 import numpy as np
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
-from kubernetes import watch as kube_watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
-from temporalio.client import Client
-from temporalio.worker import Worker
 
-from worker.bench.floor_workflow import NoopWorkflow
+from worker.bench.latency_parts import (
+    BAD_IMAGE,
+    GOOD_IMAGE,
+    SERVICE,
+    RollbackWatch,
+    patch_floor,
+    prepare_deployments,
+    workflow_floor,
+)
 from worker.bench.runner import BenchError, auth_headers
 from worker.bench.stack import SpawnedStack
 
 NAMESPACE_PREFIX = "backout-latency"
-SERVICE = "chat"
-BENCH_LABEL = "backout.dev/bench"
 ALERTNAME = "BackoutLatencyBench"
-GOOD_IMAGE = "bench/chat:v1"
-BAD_IMAGE = "bench/chat:v2"
 TARGET_P99_MS = 1000.0
 TARGET_FLOOR_RATIO = 3.0
 
@@ -100,112 +99,6 @@ def _ms(values: list[float], quantile: float) -> float | None:
     return round(float(np.percentile(values, quantile * 100)) * 1000, 2) if values else None
 
 
-def _deployment() -> kube_client.V1Deployment:
-    labels = {"app": SERVICE}
-    return kube_client.V1Deployment(
-        metadata=kube_client.V1ObjectMeta(name=SERVICE, labels={"service": SERVICE, BENCH_LABEL: "latency"}),
-        spec=kube_client.V1DeploymentSpec(
-            # No pods: the bench times the control path, not scheduling.
-            replicas=0,
-            selector=kube_client.V1LabelSelector(match_labels=labels),
-            template=kube_client.V1PodTemplateSpec(
-                metadata=kube_client.V1ObjectMeta(labels=labels),
-                spec=kube_client.V1PodSpec(
-                    containers=[kube_client.V1Container(name="app", image=GOOD_IMAGE)]
-                ),
-            ),
-        ),
-    )
-
-
-class RollbackWatch:
-    """Records, per namespace, when a watch event first shows the bench Deployment back on the good image."""
-
-    def __init__(self, apps: kube_client.AppsV1Api) -> None:
-        self._apps = apps
-        self._armed: dict[str, threading.Event] = {}
-        self.seen_at: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._watch = kube_watch.Watch()
-        self._thread = threading.Thread(target=self._run, name="rollback-watch", daemon=True)
-
-    def arm(self, namespace: str) -> threading.Event:
-        event = threading.Event()
-        self._armed[namespace] = event
-        return event
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for item in self._watch.stream(
-                    self._apps.list_deployment_for_all_namespaces,
-                    label_selector=f"{BENCH_LABEL}=latency",
-                    timeout_seconds=5,
-                ):
-                    arrived = time.perf_counter()
-                    deployment = item["object"]
-                    namespace = deployment.metadata.namespace
-                    image = deployment.spec.template.spec.containers[0].image
-                    event = self._armed.get(namespace)
-                    if event is not None and image == GOOD_IMAGE and namespace not in self.seen_at:
-                        self.seen_at[namespace] = arrived
-                        event.set()
-                    if self._stop.is_set():
-                        return
-            except Exception:  # the watch reconnects; a transient apiserver error must not end it
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._watch.stop()
-        self._thread.join(timeout=10)
-
-
-def prepare_deployments(
-    apps: kube_client.AppsV1Api, core: kube_client.CoreV1Api, namespaces: list[str]
-) -> None:
-    """In each namespace, the bench Deployment at revision 2 (bad image) whose revision 1 is the good image."""
-    for namespace in namespaces:
-        core.create_namespace(kube_client.V1Namespace(metadata=kube_client.V1ObjectMeta(name=namespace)))
-    deadline = time.monotonic() + 60
-    for namespace in namespaces:
-        while True:
-            try:
-                core.read_namespaced_service_account("default", namespace)
-                break
-            except ApiException as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-    for namespace in namespaces:
-        apps.create_namespaced_deployment(namespace, _deployment())
-    _wait_revisions(apps, namespaces, "1")
-    bad = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": BAD_IMAGE}]}}}}
-    for namespace in namespaces:
-        apps.patch_namespaced_deployment(SERVICE, namespace, bad)
-    _wait_revisions(apps, namespaces, "2")
-
-
-def _wait_revisions(apps: kube_client.AppsV1Api, namespaces: list[str], revision: str) -> None:
-    deadline = time.monotonic() + 120
-    waiting = set(namespaces)
-    while waiting:
-        listed = apps.list_deployment_for_all_namespaces(label_selector=f"{BENCH_LABEL}=latency")
-        for deployment in listed.items:
-            meta = deployment.metadata
-            if (
-                meta is not None
-                and (meta.annotations or {}).get("deployment.kubernetes.io/revision") == revision
-            ):
-                waiting.discard(str(meta.namespace))
-        if waiting and time.monotonic() > deadline:
-            raise BenchError(f"{len(waiting)} deployments never reached revision {revision}")
-        time.sleep(0.2)
-
-
 def _change(namespace: str, started_at: datetime) -> dict[str, Any]:
     return {
         "id": f"{namespace}-{SERVICE}-image-v2",
@@ -247,28 +140,6 @@ def _notification(namespace: str, run_id: str) -> dict[str, Any]:
             }
         ],
     }
-
-
-async def workflow_floor(temporal_address: str, samples: int) -> list[float]:
-    client = await Client.connect(temporal_address)
-    queue = f"bench-floor-{uuid.uuid4().hex[:8]}"
-    timings: list[float] = []
-    async with Worker(client, task_queue=queue, workflows=[NoopWorkflow]):
-        for index in range(samples):
-            started = time.perf_counter()
-            await client.execute_workflow(NoopWorkflow.run, index, id=f"{queue}-{index}", task_queue=queue)
-            timings.append(time.perf_counter() - started)
-    return timings
-
-
-def patch_floor(apps: kube_client.AppsV1Api, namespace: str, name: str, samples: int) -> list[float]:
-    timings: list[float] = []
-    for index in range(samples):
-        body = {"metadata": {"annotations": {"backout.dev/bench-floor": str(index)}}}
-        started = time.perf_counter()
-        apps.patch_namespaced_deployment(name, namespace, body)
-        timings.append(time.perf_counter() - started)
-    return timings
 
 
 async def _why_not(http: httpx.AsyncClient, incident_id: str | None) -> str:
