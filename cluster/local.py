@@ -15,14 +15,14 @@ import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
-import yaml
-from pydantic import BaseModel, Field
 
 from cluster import build, pki
+from cluster.kubeconfig import write_kubeconfig
+from cluster.nodes import fake_node, node_ready
 from cluster.processes import etcd_supports_no_fsync, free_port, pid_alive, reap
+from cluster.state import ClusterState, ClusterStatus, ComponentStatus, ProcessInfo
 
 DEFAULT_STATE_DIR = Path(".backout/cluster")
 FAKE_NODE_COUNT = 3
@@ -37,39 +37,6 @@ STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserv
 
 class ClusterError(RuntimeError):
     """The cluster could not be started, reached or stopped; the message says why."""
-
-
-class ProcessInfo(BaseModel):
-    name: str
-    pid: int
-    log: str
-    args: list[str] = Field(default_factory=list)
-
-
-class ClusterState(BaseModel):
-    version: str
-    started_at: datetime
-    apiserver_url: str
-    etcd_url: str
-    kubeconfig: str
-    processes: list[ProcessInfo] = Field(default_factory=list)
-
-
-class ComponentStatus(BaseModel):
-    name: str
-    pid: int
-    running: bool
-
-
-class ClusterStatus(BaseModel):
-    state_dir: str
-    up: bool
-    ready: bool = False
-    apiserver_url: str | None = None
-    kubeconfig: str | None = None
-    version: str | None = None
-    components: list[ComponentStatus] = Field(default_factory=list)
-    nodes_ready: int = 0
 
 
 class LocalCluster:
@@ -299,7 +266,7 @@ class LocalCluster:
             try:
                 with self._admin_client() as client:
                     nodes = client.get("/api/v1/nodes").json().get("items", [])
-                result.nodes_ready = sum(1 for node in nodes if _node_ready(node))
+                result.nodes_ready = sum(1 for node in nodes if node_ready(node))
                 result.ready = result.nodes_ready > 0
             except httpx.HTTPError:
                 result.ready = False
@@ -391,62 +358,9 @@ class LocalCluster:
                 nodes = client.get("/api/v1/nodes").json().get("items", [])
                 default_sa = client.get("/api/v1/namespaces/default/serviceaccounts/default")
                 if (
-                    sum(1 for node in nodes if _node_ready(node)) == FAKE_NODE_COUNT
+                    sum(1 for node in nodes if node_ready(node)) == FAKE_NODE_COUNT
                     and default_sa.status_code == 200
                 ):
                     return
                 time.sleep(0.3)
         raise ClusterError(f"fake nodes or the default ServiceAccount not ready after {timeout_s:.0f}s")
-
-
-def _node_ready(node: dict[str, Any]) -> bool:
-    conditions = node.get("status", {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def fake_node(name: str) -> dict[str, Any]:
-    """A Node KWOK will manage; capacity is generous so scheduling never fails for size."""
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-            "labels": {
-                "type": "kwok",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-            },
-        },
-        "spec": {},
-        "status": {"capacity": capacity, "allocatable": capacity},
-    }
-
-
-def write_kubeconfig(
-    path: Path,
-    server: str,
-    ca_file: Path,
-    cert_file: Path | None,
-    key_file: Path | None,
-    token: str | None = None,
-) -> None:
-    user: dict[str, str] = {}
-    if cert_file is not None and key_file is not None:
-        user = {"client-certificate": str(cert_file), "client-key": str(key_file)}
-    if token is not None:
-        user = {"token": token}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "backout", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
-        ],
-        "users": [{"name": "backout", "user": user}],
-        "contexts": [{"name": "backout", "context": {"cluster": "backout", "user": "backout"}}],
-        "current-context": "backout",
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    path.chmod(0o600)
