@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runbooks import expr
+from runbooks import expr, expr_check
 from runbooks.models import ACTION_NAMES, MODE_RANK, Runbook
 from runbooks.variables import SCHEMA
 from runbooks.yamlpos import Path_, Position, PositionedDocument, YamlSyntaxError, load_positioned
@@ -97,7 +97,7 @@ def _check_expressions(data: dict[str, Any], report: _Reporter) -> None:
         except expr.ExprError as exc:
             report.at(report.document.expression_position(path, exc.offset), f"expression: {exc.message}")
             continue
-        for problem in expr.check_variables(parsed, SCHEMA):
+        for problem in expr_check.check_variables(parsed, SCHEMA):
             report.at(
                 report.document.expression_position(path, problem.offset), f"expression: {problem.message}"
             )

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from incidents.bundle import AttributionOutput, IncidentBundle, describe_validation_error
 from incidents.models import DecisionContext, DecisionStep, PlannedAction
-from runbooks import expr, expr_eval
+from runbooks import expr, expr_check, expr_eval
 from runbooks.engine import compile_condition, match_failures, run_runbook
 from runbooks.models import Runbook
 from runbooks.variables import build_variables
@@ -124,11 +124,11 @@ def _inputs(step: DecisionStep, variables: dict[str, Any]) -> dict[str, Any]:
     if step.condition is None:
         return {}
     values: dict[str, Any] = {}
-    for var in expr.variables_used(compile_condition(step.condition)):
+    for var in expr_check.variables_used(compile_condition(step.condition)):
         try:
-            values[expr.describe_var(var)] = expr_eval.evaluate(var, variables)
+            values[expr_check.describe_var(var)] = expr_eval.evaluate(var, variables)
         except expr.ExprError as exc:
-            values[expr.describe_var(var)] = f"<error: {exc.message}>"
+            values[expr_check.describe_var(var)] = f"<error: {exc.message}>"
     return values
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runbooks import expr, expr_eval
+from runbooks import expr, expr_check, expr_eval
 from runbooks.variables import SCHEMA
 
 VARIABLES: dict[str, Any] = {
@@ -99,7 +99,7 @@ def test_type_errors_are_reported_not_raised_as_python_errors(source: str, messa
 
 def test_undefined_variables_are_found_with_their_column() -> None:
     parsed = expr.parse('attribution.top.kindd == "x" and incident.servce == "y" and labels.anything == "z"')
-    problems = expr.check_variables(parsed, SCHEMA)
+    problems = expr_check.check_variables(parsed, SCHEMA)
     assert [(p.offset, p.message.split(" (")[0]) for p in problems] == [
         (0, "undefined variable 'attribution.top.kindd'"),
         (33, "undefined variable 'incident.servce'"),
@@ -107,7 +107,7 @@ def test_undefined_variables_are_found_with_their_column() -> None:
 
 
 def test_unknown_root_variable() -> None:
-    problems = expr.check_variables(expr.parse("os.system == 1"), SCHEMA)
+    problems = expr_check.check_variables(expr.parse("os.system == 1"), SCHEMA)
     assert len(problems) == 1 and "undefined variable 'os'" in problems[0].message
 
 
