@@ -1,21 +1,21 @@
 """Typed contracts shared by the API, the incident workflow and its activities.
 
 Everything that crosses a Temporal boundary (workflow input, signal, update, query,
-activity argument or result) is one of these pydantic models.
+activity argument or result) is one of these pydantic models, or one of the actions a
+runbook plans (incidents.actions).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from incidents.actions import Mode, PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
 
 Outcome = Literal["Successful", "Failed", "Inconclusive", "Error"]
-Mode = Literal["shadow", "approve", "auto"]
-Severity = Literal["critical", "error", "warning", "info"]
 
 IncidentStateName = Literal[
     "open",
@@ -110,89 +110,7 @@ class IncidentInput(BaseModel):
     temporal_ui_url: str | None = None
 
 
-# --- Runbook decisions (produced by runbooks.decide, pure and deterministic) --------
-
-
-class _ActionBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mode: Mode = "auto"
-
-
-class RollbackAction(_ActionBase):
-    """Roll back the attributed change (or an explicit one) by its rollback handle."""
-
-    type: Literal["rollback"] = "rollback"
-    change_id: str | None = None
-    to_revision: int | None = None
-    to_version: str | None = None
-
-
-class PauseRolloutAction(_ActionBase):
-    type: Literal["pause_rollout"] = "pause_rollout"
-    deployment: str | None = None
-
-
-class ScaleAction(_ActionBase):
-    type: Literal["scale"] = "scale"
-    deployment: str | None = None
-    replicas: int = Field(ge=0)
-
-
-class ApprovalAction(_ActionBase):
-    """Gate every later mutating action on a human decision."""
-
-    type: Literal["request_approval"] = "request_approval"
-    approvers: list[str] = Field(default_factory=list)
-    timeout_s: int = Field(default=900, gt=0)
-    on_timeout: Literal["proceed", "abort", "escalate"] = "escalate"
-
-
-class PageAction(_ActionBase):
-    type: Literal["page"] = "page"
-    severity: Severity = "critical"
-    team: str | None = None
-
-
-class NotifyAction(_ActionBase):
-    type: Literal["notify"] = "notify"
-    channel: str | None = None
-    message: str | None = None
-
-
-class VerifyAction(_ActionBase):
-    """Wait for recovery: rollout complete, then the symptom gone for `duration_s`."""
-
-    type: Literal["wait_verify"] = "wait_verify"
-    duration_s: int = Field(default=120, ge=0)
-    timeout_s: int = Field(default=600, gt=0)
-    metric: str | None = None
-    eval: bool = False
-
-
-class EscalateAction(_ActionBase):
-    type: Literal["escalate"] = "escalate"
-    team: str | None = None
-    reason: str | None = None
-
-
-class RecordAction(_ActionBase):
-    type: Literal["record"] = "record"
-    note: str = ""
-
-
-PlannedAction = Annotated[
-    RollbackAction
-    | PauseRolloutAction
-    | ScaleAction
-    | ApprovalAction
-    | PageAction
-    | NotifyAction
-    | VerifyAction
-    | EscalateAction
-    | RecordAction,
-    Field(discriminator="type"),
-]
-MUTATING_ACTIONS: frozenset[str] = frozenset({"rollback", "pause_rollout", "scale"})
+# --- Runbook decisions (runbooks.decide, pure and deterministic; actions in incidents.actions)
 
 
 class DecisionContext(BaseModel):

@@ -12,11 +12,8 @@ from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
-from incidents.models import (
+from incidents.actions import (
     ApprovalAction,
-    Decision,
-    DecisionContext,
-    DecisionStep,
     EscalateAction,
     Mode,
     NotifyAction,
@@ -28,6 +25,7 @@ from incidents.models import (
     ScaleAction,
     VerifyAction,
 )
+from incidents.models import Decision, DecisionContext, DecisionStep
 from runbooks import expr, expr_eval
 from runbooks.models import (
     MODE_RANK,

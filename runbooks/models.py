@@ -2,7 +2,7 @@
 
 A runbook matches incidents and holds a decision tree: condition nodes (`if`/`then`/
 `else`) and action nodes (`actions`, optional `next`). The decision the tree produces
-is made of `incidents.models.PlannedAction`s.
+is made of `incidents.actions.PlannedAction`s.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from incidents.actions import Mode, Severity
 from incidents.bundle import CHANGE_KINDS
-from incidents.models import Mode, Severity
 
 MODE_RANK: dict[str, int] = {"shadow": 0, "approve": 1, "auto": 2}
 ChangeKind = Literal[

@@ -19,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from incidents.actions import PlannedAction
 from incidents.bundle import AttributionOutput, BundleError, describe_validation_error, load_bundle
-from incidents.models import Decision, PlannedAction
+from incidents.models import Decision
 from runbooks.engine import decide, matching_runbooks, run_runbook
 from runbooks.models import Runbook
 from runbooks.simulate import SimulationError, attribute_with_available_model, context_from_bundle

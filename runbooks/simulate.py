@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from incidents.actions import PlannedAction
 from incidents.bundle import AttributionOutput, IncidentBundle, describe_validation_error
-from incidents.models import DecisionContext, DecisionStep, PlannedAction
+from incidents.models import DecisionContext, DecisionStep
 from runbooks import expr, expr_check, expr_eval
 from runbooks.engine import compile_condition, match_failures, run_runbook
 from runbooks.models import Runbook

@@ -15,26 +15,28 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from incidents.actions import (
+        MUTATING_ACTIONS,
+        ApprovalAction,
+        EscalateAction,
+        PageAction,
+        PlannedAction,
+        RecordAction,
+        VerifyAction,
+    )
     from incidents.bundle import AttributionOutput, Change, IncidentBundle
     from incidents.models import (
-        MUTATING_ACTIONS,
         Alert,
-        ApprovalAction,
         ApprovalDecision,
         ApprovalRequest,
         ContextRequest,
         ContextResult,
         Decision,
         DecisionContext,
-        EscalateAction,
         IncidentInput,
         IncidentSignal,
         IncidentView,
-        PageAction,
-        PlannedAction,
-        RecordAction,
         RemediationResult,
-        VerifyAction,
     )
     from runbooks.engine import decide
     from runbooks.models import Runbook

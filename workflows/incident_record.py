@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.paging.dispatch import NOTIFY_RETRY, PagingOutcome, notify_all
     from activities.paging.summary import build_summary
+    from incidents.actions import Severity
     from incidents.bundle import IncidentBundle
     from incidents.models import (
         ActionRecord,
@@ -31,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         NotifyRequest,
         NotifyResult,
         RemediationRequest,
-        Severity,
         TimelineEntry,
     )
 

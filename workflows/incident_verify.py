@@ -11,13 +11,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from incidents.models import (
-        EvalRecheckRequest,
-        EvalSymptom,
-        VerificationResult,
-        VerifyAction,
-        VerifyRequest,
-    )
+    from incidents.actions import VerifyAction
+    from incidents.models import EvalRecheckRequest, EvalSymptom, VerificationResult, VerifyRequest
     from workflows.incident_record import SHORT_RETRY, IncidentFailure, IncidentRecord
 
 EVAL_RECHECK_INTERVAL = timedelta(seconds=10)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
+from incidents.actions import PauseRolloutAction, PlannedAction, RollbackAction, ScaleAction
 from incidents.bundle import Change
-from incidents.models import (
-    PauseRolloutAction,
-    PlannedAction,
-    RemediationRequest,
-    RollbackAction,
-    ScaleAction,
-)
+from incidents.models import RemediationRequest
 
 _TARGET_TYPES = {"deployment", "configmap", "secret"}
 

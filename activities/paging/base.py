@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from incidents.models import ChatThread, IncidentReport, Severity
+from incidents.actions import Severity
+from incidents.models import ChatThread, IncidentReport
 
 TEAM_ANNOTATION = "backout.dev/team"
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from incidents.actions import RecordAction, RollbackAction
 from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange
-from incidents.models import DecisionContext, EvalSymptom, RecordAction, RollbackAction
+from incidents.models import DecisionContext, EvalSymptom
 from runbooks.engine import NO_RUNBOOK_NOTE, decide, match_failures, run_runbook
 from runbooks.lint import lint_text
 from runbooks.loader import load_runbooks
