@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -39,6 +39,7 @@ DUPLICATES_ABSORBED = Counter(
 )
 
 ClientFactory = Callable[[], Awaitable[Client]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ApiError(HTTPException):
@@ -114,8 +115,12 @@ async def read_json(request: Request, limit: int) -> Any:
         raise ApiError(400, "malformed_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
 
 
-def _validation_problem(exc: ValidationError) -> ApiError:
-    return ApiError(422, "invalid_payload", describe_validation_error(exc))
+def _validated(model: type[ModelT], body: Any) -> ModelT:
+    """The body as `model`, or a 422 naming every field that is wrong."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_payload", describe_validation_error(exc)) from exc
 
 
 def create_app(
@@ -211,10 +216,7 @@ def create_app(
             raise ApiError(
                 422, "unsupported_version", f'payload version must be "4", got {body["version"]!r}'
             )
-        try:
-            payload = AlertmanagerPayload.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_problem(exc) from exc
+        payload = _validated(AlertmanagerPayload, body)
         key = payload.incident_key()
         for alert in payload.alerts:
             ALERTS_RECEIVED.labels(alert.status).inc()
@@ -253,10 +255,7 @@ def create_app(
     async def report_change(request: Request, response: Response) -> ChangeAccepted:
         require_token(request)
         body = await read_json(request, settings.max_body_bytes)
-        try:
-            change = Change.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_problem(exc) from exc
+        change = _validated(Change, body)
         outcome = await asyncio.to_thread(store.put, change, datetime.now(UTC))
         if outcome == "conflict":
             raise ApiError(409, "conflict", f"change {change.id} was already reported with different content")
@@ -294,10 +293,7 @@ def create_app(
         """An operator confirms or rejects a change as the culprit: a label for the next training run."""
         require_token(request)
         body = await read_json(request, settings.max_body_bytes)
-        try:
-            label = CulpritLabel.model_validate(body)
-        except ValidationError as exc:
-            raise _validation_problem(exc) from exc
+        label = _validated(CulpritLabel, body)
         client = await gateway.client()
         try:
             bundle = await temporal_call(
@@ -321,12 +317,7 @@ def create_app(
     async def approve(incident_id: str, request: Request) -> dict[str, Any]:
         require_token(request)
         body = await read_json(request, settings.max_body_bytes)
-        try:
-            decision = ApprovalDecision.model_validate(
-                {"source": "api", **body} if isinstance(body, dict) else body
-            )
-        except ValidationError as exc:
-            raise _validation_problem(exc) from exc
+        decision = _validated(ApprovalDecision, {"source": "api", **body} if isinstance(body, dict) else body)
         client = await gateway.client()
         handle = client.get_workflow_handle(incident_id)
         try:
