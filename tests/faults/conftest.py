@@ -8,13 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from cluster.local import LocalCluster
+from tests.fixtures.kube import started_cluster
 
 
 @pytest.fixture(scope="module")
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("fault-cluster"))
-    cluster.start(timeout_s=180)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from started_cluster(tmp_path_factory, "fault-cluster")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from cluster.local import LocalCluster
 from incidents.models import ApprovalDecision, IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
-from tests.fixtures.temporal import running_worker, settings_for
+from tests.fixtures.temporal import running_worker, settings_for, worker_subprocess
 from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.pipeline.payloads import open_request
 from worker.settings import Settings
@@ -121,23 +119,6 @@ async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
     assert _max_revision(kube_apis, kube_namespace, "web") == 3
 
 
-def _worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "BACKOUT_TEMPORAL_ADDRESS": settings.effective_temporal_address,
-            "BACKOUT_TASK_QUEUE": settings.task_queue,
-            "BACKOUT_STATE_DIR": str(settings.state_dir),
-            "BACKOUT_KUBECONFIG": str(settings.kubeconfig),
-            "BACKOUT_ALLOWED_NAMESPACES": ",".join(settings.allowed_namespaces),
-            "BACKOUT_RUNBOOK_DIR": str(settings.runbook_dir),
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker"], env=env, stderr=subprocess.DEVNULL
-    )
-
-
 def _apiserver_pid(cluster: LocalCluster) -> int:
     state = cluster.read_state()
     assert state is not None
@@ -150,7 +131,7 @@ async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
 ) -> None:
     await asyncio.to_thread(_two_revisions, kube_apis, kube_namespace, "api")
     client = await connect(drill_settings, attempts=20)
-    first = _worker(drill_settings)
+    first = worker_subprocess(drill_settings)
     apiserver = _apiserver_pid(kube_cluster)
     try:
         handle = await open_or_join(
@@ -182,7 +163,7 @@ async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
     finally:
         if first.poll() is None:
             first.kill()
-    second = _worker(drill_settings)
+    second = worker_subprocess(drill_settings)
     try:
         view = await _finish(client, handle, "api", kube_namespace)
     finally:

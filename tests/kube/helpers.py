@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from activities.kube import verify
 from activities.kube.client import KubeApis
+from cluster.kubeconfig import write_kubeconfig
+from cluster.local import LocalCluster
 from incidents.models import VerificationResult, VerifyRequest
 
 
@@ -82,3 +85,21 @@ def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.2)
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+def service_account_token(apis: KubeApis, namespace: str, service_account: str) -> str:
+    """A short-lived token of a ServiceAccount, as a pod running under it would hold."""
+    body = {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 600}}
+    response = apis.core.create_namespaced_service_account_token(service_account, namespace, body)
+    return str(response.status.token)
+
+
+def service_account_kubeconfig(
+    apis: KubeApis, cluster: LocalCluster, namespace: str, service_account: str, path: Path
+) -> Path:
+    """A kubeconfig at `path` that authenticates to `cluster` as the ServiceAccount."""
+    state = cluster.read_state()
+    assert state is not None
+    token = service_account_token(apis, namespace, service_account)
+    write_kubeconfig(path, state.apiserver_url, cluster.pki_dir / "ca.crt", None, None, token=token)
+    return path

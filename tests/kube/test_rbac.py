@@ -13,21 +13,21 @@ from temporalio.exceptions import ApplicationError
 from activities.kube import activities as kube_activities
 from activities.kube import history, remediation
 from activities.kube.client import KubeApis, api_message, apis_with_token
-from cluster.kubeconfig import write_kubeconfig
 from cluster.local import LocalCluster
 from incidents.models import RemediationRequest
-from tests.kube.helpers import create_deployment, current_images, set_image, wait_rollout
+from tests.kube.helpers import (
+    create_deployment,
+    current_images,
+    service_account_kubeconfig,
+    service_account_token,
+    set_image,
+    wait_rollout,
+)
 from worker.settings import Settings
 
 pytestmark = pytest.mark.kube
 
 RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "backout-worker.yaml"
-
-
-def _token(apis: KubeApis, namespace: str, service_account: str) -> str:
-    body = {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 600}}
-    response = apis.core.create_namespaced_service_account_token(service_account, namespace, body)
-    return str(response.status.token)
 
 
 @pytest.fixture
@@ -40,7 +40,9 @@ def worker_apis(kube_apis: KubeApis, kube_cluster: LocalCluster) -> Iterator[Kub
     state = kube_cluster.read_state()
     assert state is not None
     apis = apis_with_token(
-        state.apiserver_url, kube_cluster.pki_dir / "ca.crt", _token(kube_apis, "backout", "backout-worker")
+        state.apiserver_url,
+        kube_cluster.pki_dir / "ca.crt",
+        service_account_token(kube_apis, "backout", "backout-worker"),
     )
     yield apis
     apis.close()
@@ -91,12 +93,9 @@ def test_a_missing_permission_is_a_non_retryable_error_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
-    state = kube_cluster.read_state()
-    assert state is not None
-    kubeconfig = tmp_path / "no-role.kubeconfig"
-    token = _token(kube_apis, kube_namespace, "default")  # a ServiceAccount with no role at all
-    write_kubeconfig(
-        kubeconfig, state.apiserver_url, kube_cluster.pki_dir / "ca.crt", None, None, token=token
+    # The namespace's default ServiceAccount has no role at all.
+    kubeconfig = service_account_kubeconfig(
+        kube_apis, kube_cluster, kube_namespace, "default", tmp_path / "no-role.kubeconfig"
     )
     monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
     request = RemediationRequest(

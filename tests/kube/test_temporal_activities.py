@@ -22,11 +22,10 @@ from activities.kube.activities import (
     verify_rollout,
 )
 from activities.kube.client import KubeApis
-from cluster.kubeconfig import write_kubeconfig
 from cluster.local import LocalCluster
 from incidents.bundle import Change
 from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
-from tests.kube.helpers import create_deployment, current_images, set_image
+from tests.kube.helpers import create_deployment, current_images, service_account_kubeconfig, set_image
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.kube, pytest.mark.temporal]
@@ -136,15 +135,9 @@ async def test_a_forbidden_remediation_is_not_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
-    state = kube_cluster.read_state()
-    assert state is not None
-    body = {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 600}}
-    token = kube_apis.core.create_namespaced_service_account_token(
-        "default", kube_namespace, body
-    ).status.token
-    kubeconfig = tmp_path / "no-role.kubeconfig"
-    write_kubeconfig(
-        kubeconfig, state.apiserver_url, kube_cluster.pki_dir / "ca.crt", None, None, token=token
+    # The namespace's default ServiceAccount has no role at all.
+    kubeconfig = service_account_kubeconfig(
+        kube_apis, kube_cluster, kube_namespace, "default", tmp_path / "no-role.kubeconfig"
     )
     monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
     output = await _run_probe(temporal_client, kube_namespace)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,29 +15,13 @@ from temporalio.worker import Replayer
 
 from incidents.models import IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
+from tests.fixtures.temporal import worker_subprocess
 from tests.pipeline.payloads import open_request
 from worker.settings import Settings
 from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.temporal
 HISTORIES = Path(__file__).parent / "histories"
-
-
-def _worker_process(settings: Settings) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "BACKOUT_TEMPORAL_ADDRESS": settings.effective_temporal_address,
-            "BACKOUT_TASK_QUEUE": settings.task_queue,
-            "BACKOUT_STATE_DIR": str(settings.state_dir),
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 async def _view(client: Client, incident_id: str) -> IncidentView:
@@ -51,7 +32,7 @@ async def test_worker_killed_between_steps_resumes_without_repeating_a_step(
     temporal_client: Client, backout_settings: Settings
 ) -> None:
     settings = backout_settings.model_copy(update={"incident_settle_s": 4.0})
-    first = _worker_process(settings)
+    first = worker_subprocess(settings)
     try:
         incident_id = (
             await open_or_join(temporal_client, IncidentBehaviour(settings), open_request("restart-svc"))
@@ -66,7 +47,7 @@ async def test_worker_killed_between_steps_resumes_without_repeating_a_step(
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-    second = _worker_process(settings)
+    second = worker_subprocess(settings)
     try:
         result = await asyncio.wait_for(
             temporal_client.get_workflow_handle(incident_id).result(), timeout=120
