@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
-from incidents.bundle import Change
+from incidents.bundle import Change, IncidentBundle
 from incidents.models import IncidentView
 
 MarkerKind = Literal["change", "bad_change", "detected", "rollback", "recovered"]
@@ -42,6 +42,10 @@ class Phases(BaseModel):
 class IncidentReportDoc(BaseModel):
     incident: IncidentView
     changes: list[Change] = Field(default_factory=list)
+    bundle: IncidentBundle | None = Field(
+        default=None,
+        description="the evidence the attribution saw (spec v1): replay it with `backout attribute`",
+    )
     expected_culprit: str | None = None
     culprit: str | None = None
     culprit_correct: bool | None = None

@@ -200,6 +200,7 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
     return IncidentReportDoc(
         incident=view,
         changes=changes,
+        bundle=bundle,
         expected_culprit=expected,
         culprit=culprit,
         culprit_correct=(culprit == expected) if expected else None,
