@@ -235,6 +235,10 @@ def _canary(case: Case, index: _SeriesIndex, change: ChangeData) -> tuple[str, S
             if change.from_version and old.version != change.from_version:
                 continue
             old_values = old.values[old.times >= change.started]
+            if old_values.size == 0:
+                # A full switch, not a canary: the old version stopped reporting when the change
+                # landed, so its last values before the change are the comparison.
+                old_values = old.values[old.times < change.started][-max(new_values.size, 5) :]
             shift = versus(new_values, old_values, new.bad_sign)
             if shift.known and (best is None or shift.z > best[1].z):
                 best = (new.name, shift)
