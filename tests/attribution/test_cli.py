@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from attribution.petshop import default_root
 from worker.cli import app
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "001_recent_unrelated_deploy" / "bundle.json"
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "attribution" / "001_recent_unrelated_deploy" / "bundle.json"
 runner = CliRunner()
 
 

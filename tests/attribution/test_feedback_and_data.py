@@ -15,7 +15,7 @@ from attribution.petshop import BUCKET_S, default_root, load_issue, load_split
 from attribution.training import TrainingConfig, train
 from incidents.bundle import AttributionOutput, load_bundle
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "attribution"
 BUNDLE = SCENARIOS / "004_corpus_update_two_hops" / "bundle.json"
 
 

@@ -12,7 +12,7 @@ from attribution.model import AttributionModel
 from incidents.bundle import AttributionOutput, load_bundle
 from worker.cli import app
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "attribution"
 ATTRIBUTION_SCENARIOS = sorted(
     folder
     for folder in SCENARIOS.iterdir()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from worker.cli import app
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "runbooks"
 PROMPT = SCENARIOS / "101_prompt_error_burn_auto_rollback"
 runner = CliRunner()
 

@@ -22,7 +22,7 @@ from runbooks.simulate import (
 
 app = typer.Typer(no_args_is_help=True, help="Lint, simulate and test YAML runbooks.")
 
-DEFAULT_SCENARIOS = Path("tests/scenarios")
+DEFAULT_SCENARIOS = Path("tests/scenarios/runbooks")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
