@@ -4,23 +4,26 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKOUT := $(VENV)/bin/backout
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devstack/pyproject.toml devstack/setup.py | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv deps system-deps cluster-binaries lint typecheck pytest test demo clean
+.PHONY: help venv dev deps system-deps cluster-binaries lint typecheck pytest test demo clean
 
 help:
 	@echo "make demo   - run a whole incident end to end on embedded defaults"
 	@echo "make test   - ruff, mypy and the full pytest suite (real Temporal, Kubernetes, Prometheus)"
 
-$(STAMP): pyproject.toml
+# The product (backout) and the development harness (devstack/, a separate distribution).
+$(STAMP): pyproject.toml devstack/pyproject.toml devstack/setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e ./devstack
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+dev: venv
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -35,7 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution cluster simservice devstack demo
+	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution devstack
 
 pytest: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

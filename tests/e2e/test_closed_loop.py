@@ -18,8 +18,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from demo import service
-from demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
+from devstack.demo import service
+from devstack.demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
 from evals.golden import golden_path, load_golden_set, load_manifest
 from evals.runs import execute_run
 from evals.store import EvalStore

@@ -19,7 +19,7 @@ from kubernetes.client import (
 )
 
 from activities.kube.client import KubeApis
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from tests.fixtures.simservice import start_simservice, stop_simservice
 
 pytestmark = pytest.mark.kube

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from tests.fixtures.kube import started_cluster
 
 

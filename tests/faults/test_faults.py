@@ -17,8 +17,9 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle
 
 from activities.kube.client import KubeApis
-from activities.paging.receivers import PagerDutyReceiver, TlsFiles
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.server import TlsFiles
 from incidents.models import ApprovalDecision, IncidentView
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY

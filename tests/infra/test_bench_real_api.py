@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.bench.benches import Target, run_ingest, run_storm
-from worker.bench.stack import SpawnedStack
+from devstack.bench.benches import Target, run_ingest, run_storm
+from devstack.bench.stack import SpawnedStack
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
 

@@ -16,9 +16,8 @@ import pytest
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
-from cluster.local import LocalCluster
-from worker.bench.latency import run_latency
-from worker.bench.latency_parts import (
+from devstack.bench.latency import run_latency
+from devstack.bench.latency_parts import (
     BAD_IMAGE,
     GOOD_IMAGE,
     SERVICE,
@@ -27,6 +26,7 @@ from worker.bench.latency_parts import (
     prepare_deployments,
     workflow_floor,
 )
+from devstack.cluster.local import LocalCluster
 from worker.temporal_server import TemporalDevServer
 
 

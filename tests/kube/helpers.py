@@ -8,8 +8,8 @@ from typing import Any
 
 from activities.kube import verify
 from activities.kube.client import KubeApis
-from cluster.kubeconfig import write_kubeconfig
-from cluster.local import LocalCluster
+from devstack.cluster.kubeconfig import write_kubeconfig
+from devstack.cluster.local import LocalCluster
 from incidents.models import VerificationResult, VerifyRequest
 
 

@@ -11,10 +11,10 @@ from kubernetes import client
 from typer.testing import CliRunner
 
 from activities.kube.client import KubeApis, apis_from_kubeconfig
-from cluster import build
-from cluster.local import LocalCluster
+from devstack.cli import cluster as cluster_cli
+from devstack.cluster import build
+from devstack.cluster.local import LocalCluster
 from tests.kube.helpers import wait_until
-from worker.cli import cluster as cluster_cli
 
 KUBERNETES_GO_MOD = """module k8s.io/kubernetes
 

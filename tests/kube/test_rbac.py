@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kube import activities as kube_activities
 from activities.kube import history, remediation
 from activities.kube.client import KubeApis, api_message, apis_with_token
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from incidents.models import RemediationRequest
 from tests.kube.helpers import (
     create_deployment,

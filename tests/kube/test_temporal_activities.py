@@ -22,7 +22,7 @@ from activities.kube.activities import (
     verify_rollout,
 )
 from activities.kube.client import KubeApis
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from incidents.bundle import Change
 from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from tests.kube.helpers import create_deployment, current_images, service_account_kubeconfig, set_image

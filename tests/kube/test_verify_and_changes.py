@@ -12,7 +12,7 @@ import pytest
 
 from activities.kube import history
 from activities.kube.client import KubeApis
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from tests.kube.helpers import create_deployment, patch_template_annotation, set_image, wait_rollout
 from worker.settings import Settings
 

@@ -9,8 +9,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.paging.receivers import PagerDutyReceiver, TlsFiles
-from activities.paging.slack_receiver import SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.server import TlsFiles
+from devstack.receivers.slack import SlackReceiver
 from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange, RollbackHandle
 from incidents.models import ActionRecord, IncidentReport
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.paging.activities import PagingActivities
-from activities.paging.slack_receiver import SlackMessage, SlackReceiver
+from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
 from worker.settings import Settings
 

@@ -7,8 +7,8 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.paging.pagerduty import dedup_key_for
-from activities.paging.receivers import PagerDutyReceiver
-from activities.paging.slack_receiver import SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.slack import SlackReceiver
 from tests.paging.conftest import make_report, rollback_record
 from tests.paging.harness import run_incident
 from tests.paging.incident_workflow import Scenario

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from activities.paging.activities import PagingActivities
-from activities.paging.local import start_local_paging
+from devstack.receivers.local import start_local_paging
 from incidents.models import NotifyRequest
 from tests.paging.conftest import make_report
 from worker.settings import Settings

@@ -11,8 +11,8 @@ from temporalio.exceptions import ApplicationError
 from activities.paging.activities import PagingActivities
 from activities.paging.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
 from activities.paging.pagerduty import dedup_key_for
-from activities.paging.receivers import PagerDutyReceiver
-from activities.paging.slack_receiver import SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.slack import SlackReceiver
 from incidents.models import ApprovalRequest, ChatThread, NotifyRequest
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY
 from tests.paging.conftest import DETECTED, make_report, rollback_record

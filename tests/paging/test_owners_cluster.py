@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from activities.kube.client import KubeApis
 from activities.paging.activities import PagingActivities
 from activities.paging.base import OwnerRequest
-from cluster.local import LocalCluster
+from devstack.cluster.local import LocalCluster
 from worker.cli import app as cli
 from worker.settings import Settings
 

@@ -10,8 +10,8 @@ from temporalio.client import Client
 
 from activities.paging.messages import head_state
 from activities.paging.pagerduty import dedup_key_for
-from activities.paging.receivers import PagerDutyReceiver
-from activities.paging.slack_receiver import SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest
 from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker

@@ -18,8 +18,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from activities.paging.pagerduty import dedup_key_for
-from activities.paging.receivers import PagerDutyReceiver
-from activities.paging.slack_receiver import SlackMessage, SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_report, rollback_record
 from tests.paging.harness import button_payload, paging_worker, start_incident, wait_for_approval_message
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult

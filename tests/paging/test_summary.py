@@ -7,9 +7,9 @@ import pytest
 from fastapi import FastAPI
 
 from activities.paging.base import RewriteRequest
-from activities.paging.receivers import ReceiverServer
 from activities.paging.rewrite import evidence_for, rewrite_summary_text, unsupported_claims
 from activities.paging.summary import build_summary
+from devstack.receivers.server import ReceiverServer
 from incidents.models import ActionRecord
 from tests.paging.conftest import DETECTED, make_report, rollback_record
 from worker.settings import Settings

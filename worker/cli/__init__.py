@@ -1,28 +1,155 @@
-"""The `backout` command. Each domain owns one sub-module with its commands."""
+"""The `backout` command. Each domain owns one sub-module with its commands.
+
+Sub-modules load only when their command runs, so `backout --help` and `backout up` never
+pay for scikit-learn, the Kubernetes client or the evals. The development harness
+(`backout demo`, `backout cluster ...`, `backout bench ...`) comes from the separate
+`backout-devstack` distribution through the `backout.commands` entry-point group; without
+it, those commands say how to get it.
+"""
 
 from __future__ import annotations
 
-import typer
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import Any
 
-from worker.cli import attribution, bench, cluster, demo, evals, kube, paging, runbooks, service
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+PLUGIN_GROUP = "backout.commands"
+HARNESS_HINT = "pip install -e ./devstack (or make dev)"
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """`target` is "module:attribute", a typer.Typer sub-app or a command function."""
+
+    target: str
+    help: str
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "up": LazyCommand("worker.cli.service:up", "Run everything: embedded Temporal, the worker and the API."),
+    "worker": LazyCommand("worker.cli.service:worker", "Run only the worker against a Temporal cluster."),
+    "api": LazyCommand("worker.cli.service:api", "Run only the HTTP API against a Temporal cluster."),
+    "config": LazyCommand("worker.cli.service:config_app", "Inspect settings."),
+    "incidents": LazyCommand(
+        "worker.cli.service:incidents_app", "List and inspect incidents through the API."
+    ),
+    "changes": LazyCommand(
+        "worker.cli.kube:changes_command", "List recent Deployment, ConfigMap and Secret changes."
+    ),
+    "rollback": LazyCommand(
+        "worker.cli.kube:rollback_command", "Roll back a Deployment or restore a ConfigMap/Secret version."
+    ),
+    "attribute": LazyCommand(
+        "worker.cli.attribution:attribute", "Rank an incident bundle's changes by culprit probability."
+    ),
+    "attribution": LazyCommand(
+        "worker.cli.attribution:attribution_app", "Train and benchmark the culprit-change model."
+    ),
+    "eval": LazyCommand("worker.cli.evals:app", "Golden-set evaluations and regression statistics."),
+    "runbook": LazyCommand("worker.cli.runbooks:app", "Lint, simulate and test YAML runbooks."),
+    "owners": LazyCommand("worker.cli.paging:app", "Service ownership: who is paged and who may approve."),
+}
+# Commands of the development harness, with the help shown whether or not it is installed.
+HARNESS_COMMANDS: dict[str, str] = {
+    "demo": "A whole incident end to end on local parts (development harness).",
+    "cluster": "A local Kubernetes control plane on loopback (development harness).",
+    "bench": "Benchmarks that print JSON figures (development harness).",
+}
+
+
+def _plugins() -> dict[str, str]:
+    """Command name -> "module:attribute" for every installed `backout.commands` entry point."""
+    return {point.name: point.value for point in entry_points(group=PLUGIN_GROUP)}
+
+
+def _missing_harness(name: str) -> Any:
+    """`backout demo` and friends without the harness installed: say how to get it, exit 2."""
+
+    def explain() -> None:
+        typer.echo(f"error: backout {name} needs the development harness: {HARNESS_HINT}", err=True)
+        raise typer.Exit(2)
+
+    parent = typer.Typer(add_completion=False)
+    parent.callback()(_root)
+    parent.command(
+        name,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )(explain)
+    return typer.main.get_command(parent).commands[name]  # type: ignore[attr-defined]
+
+
+def _load(name: str, target: str) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(import_module(module), attribute)
+
+
+def _as_command(name: str, loaded: Any) -> Any:
+    """The click command for a sub-app or a command function, as if registered on the root app."""
+    parent = typer.Typer(add_completion=False)
+    parent.callback()(_root)
+    if isinstance(loaded, typer.Typer):
+        parent.add_typer(loaded, name=name)
+    else:
+        parent.command(name)(loaded)
+    return typer.main.get_command(parent).commands[name]  # type: ignore[attr-defined]
+
+
+def _root() -> None:
+    """Autonomous incident responder for AI services on Kubernetes."""
+
+
+class _Deferred(TyperCommand):
+    """Stands in for a command in help listings; loads the real one when it is invoked."""
+
+    def __init__(self, name: str, help: str, load: Any) -> None:
+        super().__init__(name=name, callback=None, help=help, short_help=help, add_help_option=False)
+        self._load = load
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        return self._load().make_context(info_name, args, parent=parent, **extra)
+
+
+class LazyGroup(TyperGroup):
+    def _entries(self) -> dict[str, tuple[str, Any]]:
+        plugins = _plugins()
+        entries: dict[str, tuple[str, Any]] = {
+            name: (entry.help, lambda n=name, t=entry.target: _as_command(n, _load(n, t)))
+            for name, entry in COMMANDS.items()
+        }
+        for name, help_text in HARNESS_COMMANDS.items():
+            if name in plugins:
+                entries[name] = (help_text, lambda n=name, t=plugins[name]: _as_command(n, _load(n, t)))
+            else:
+                entries[name] = (help_text, lambda n=name: _missing_harness(n))
+        return entries
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *self._entries()]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        entry = self._entries().get(cmd_name)
+        if entry is None:
+            return None
+        return _Deferred(cmd_name, entry[0], entry[1])
+
 
 app = typer.Typer(
     name="backout",
+    cls=LazyGroup,
     help="Autonomous incident responder for AI services on Kubernetes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-service.register(app)
-demo.register(app)
-kube.register(app)
-attribution.register(app)
-app.add_typer(cluster.app, name="cluster")
-app.add_typer(evals.app, name="eval")
-app.add_typer(runbooks.app, name="runbook")
-app.add_typer(paging.app, name="owners")
-app.add_typer(bench.app, name="bench")
+app.callback()(_root)
 
 
 def main() -> None:

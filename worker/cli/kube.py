@@ -187,9 +187,3 @@ def _print_result(result: RemediationResult, verification: VerificationResult | 
         typer.echo(result.diff)
     if verification is not None:
         typer.echo(f"verification {verification.outcome}: {verification.message}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add this domain's commands to the root app."""
-    app.command("changes")(changes_command)
-    app.command("rollback")(rollback_command)

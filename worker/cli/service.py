@@ -150,11 +150,3 @@ def incidents_confirm(
     )
     verdict = "confirmed" if answer["confirmed"] else "rejected"
     typer.echo(f"{verdict} {answer['change_id']} as the culprit of {answer['incident_id']}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("up")(up)
-    app.command("worker")(worker)
-    app.command("api")(api)
-    app.add_typer(config_app, name="config")
-    app.add_typer(incidents_app, name="incidents")

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from activities.paging.receivers import LocalApi
+from devstack.receivers.server import LocalApi
 
 _KNOWN_BLOCKS = frozenset(
     {"section", "header", "context", "actions", "divider", "image", "rich_text", "input"}

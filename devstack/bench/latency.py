@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
-from worker.bench.latency_parts import (
+from devstack.bench.latency_parts import (
     BAD_IMAGE,
     GOOD_IMAGE,
     SERVICE,
@@ -35,8 +35,8 @@ from worker.bench.latency_parts import (
     prepare_deployments,
     workflow_floor,
 )
-from worker.bench.runner import BenchError, auth_headers
-from worker.bench.stack import SpawnedStack
+from devstack.bench.runner import BenchError, auth_headers
+from devstack.bench.stack import SpawnedStack
 
 NAMESPACE_PREFIX = "backout-latency"
 ALERTNAME = "BackoutLatencyBench"
@@ -208,7 +208,7 @@ async def run_latency(
     if kubeconfig is not None:
         return await _run_on_cluster(kubeconfig, incidents, work_dir, per_incident_timeout_s)
     # Imported here: the cluster package is only needed when the bench brings its own cluster.
-    from cluster.local import LocalCluster
+    from devstack.cluster.local import LocalCluster
 
     cluster = LocalCluster(work_dir / "cluster")
     await asyncio.to_thread(cluster.start, 300.0)

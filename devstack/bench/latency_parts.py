@@ -16,8 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from worker.bench.floor_workflow import NoopWorkflow
-from worker.bench.runner import BenchError
+from devstack.bench.floor_workflow import NoopWorkflow
+from devstack.bench.runner import BenchError
 
 SERVICE = "chat"
 BENCH_LABEL = "backout.dev/bench"

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from worker.bench.payloads import LoadShape, Notification, plan_notifications
-from worker.bench.runner import (
+from devstack.bench.payloads import LoadShape, Notification, plan_notifications
+from devstack.bench.runner import (
     RetryPolicy,
     RunIncidents,
     SendReport,

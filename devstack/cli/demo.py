@@ -17,11 +17,7 @@ def demo(
     ),
 ) -> None:
     """Start everything locally, deploy three changes (one bad), watch backout find, roll back and verify."""
-    from demo.run import main  # heavy imports only when the demo runs
+    from devstack.demo.run import main  # heavy imports only when the demo runs
 
     code = main(state_dir, as_json, out_dir)
     raise typer.Exit(code)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cluster import build, local
+from devstack.cluster import build, local
 
 app = typer.Typer(
     no_args_is_help=True, help="Run a local Kubernetes control plane (etcd, apiserver, KWOK nodes)."

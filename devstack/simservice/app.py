@@ -23,8 +23,15 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from simservice.behaviour import Answer, Profile, QualityKnobs, generate_answer, load_corpus, profile_for
-from simservice.versions import DeployedVersions, VersionSource
+from devstack.simservice.behaviour import (
+    Answer,
+    Profile,
+    QualityKnobs,
+    generate_answer,
+    load_corpus,
+    profile_for,
+)
+from devstack.simservice.versions import DeployedVersions, VersionSource
 
 # 1.5 s and 30 s are the SLO thresholds the shipped burn-rate rules count against (TTFT, end to end).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from cluster import build, pki
-from cluster.kubeconfig import write_kubeconfig
-from cluster.nodes import fake_node, node_ready
-from cluster.processes import etcd_supports_no_fsync, free_port, pid_alive, reap
-from cluster.state import ClusterState, ClusterStatus, ComponentStatus, ProcessInfo
+from devstack.cluster import build, pki
+from devstack.cluster.kubeconfig import write_kubeconfig
+from devstack.cluster.nodes import fake_node, node_ready
+from devstack.cluster.processes import etcd_supports_no_fsync, free_port, pid_alive, reap
+from devstack.cluster.state import ClusterState, ClusterStatus, ComponentStatus, ProcessInfo
 
 DEFAULT_STATE_DIR = Path(".backout/cluster")
 FAKE_NODE_COUNT = 3

@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
+from devstack.bench.benches import Target, run_ingest, run_storm
+from devstack.bench.runner import BenchError
+from devstack.bench.stack import SpawnedStack
 from devstack.process import ProcessStartError
-from worker.bench.benches import Target, run_ingest, run_storm
-from worker.bench.runner import BenchError
-from worker.bench.stack import SpawnedStack
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON figures.")
 
@@ -129,8 +129,8 @@ def latency(
     """Webhook receipt -> rollback patch accepted, on a local control plane and a private backout up; with floor."""
     from kubernetes.client.exceptions import ApiException
 
-    from cluster.local import ClusterError
-    from worker.bench.latency import run_latency
+    from devstack.bench.latency import run_latency
+    from devstack.cluster.local import ClusterError
 
     if kubeconfig is not None and not kubeconfig.is_file():
         raise _fail(f"--kubeconfig {kubeconfig}: no such file")

@@ -6,7 +6,7 @@
     print("\\n".join(paging.describe()))
     paging.stop()
 
-`python -m activities.paging.local` (or `.receivers`) runs them until Ctrl-C and prints
+`python -m devstack.receivers` runs them until Ctrl-C and prints
 the BACKOUT_* variables to export and every event they receive.
 """
 
@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from activities.paging.receivers import PagerDutyReceiver, TlsFiles, make_loopback_tls
-from activities.paging.slack_receiver import SlackReceiver
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.server import TlsFiles, make_loopback_tls
+from devstack.receivers.slack import SlackReceiver
 
 DEMO_SLACK_TOKEN = "xoxb-backout-demo"
 DEMO_ROUTING_KEY = "backout-demo-routing-key-0000001"

@@ -17,9 +17,16 @@ from rich.live import Live
 from rich.table import Table
 
 from activities.prometheus import query_range
-from demo import service
-from demo.report import IncidentReportDoc, Marker, SymptomSeries, phases_for, render_html, render_terminal
-from demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
+from devstack.demo import service
+from devstack.demo.report import (
+    IncidentReportDoc,
+    Marker,
+    SymptomSeries,
+    phases_for,
+    render_html,
+    render_terminal,
+)
+from devstack.demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
 from evals.golden import golden_path, load_golden_set, load_manifest
 from evals.schedule import ensure_schedule
 from incidents.bundle import IncidentBundle

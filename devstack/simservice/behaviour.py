@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simservice.versions import DeployedVersions
+from devstack.simservice.versions import DeployedVersions
 
 _TOKEN = re.compile(r"[a-z0-9$%]+")
 _SUFFIXES = ("ing", "ed", "es", "s")

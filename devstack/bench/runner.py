@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, Field
 
-from worker.bench.payloads import Notification, bench_namespace
+from devstack.bench.payloads import Notification, bench_namespace
 
 WEBHOOK_PATH = "/v1/alerts/alertmanager"
 

@@ -1,4 +1,4 @@
-"""`python -m simservice --port P [--versions-file F | --kube-deployment D ...]`."""
+"""`python -m devstack.simservice --port P [--versions-file F | --kube-deployment D ...]`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 import uvicorn
 
-from simservice.app import create_app
-from simservice.behaviour import QualityKnobs
-from simservice.versions import (
+from devstack.simservice.app import create_app
+from devstack.simservice.behaviour import QualityKnobs
+from devstack.simservice.versions import (
     DeployedVersions,
     FileVersionSource,
     KubeTargets,

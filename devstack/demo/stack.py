@@ -24,17 +24,17 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.kube.client import KubeApis, apis_from_kubeconfig
-from activities.paging.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
-from cluster.local import LocalCluster
-from demo import service
+from devstack.cluster.local import LocalCluster
+from devstack.demo import service
 from devstack.prometheus import AlertingStack, ScrapeTarget
+from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
 from worker.api import create_app
 from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository: the demo runs from a checkout
 RULES_DIR = REPO / "deploy" / "prometheus" / "rules"
 OWNERS_FILE = REPO / "deploy" / "owners.yaml"
 GOLDEN_MANIFEST = REPO / "evals" / "sets" / "orbitdesk" / "manifest.yaml"
@@ -87,7 +87,7 @@ class Stack:
 
 def _simservice(options: StackOptions, kubeconfig: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     argv = [
-        sys.executable, "-m", "simservice", "--port", str(port),
+        sys.executable, "-m", "devstack.simservice", "--port", str(port),
         "--kube-namespace", service.NAMESPACE, "--kube-deployment", service.LLM_DEPLOYMENT,
         "--prompt-configmap", service.PROMPT_CONFIGMAP, "--corpus-configmap", service.CORPUS_CONFIGMAP,
         "--kubeconfig", str(kubeconfig), "--bad-marker", "", "--latency-scale", "0.05", "--seed", "7",
