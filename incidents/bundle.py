@@ -22,18 +22,10 @@ from pydantic import (
     model_validator,
 )
 
-CHANGE_KINDS: tuple[str, ...] = (
-    "image",
-    "config",
-    "secret",
-    "prompt",
-    "model",
-    "corpus",
-    "flag",
-    "scale",
-    "infra",
-    "other",
-)
+ChangeKind = Literal[
+    "image", "config", "secret", "prompt", "model", "corpus", "flag", "scale", "infra", "other"
+]
+CHANGE_KINDS: tuple[str, ...] = ChangeKind.__args__  # type: ignore[attr-defined]
 
 # Well-known metric names and the direction in which they get worse.
 WELL_KNOWN_BAD_DIRECTION: dict[str, str] = {

@@ -2,7 +2,7 @@
 
 Everything that crosses a Temporal boundary (workflow input, signal, update, query,
 activity argument or result) is one of these pydantic models, or one of the actions a
-runbook plans (incidents.actions).
+runbook plans (incidents.actions), or a remediation contract (incidents.remediation).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field
 
 from incidents.actions import Mode, PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
-
-Outcome = Literal["Successful", "Failed", "Inconclusive", "Error"]
+from incidents.remediation import Outcome
 
 IncidentStateName = Literal[
     "open",
@@ -142,46 +141,6 @@ class Decision(BaseModel):
     mode: Mode = "shadow"
     path: list[DecisionStep] = Field(default_factory=list)
     actions: list[PlannedAction] = Field(default_factory=list)
-
-
-# --- Remediation and verification (activities/kube) --------------------------------
-
-
-class RemediationRequest(BaseModel):
-    incident_id: str
-    operation: Literal["rollback", "pause", "scale"]
-    target_type: Literal["deployment", "configmap", "secret"]
-    name: str
-    namespace: str
-    change: Change | None = None
-    to_revision: int | None = None
-    to_version: str | None = None
-    replicas: int | None = None
-    dry_run: bool = False
-
-
-class RemediationResult(BaseModel):
-    outcome: Outcome
-    applied: bool = False
-    dry_run: bool = False
-    target: str
-    from_version: str | None = None
-    to_version: str | None = None
-    diff: str = ""
-    message: str = ""
-
-
-class VerifyRequest(BaseModel):
-    target_type: Literal["deployment", "configmap", "secret"]
-    name: str
-    namespace: str
-    timeout_s: int = 300
-
-
-class VerificationResult(BaseModel):
-    outcome: Outcome
-    message: str = ""
-    details: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- Context collection ---------------------------------------------------------------

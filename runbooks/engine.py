@@ -12,36 +12,10 @@ from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
-from incidents.actions import (
-    ApprovalAction,
-    EscalateAction,
-    Mode,
-    NotifyAction,
-    PageAction,
-    PauseRolloutAction,
-    PlannedAction,
-    RecordAction,
-    RollbackAction,
-    ScaleAction,
-    VerifyAction,
-)
+from incidents.actions import Action, Mode, PlannedAction, RecordAction, effective_mode
 from incidents.models import Decision, DecisionContext, DecisionStep
 from runbooks import expr, expr_eval
-from runbooks.models import (
-    MODE_RANK,
-    ActionStep,
-    ApprovalSpec,
-    EscalateSpec,
-    LabelMatcher,
-    NotifySpec,
-    PageSpec,
-    PauseRolloutSpec,
-    RecordSpec,
-    RollbackSpec,
-    Runbook,
-    ScaleSpec,
-    VerifySpec,
-)
+from runbooks.models import LabelMatcher, Runbook
 from runbooks.variables import build_variables
 
 NO_RUNBOOK_NOTE = "no runbook matched this incident; a human decides"
@@ -94,60 +68,10 @@ def matching_runbooks(runbooks: Sequence[Runbook], ctx: DecisionContext) -> list
     return sorted(found, key=lambda runbook: (-runbook.priority, runbook.name))
 
 
-def effective_mode(runbook_mode: Mode, override: Mode | None) -> Mode:
-    """An action may be stricter than its runbook, never looser."""
-    if override is None or MODE_RANK[override] > MODE_RANK[runbook_mode]:
-        return runbook_mode
-    return override
-
-
-def _top_change_id(ctx: DecisionContext) -> str | None:
-    if ctx.attribution is None or not ctx.attribution.ranking:
-        return None
-    return ctx.attribution.ranking[0].change_id
-
-
-def _plan_action(step: ActionStep, mode: Mode, ctx: DecisionContext) -> tuple[PlannedAction, str | None]:
+def plan_action(action: Action, runbook_mode: Mode, ctx: DecisionContext) -> tuple[PlannedAction, str | None]:
     """The planned action for one step, and a note when it had to be replaced by a record."""
-    spec = step.spec
-    top_id = _top_change_id(ctx)
-    top_change = next((change for change in ctx.changes if change.id == top_id), None)
-    if isinstance(spec, RollbackSpec):
-        if top_id is None:
-            note = "rollback skipped: no attributed change"
-            return RecordAction(mode=mode, note=note), note
-        if spec.kinds and (top_change is None or top_change.kind not in spec.kinds):
-            kind = top_change.kind if top_change else "unknown"
-            note = f"rollback skipped: top change {top_id} is of kind {kind}, runbook allows {spec.kinds}"
-            return RecordAction(mode=mode, note=note), note
-        return RollbackAction(mode=mode, change_id=top_id), None
-    if isinstance(spec, PauseRolloutSpec):
-        deployment = spec.deployment
-        handle = top_change.rollback if top_change is not None else None
-        if deployment is None and handle is not None and handle.type == "deployment":
-            deployment = handle.name
-        return PauseRolloutAction(mode=mode, deployment=deployment or ctx.service), None
-    if isinstance(spec, ScaleSpec):
-        return ScaleAction(mode=mode, deployment=spec.deployment or ctx.service, replicas=spec.replicas), None
-    if isinstance(spec, ApprovalSpec):
-        planned = ApprovalAction(
-            mode=mode, approvers=list(spec.approvers), timeout_s=spec.timeout, on_timeout=spec.on_timeout
-        )
-        return planned, None
-    if isinstance(spec, PageSpec):
-        return PageAction(mode=mode, severity=spec.severity, team=spec.team), None
-    if isinstance(spec, NotifySpec):
-        return NotifyAction(mode=mode, channel=spec.channel, message=spec.message), None
-    if isinstance(spec, VerifySpec):
-        verify = VerifyAction(
-            mode=mode, duration_s=spec.duration, timeout_s=spec.timeout, metric=spec.metric, eval=spec.eval
-        )
-        return verify, None
-    if isinstance(spec, EscalateSpec):
-        return EscalateAction(mode=mode, team=spec.team, reason=spec.reason), None
-    if isinstance(spec, RecordSpec):
-        return RecordAction(mode=mode, note=spec.note), None
-    raise AssertionError(f"unhandled action {step.name}")
+    planned, note = action.plan(effective_mode(runbook_mode, action.mode_override()), ctx)
+    return planned, note
 
 
 def evaluate_condition(source: str, variables: dict[str, Any]) -> tuple[bool, str | None]:
@@ -185,8 +109,7 @@ def run_runbook(runbook: Runbook, ctx: DecisionContext) -> Decision:
             continue
         names: list[str] = []
         for step in node.actions or []:
-            mode = effective_mode(runbook.mode, step.spec.mode)
-            planned, note = _plan_action(step, mode, ctx)
+            planned, note = plan_action(step.action, runbook.mode, ctx)
             actions.append(planned)
             names.append(step.name if note is None else f"{step.name} ({note})")
         path.append(DecisionStep(node=current, note="actions: " + ", ".join(names)))

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from incidents.actions import MODE_RANK
 from runbooks import expr, expr_check
-from runbooks.models import ACTION_NAMES, MODE_RANK, Runbook
+from runbooks.models import ACTION_NAMES, Runbook
 from runbooks.variables import SCHEMA
 from runbooks.yamlpos import Path_, Position, PositionedDocument, YamlSyntaxError, load_positioned
 
@@ -143,7 +144,7 @@ def _check_tree(runbook: Runbook, report: _Reporter) -> None:
 def _check_modes(runbook: Runbook, report: _Reporter) -> None:
     for name, node in runbook.nodes.items():
         for index, step in enumerate(node.actions or []):
-            override = step.spec.mode
+            override = step.action.mode_override()
             if override is not None and MODE_RANK[override] > MODE_RANK[runbook.mode]:
                 report.at_value(
                     ("nodes", name, "actions", index, step.name, "mode"),

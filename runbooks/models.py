@@ -2,42 +2,29 @@
 
 A runbook matches incidents and holds a decision tree: condition nodes (`if`/`then`/
 `else`) and action nodes (`actions`, optional `next`). The decision the tree produces
-is made of `incidents.actions.PlannedAction`s.
+is made of `incidents.actions.PlannedAction`s; each step holds one action of `incidents.actions`.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from incidents.actions import Mode, Severity
-from incidents.bundle import CHANGE_KINDS
+from incidents.actions import ACTIONS, Action, Mode, Severity
 
-MODE_RANK: dict[str, int] = {"shadow": 0, "approve": 1, "auto": 2}
-ChangeKind = Literal[
-    "image", "config", "secret", "prompt", "model", "corpus", "flag", "scale", "infra", "other"
-]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> Any:
-    """Seconds as a number, or a string like "90s", "15m", "1h"."""
-    if isinstance(value, str):
-        found = _DURATION.match(value)
-        if found is None:
-            raise ValueError(f"duration {value!r} must be a number of seconds or like '90s', '15m', '1h'")
-        return int(found.group(1)) * _UNIT_SECONDS[found.group(2) or "s"]
-    return value
-
-
-Seconds = Annotated[int, BeforeValidator(parse_duration)]
-assert set(ChangeKind.__args__) == set(CHANGE_KINDS)  # type: ignore[attr-defined]
 
 
 class _Strict(BaseModel):
@@ -107,85 +94,22 @@ class FreezeWindow(_Strict):
 # --- Action steps (one key per step, e.g. `- rollback: {kinds: [model]}`) --------------------
 
 
-class _ActionSpec(_Strict):
-    mode: Mode | None = Field(default=None, description="overrides the runbook mode (never above it)")
-
-
-class RollbackSpec(_ActionSpec):
-    kinds: list[ChangeKind] = Field(
-        default_factory=list, description="only roll back if the top change has one of these kinds"
-    )
-
-
-class PauseRolloutSpec(_ActionSpec):
-    deployment: str | None = Field(default=None, description="default: the attributed change's deployment")
-
-
-class ScaleSpec(_ActionSpec):
-    deployment: str | None = Field(default=None, description="default: the incident's service")
-    replicas: int = Field(ge=0)
-
-
-class ApprovalSpec(_ActionSpec):
-    approvers: list[str] = Field(default_factory=list)
-    timeout: Seconds = Field(default=900, gt=0, description="seconds, or '15m'")
-    on_timeout: Literal["proceed", "abort", "escalate"] = "escalate"
-
-
-class PageSpec(_ActionSpec):
-    severity: Severity = "critical"
-    team: str | None = None
-
-
-class NotifySpec(_ActionSpec):
-    channel: str | None = None
-    message: str | None = None
-
-
-class VerifySpec(_ActionSpec):
-    duration: Seconds = Field(default=120, ge=0, description="symptom must stay gone this long")
-    timeout: Seconds = Field(default=600, gt=0)
-    metric: str | None = None
-    eval: bool = False
-
-
-class EscalateSpec(_ActionSpec):
-    team: str | None = None
-    reason: str | None = None
-
-
-class RecordSpec(_ActionSpec):
-    note: str = ""
-
-
-class ActionStep(_Strict):
-    """Exactly one of the fields below."""
-
-    rollback: RollbackSpec | None = None
-    pause_rollout: PauseRolloutSpec | None = None
-    scale: ScaleSpec | None = None
-    request_approval: ApprovalSpec | None = None
-    page: PageSpec | None = None
-    notify: NotifySpec | None = None
-    wait_verify: VerifySpec | None = None
-    escalate: EscalateSpec | None = None
-    record: RecordSpec | None = None
+class _ActionStepBase(_Strict):
+    """Exactly one action per step, keyed by its name (incidents.actions)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _empty_spec(cls, data: Any) -> Any:
+    def _shorthand(cls, data: Any) -> Any:
         # `- pause_rollout:` or `- record: "note"` read better than `{}` / `{note: ...}`.
-        if isinstance(data, dict):
-            data = dict(data)
-            for key, value in data.items():
-                if key in ACTION_NAMES and value is None and len(data) == 1:
-                    data[key] = {}
-                elif key == "record" and isinstance(value, str):
-                    data[key] = {"note": value}
+        if isinstance(data, dict) and len(data) == 1:
+            key, value = next(iter(data.items()))
+            action = ACTIONS.get(key) if isinstance(key, str) else None
+            if action is not None:
+                return {key: action.from_shorthand(value)}
         return data
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> ActionStep:
+    def _exactly_one(self) -> _ActionStepBase:
         chosen = [name for name in ACTION_NAMES if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ValueError(
@@ -198,13 +122,24 @@ class ActionStep(_Strict):
         return next(name for name in ACTION_NAMES if getattr(self, name) is not None)
 
     @property
-    def spec(self) -> _ActionSpec:
-        spec: _ActionSpec = getattr(self, self.name)
-        return spec
+    def action(self) -> Action:
+        action: Action = getattr(self, self.name)
+        return action
 
 
-# One per ActionStep field, in the order the fields are declared.
-ACTION_NAMES: tuple[str, ...] = tuple(ActionStep.model_fields)
+ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)
+if TYPE_CHECKING:
+    ActionStep = _ActionStepBase
+else:
+    ActionStep = create_model(
+        "ActionStep",
+        __base__=_ActionStepBase,
+        __doc__="Exactly one of the fields below.",
+        **{
+            name: (action | None, Field(default=None, description=(action.__doc__ or "").strip() or None))
+            for name, action in ACTIONS.items()
+        },
+    )
 
 
 class TreeNode(_Strict):

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         PageAction,
         PlannedAction,
         RecordAction,
-        VerifyAction,
+        WaitVerifyAction,
     )
     from incidents.bundle import AttributionOutput, Change, IncidentBundle
     from incidents.models import (
@@ -36,13 +36,12 @@ with workflow.unsafe.imports_passed_through():
         IncidentInput,
         IncidentSignal,
         IncidentView,
-        RemediationResult,
     )
+    from incidents.remediation import RemediationResult
     from runbooks.engine import decide
     from runbooks.models import Runbook
     from workflows.incident_record import SHORT_RETRY, IncidentFailure, cause_of
     from workflows.incident_verify import RecoveryChecks
-    from workflows.remediation import remediation_request_for
 
 # Long enough to ride out an apiserver restart (about 45 s of retries), still bounded.
 REMEDIATE_RETRY = RetryPolicy(
@@ -274,7 +273,7 @@ class IncidentWorkflow(RecoveryChecks):
                         return
                 await self._mutate(action)
                 acted = True
-            elif isinstance(action, VerifyAction):
+            elif isinstance(action, WaitVerifyAction):
                 if action.mode == "shadow" or not acted:
                     self._record(action.type, action.mode, "skipped", message="nothing was changed to verify")
                     continue
@@ -358,7 +357,7 @@ class IncidentWorkflow(RecoveryChecks):
 
     async def _mutate(self, action: PlannedAction) -> None:
         change = self._change_for(action)
-        request = remediation_request_for(action, change, self._input.incident_id, self._input.namespace)
+        request = action.request(change, self._input.incident_id, self._input.namespace)
         if isinstance(request, str):
             raise IncidentFailure(request)
         self._set_state("remediating")
@@ -432,14 +431,14 @@ class IncidentWorkflow(RecoveryChecks):
 
     def _change_for(self, action: PlannedAction) -> Change | None:
         changes = self._bundle.changes if self._bundle else []
-        wanted = getattr(action, "change_id", None)
+        wanted = action.names_change()
         if wanted is None and self._view.attribution and self._view.attribution.ranking:
             wanted = self._view.attribution.ranking[0].change_id
         return next((c for c in changes if c.id == wanted), None)
 
     def _describe_target(self, action: PlannedAction) -> str:
         change = self._change_for(action)
-        request = remediation_request_for(action, change, self._input.incident_id, self._input.namespace)
+        request = action.request(change, self._input.incident_id, self._input.namespace)
         if isinstance(request, str):
             return request
         return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")

@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
         NotifyEvent,
         NotifyRequest,
         NotifyResult,
-        RemediationRequest,
         TimelineEntry,
     )
+    from incidents.remediation import RemediationRequest
 
 SHORT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -11,15 +11,16 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from incidents.actions import VerifyAction
-    from incidents.models import EvalRecheckRequest, EvalSymptom, VerificationResult, VerifyRequest
+    from incidents.actions import WaitVerifyAction
+    from incidents.models import EvalRecheckRequest, EvalSymptom
+    from incidents.remediation import VerificationResult, VerifyRequest
     from workflows.incident_record import SHORT_RETRY, IncidentFailure, IncidentRecord
 
 EVAL_RECHECK_INTERVAL = timedelta(seconds=10)
 
 
 class RecoveryChecks(IncidentRecord):
-    async def _verify(self, action: VerifyAction) -> None:
+    async def _verify(self, action: WaitVerifyAction) -> None:
         self._set_state("verifying")
         request = self._last_remediation
         if request is not None and request.target_type == "deployment":
@@ -56,7 +57,7 @@ class RecoveryChecks(IncidentRecord):
         self._log("step", "verify", "service recovered")
         await self._notify("recovered")
 
-    async def _verify_by_eval(self, action: VerifyAction, manifest: str, endpoint: str | None) -> None:
+    async def _verify_by_eval(self, action: WaitVerifyAction, manifest: str, endpoint: str | None) -> None:
         """Run the golden set again until it is back to baseline, or the verify timeout passes.
 
         A direct measurement, faster than alert windows clearing; repeated because a restored
@@ -90,7 +91,7 @@ class RecoveryChecks(IncidentRecord):
             self._log("note", "verify", f"golden set not back yet ({verdict}); checking again")
             await workflow.sleep(EVAL_RECHECK_INTERVAL)
 
-    async def _verify_alerts_resolved(self, action: VerifyAction) -> None:
+    async def _verify_alerts_resolved(self, action: WaitVerifyAction) -> None:
         """Every alert resolved, and still resolved `duration_s` later."""
         deadline = workflow.now() + timedelta(seconds=action.timeout_s)
         while True:

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kube import history, ledger, remediation, verify
 from activities.kube.client import KubeApis, classify, shared_apis
 from incidents.bundle import Change
-from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
+from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from worker.settings import Settings, SettingsError, current_settings
 
 T = TypeVar("T")

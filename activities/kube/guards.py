@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
 
 from activities.kube.client import KubeApis, retry_on_conflict
-from incidents.models import RemediationResult
+from incidents.remediation import RemediationResult
 
 ACTION_LOG_NAME = "backout-actions"
 KEEP_FOR = timedelta(days=1)

@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from activities.kube.client import KubeApis
 from activities.kube.ledger import APPLIED_BY_ANNOTATION
-from incidents.models import VerificationResult, VerifyRequest
+from incidents.remediation import VerificationResult, VerifyRequest
 
 POLL_INTERVAL_S = 1.0
 

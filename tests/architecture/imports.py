@@ -24,12 +24,33 @@ def modules(packages: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under `if TYPE_CHECKING:` (type-only imports create no runtime loop)."""
+    found: list[ast.AST] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if _type_checking_only(node):
+            pending.extend(node.orelse)  # type: ignore[attr-defined]
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def imports_of(path: Path, name: str) -> set[str]:
-    """Every module `path` imports (absolute names; relative imports resolved), at any depth."""
+    """Every module `path` imports at run time (absolute names; relative imports resolved), at any depth."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

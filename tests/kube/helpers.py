@@ -10,7 +10,7 @@ from activities.kube import verify
 from activities.kube.client import KubeApis
 from devstack.cluster.kubeconfig import write_kubeconfig
 from devstack.cluster.local import LocalCluster
-from incidents.models import VerificationResult, VerifyRequest
+from incidents.remediation import VerificationResult, VerifyRequest
 
 
 def deployment_body(name: str, image: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:

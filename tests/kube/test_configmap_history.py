@@ -9,14 +9,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from activities.kube import history, ledger, remediation
 from activities.kube.client import KubeApis
-from incidents.models import RemediationRequest
+from incidents.remediation import RemediationRequest
 from tests.kube.helpers import wait_until
-from worker.cli import kube as kube_cli
+from worker.cli import app
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kube
@@ -68,8 +67,6 @@ def test_restore_the_previous_data_exactly_after_a_recorder_restart(
         _edit(kube_apis, kube_namespace, PROMPTS_V3)
         wait_until(lambda: _recorded(kube_apis, kube_namespace, "configmap", "prompts") == [1, 2, 3])
 
-    app = typer.Typer()
-    kube_cli.register(app)
     result = CliRunner().invoke(app, ["rollback", "configmap/prompts", "-n", kube_namespace])
     assert result.exit_code == 0, result.output
     assert "from version 3 to 2" in result.output
@@ -156,8 +153,6 @@ def test_an_unrecorded_version_is_bad_input(
     kube_apis.core.create_namespaced_config_map(
         kube_namespace, {"metadata": {"name": "prompts"}, "data": PROMPTS_V1}
     )
-    app = typer.Typer()
-    kube_cli.register(app)
     result = CliRunner().invoke(
         app, ["rollback", "configmap/prompts", "-n", kube_namespace, "--to-version", "7"]
     )

@@ -14,7 +14,7 @@ from activities.kube import activities as kube_activities
 from activities.kube import history, remediation
 from activities.kube.client import KubeApis, api_message, apis_with_token
 from devstack.cluster.local import LocalCluster
-from incidents.models import RemediationRequest
+from incidents.remediation import RemediationRequest
 from tests.kube.helpers import (
     create_deployment,
     current_images,

@@ -12,18 +12,16 @@ from typer.testing import CliRunner
 from activities.kube import guards, ledger, remediation
 from activities.kube.client import KubeApis, retry_on_conflict
 from incidents.bundle import Change, RollbackHandle
-from incidents.models import RemediationRequest
+from incidents.remediation import RemediationRequest
 from tests.kube.helpers import create_deployment, current_images, running_pod_images, set_image, wait_until
-from worker.cli import kube as kube_cli
+from worker.cli import app as cli_app
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kube
 
 
 def _cli() -> typer.Typer:
-    app = typer.Typer()
-    kube_cli.register(app)
-    return app
+    return cli_app
 
 
 def _three_images(apis: KubeApis, namespace: str) -> None:
@@ -191,7 +189,11 @@ def test_pause_and_scale(kube_apis: KubeApis, kube_namespace: str, kube_settings
         started_at=datetime.now(UTC),
         rollback=RollbackHandle(type="configmap", name="prompts", namespace=kube_namespace, version="2"),
     )
-    pause = scale.model_copy(update={"operation": "pause", "replicas": None, "change": config_change})
+    # "pause" is how requests scheduled before operations were named like actions spell pause_rollout.
+    pause = RemediationRequest.model_validate(
+        {**scale.model_dump(), "operation": "pause", "replicas": None, "change": config_change}
+    )
+    assert pause.operation == "pause_rollout"
     assert remediation.remediate(kube_apis, kube_settings, pause).applied
     assert kube_apis.apps.read_namespaced_deployment("web", kube_namespace).spec.paused is True
 

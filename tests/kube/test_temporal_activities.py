@@ -24,7 +24,7 @@ from activities.kube.activities import (
 from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from incidents.bundle import Change
-from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
+from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from tests.kube.helpers import create_deployment, current_images, service_account_kubeconfig, set_image
 from worker.settings import Settings
 

@@ -101,7 +101,7 @@ def test_stricter_action_mode_and_durations_are_fine() -> None:
     assert result.runbook is not None
     steps = result.runbook.nodes["b"].actions or []
     assert steps[1].wait_verify is not None
-    assert (steps[1].wait_verify.duration, steps[1].wait_verify.timeout) == (90, 900)
+    assert (steps[1].wait_verify.duration_s, steps[1].wait_verify.timeout_s) == (90, 900)
 
 
 @pytest.mark.parametrize(

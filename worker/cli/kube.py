@@ -19,7 +19,7 @@ from activities.kube import verify
 from activities.kube.client import apis_from_settings, classify
 from incidents.bundle import Change, parse_timestamp
 from incidents.changes_store import ChangeStore
-from incidents.models import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
+from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from worker.settings import Settings, SettingsError, load_settings
 
 DURATION = re.compile(r"^(\d+)([smhd])$")

@@ -1,0 +1,76 @@
+"""`rollback`: undo the attributed change (or a named one) by its rollback handle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_serializer
+from pydantic_core.core_schema import SerializerFunctionWrapHandler
+
+from incidents.actions.base import Action, Mode, Planned
+from incidents.actions.record import RecordAction
+from incidents.bundle import Change, ChangeKind
+from incidents.remediation import TARGET_TYPES, RemediationRequest
+
+if TYPE_CHECKING:
+    from incidents.models import DecisionContext
+
+
+class RollbackAction(Action):
+    position = 10
+    mutates = True
+
+    type: Literal["rollback"] = "rollback"
+    kinds: list[ChangeKind] = Field(
+        default_factory=list, description="only roll back if the change has one of these kinds"
+    )
+    change_id: str | None = Field(default=None, description="default: the top attributed change")
+    to_revision: int | None = Field(default=None, description="Deployment revision (default: the one before)")
+    to_version: str | None = Field(default=None, description="recorded ConfigMap/Secret version")
+
+    @model_serializer(mode="wrap")
+    def _plan_without_kinds(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A plan names its change instead; `kinds` only shows where a runbook set it.
+        data = handler(self)
+        if isinstance(data, dict) and not self.kinds:
+            data.pop("kinds", None)
+        return data
+
+    def plan(self, mode: Mode, ctx: DecisionContext) -> Planned:
+        wanted = self.change_id
+        if wanted is None and ctx.attribution is not None and ctx.attribution.ranking:
+            wanted = ctx.attribution.ranking[0].change_id
+        if wanted is None:
+            note = "rollback skipped: no attributed change"
+            return Planned(RecordAction(mode=mode, note=note), note)
+        change = next((item for item in ctx.changes if item.id == wanted), None)
+        if self.kinds and (change is None or change.kind not in self.kinds):
+            kind = change.kind if change else "unknown"
+            note = f"rollback skipped: top change {wanted} is of kind {kind}, runbook allows {self.kinds}"
+            return Planned(RecordAction(mode=mode, note=note), note)
+        return Planned(self.model_copy(update={"mode": mode, "change_id": wanted, "kinds": []}))
+
+    def names_change(self) -> str | None:
+        return self.change_id
+
+    def request(
+        self, change: Change | None, incident_id: str, default_namespace: str | None
+    ) -> RemediationRequest | str:
+        if change is None:
+            return "no attributed change to roll back"
+        handle = change.rollback
+        if handle is None or handle.type not in TARGET_TYPES or not handle.name:
+            return f"change {change.id} ({change.kind} on {change.service}) has no rollback handle backout can use"
+        namespace = handle.namespace or change.namespace or default_namespace
+        if not namespace:
+            return f"change {change.id} names no namespace to roll back in"
+        return RemediationRequest(
+            incident_id=incident_id,
+            operation=self.type,
+            target_type=handle.type,  # type: ignore[arg-type]
+            name=handle.name,
+            namespace=namespace,
+            change=change,
+            to_revision=self.to_revision,
+            to_version=self.to_version,
+        )
