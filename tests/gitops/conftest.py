@@ -1,0 +1,290 @@
+"""Fixtures for the GitOps tests: real Flux controllers on the session's control plane, a real
+Git server (git http-backend) on loopback, a local GitHub/GitLab API, and a fleet repository
+per test that Flux reconciles into the test's namespace."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client import CustomObjectsApi, V1ObjectMeta, V1Secret
+from kubernetes.client.exceptions import ApiException
+
+from activities.gitops.activities import GitOpsActivities
+from activities.gitops.config import GitIdentity, GitOpsConfig, RepositoryConfig
+from activities.gitops.providers.github import GitHubConfig
+from activities.gitops.secrets import Credential, GitCredentials, Redactor, SecretKeyRef
+from activities.kube.client import KubeApis
+from devstack.cluster.local import LocalCluster
+from devstack.gitops.flux import FluxControllers
+from devstack.gitops.forge import ForgeRecorder
+from devstack.gitops.git_server import BasicCredentials, GitHttpServer
+
+GIT_USER = "fleet-bot"
+GIT_TOKEN = "glpat-gitops-test-0123456789abcdef"
+FORGE_TOKEN = "ghp_forgetoken0123456789abcdefABCDEF"
+RECONCILE_INTERVAL = "2s"
+DEVELOPER = ("Dana Developer", "dana@example.com")
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.5) -> Any:
+    """Poll until `predicate()` is truthy; returns its last value (falsy on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        value = predicate()
+    return value
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
+    with GitHttpServer(
+        tmp_path_factory.mktemp("git-server"), BasicCredentials(GIT_USER, GIT_TOKEN)
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def flux(kube_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FluxControllers]:
+    controllers = FluxControllers(kube_cluster.kubeconfig, tmp_path_factory.mktemp("flux"))
+    controllers.start(timeout_s=120)
+    try:
+        yield controllers
+    finally:
+        controllers.stop()
+
+
+@pytest.fixture(scope="session")
+def forge_session() -> Iterator[ForgeRecorder]:
+    with ForgeRecorder({}, FORGE_TOKEN) as forge:
+        yield forge
+
+
+class Fleet:
+    """A served bare repository and a developer's working clone of it."""
+
+    def __init__(self, server: GitHttpServer, name: str, workdir: Path) -> None:
+        self.name = name
+        self.bare = server.create_repository(name)
+        self.url = server.url(name)
+        self.workdir = workdir
+        self._git("init", "--quiet", "--initial-branch=main", str(workdir), cwd=workdir.parent)
+        self._git("remote", "add", "origin", str(self.bare))
+
+    def _git(self, *args: str, cwd: Path | None = None, author: tuple[str, str] = DEVELOPER) -> str:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.workdir.parent),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_AUTHOR_NAME": author[0],
+            "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0],
+            "GIT_COMMITTER_EMAIL": author[1],
+        }
+        completed = subprocess.run(
+            ["git", *args], cwd=cwd or self.workdir, env=env, capture_output=True, text=True
+        )
+        assert completed.returncode == 0, f"git {' '.join(args)}: {completed.stderr}"
+        return completed.stdout.strip()
+
+    def commit(self, files: dict[str, str], message: str, author: tuple[str, str] = DEVELOPER) -> str:
+        """Write `files`, commit them as `author` and push to main; returns the commit SHA."""
+        if self.head():
+            self._git("pull", "--quiet", "--rebase", "origin", "main", author=author)
+        for relative, content in files.items():
+            path = self.workdir / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+            self._git("add", relative)
+        self._git("commit", "--quiet", "-m", message, author=author)
+        self._git("push", "--quiet", "origin", "HEAD:main")
+        return self.head()
+
+    def head(self) -> str:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+        )
+        return completed.stdout.strip()
+
+    def remote_head(self) -> str:
+        return subprocess.run(
+            ["git", "-C", str(self.bare), "rev-parse", "refs/heads/main"], capture_output=True, text=True
+        ).stdout.strip()
+
+
+def configmap_manifest(
+    name: str, namespace: str, data: dict[str, str], comment_after: str | None = None
+) -> str:
+    lines = [
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "metadata:",
+        f"  name: {name}",
+        f"  namespace: {namespace}",
+        "data:",
+    ]
+    for key, value in data.items():
+        lines.append(f"  {key}: {value!r}".replace("'", '"'))
+        if comment_after == key:
+            lines.append("  # reviewed by the platform team")
+    return "\n".join(lines) + "\n"
+
+
+def ensure_git_auth(apis: KubeApis, namespace: str) -> None:
+    """The Secret Flux and backout both read the Git credentials from (username + password keys)."""
+    secret = V1Secret(
+        metadata=V1ObjectMeta(name="git-auth", namespace=namespace),
+        string_data={"username": GIT_USER, "password": GIT_TOKEN},
+    )
+    try:
+        apis.core.create_namespaced_secret(namespace, secret)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+class FluxSetup:
+    """A fleet repository applied by a GitRepository + Kustomization in the test namespace."""
+
+    def __init__(self, apis: KubeApis, namespace: str, fleet: Fleet) -> None:
+        self.apis = apis
+        self.namespace = namespace
+        self.fleet = fleet
+        self.custom = CustomObjectsApi(apis.api_client)
+        self.name = "apps"
+
+    def create(self, path: str = "./apps") -> None:
+        ensure_git_auth(self.apis, self.namespace)
+        self.custom.create_namespaced_custom_object(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            self.namespace,
+            "gitrepositories",
+            {
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "GitRepository",
+                "metadata": {"name": "fleet", "namespace": self.namespace},
+                "spec": {
+                    "url": self.fleet.url,
+                    "interval": RECONCILE_INTERVAL,
+                    "ref": {"branch": "main"},
+                    "secretRef": {"name": "git-auth"},
+                },
+            },
+        )
+        self.custom.create_namespaced_custom_object(
+            "kustomize.toolkit.fluxcd.io",
+            "v1",
+            self.namespace,
+            "kustomizations",
+            {
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {
+                    "interval": RECONCILE_INTERVAL,
+                    "retryInterval": RECONCILE_INTERVAL,
+                    "path": path,
+                    "prune": True,
+                    "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                    "timeout": "30s",
+                },
+            },
+        )
+
+    def kustomization(self) -> dict[str, Any]:
+        found: Any = self.custom.get_namespaced_custom_object(
+            "kustomize.toolkit.fluxcd.io", "v1", self.namespace, "kustomizations", self.name
+        )
+        return found
+
+    def applied_revision(self) -> str:
+        return str((self.kustomization().get("status") or {}).get("lastAppliedRevision", ""))
+
+    def wait_applied(self, sha: str, timeout_s: float = 90.0) -> None:
+        applied = wait_until(lambda: self.applied_revision().endswith(sha), timeout_s)
+        assert applied, (
+            f"Flux did not apply {sha[:12]} (applied: {self.applied_revision()!r}): {self.kustomization().get('status')}"
+        )
+
+    def configmap_data(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(self.apis.core.read_namespaced_config_map(name, self.namespace).data or {})
+        except Exception:
+            return None
+
+
+@pytest.fixture
+def fleet(git_server: GitHttpServer, tmp_path: Path) -> Fleet:
+    return Fleet(git_server, f"fleet-{uuid.uuid4().hex[:8]}", tmp_path / "fleet-work")
+
+
+@pytest.fixture
+def flux_setup(flux: FluxControllers, kube_apis: KubeApis, kube_namespace: str, fleet: Fleet) -> FluxSetup:
+    return FluxSetup(kube_apis, kube_namespace, fleet)
+
+
+@pytest.fixture
+def gitops_redactor() -> Redactor:
+    return Redactor()
+
+
+def gitops_config(
+    fleet: Fleet, namespace: str, cache_dir: Path, forge: ForgeRecorder | None = None
+) -> GitOpsConfig:
+    """Credentials as Secret references (the production path): the token is read from the cluster."""
+    provider = None
+    if forge is not None:
+        forge.add_repository(f"acme/{fleet.name}", fleet.bare)
+        provider = GitHubConfig(
+            api_url=forge.github_api_url,
+            repository=f"acme/{fleet.name}",
+            token=Credential(secret_ref=SecretKeyRef(namespace=namespace, name="forge-token", key="token")),
+        )
+    return GitOpsConfig(
+        cache_dir=cache_dir,
+        author=GitIdentity(name="backout", email="backout@example.com"),
+        repositories=[
+            RepositoryConfig(
+                url=fleet.url,
+                credentials=GitCredentials(
+                    username=GIT_USER,
+                    token=Credential(
+                        secret_ref=SecretKeyRef(namespace=namespace, name="git-auth", key="password")
+                    ),
+                ),
+                provider=provider,
+            )
+        ],
+    )
+
+
+@pytest.fixture
+def forge(forge_session: ForgeRecorder, kube_apis: KubeApis, kube_namespace: str) -> ForgeRecorder:
+    token = base64.b64encode(FORGE_TOKEN.encode()).decode()
+    kube_apis.core.create_namespaced_secret(
+        kube_namespace, V1Secret(metadata=V1ObjectMeta(name="forge-token"), data={"token": token})
+    )
+    return forge_session
+
+
+@pytest.fixture
+def make_activities(
+    kube_apis: KubeApis, kube_namespace: str, fleet: Fleet, tmp_path: Path, gitops_redactor: Redactor
+) -> Callable[..., GitOpsActivities]:
+    def make(forge: ForgeRecorder | None = None) -> GitOpsActivities:
+        ensure_git_auth(kube_apis, kube_namespace)
+        config = gitops_config(fleet, kube_namespace, tmp_path / "gitops-cache", forge)
+        return GitOpsActivities(config, lambda: kube_apis, gitops_redactor)
+
+    return make
