@@ -107,6 +107,9 @@ class IncidentInput(BaseModel):
     eval_endpoint: str | None = None
     public_url: str = "http://127.0.0.1:8080"
     temporal_ui_url: str | None = None
+    # The paging channels to call, in order (activities/paging/channels); incidents started before
+    # the list existed called these two.
+    channels: list[str] = Field(default_factory=lambda: ["pagerduty", "slack"])
 
 
 # --- Runbook decisions (runbooks.decide, pure and deterministic; actions in incidents.actions)
@@ -205,8 +208,21 @@ class ApprovalDecision(BaseModel):
     reason: str | None = None
 
 
+class Culprit(BaseModel):
+    """One ranked change, described for people."""
+
+    change_id: str
+    probability: float
+    change: str
+    reasons: list[str] = Field(default_factory=list)
+
+
 class IncidentReport(BaseModel):
-    """A self-contained snapshot of an incident for pagers, chat and reports."""
+    """A self-contained snapshot of an incident for pagers, chat and reports.
+
+    The workflow writes the words (workflows/summary.py): `summary`, `symptom`, `culprits` (the
+    ranking, described) and `done` (each action record, described); a channel only lays them out.
+    """
 
     incident_id: str
     title: str
@@ -224,7 +240,19 @@ class IncidentReport(BaseModel):
     approval: ApprovalRequest | None = None
     eval: EvalSymptom | None = None
     summary: str = ""
+    symptom: str = ""
+    culprits: list[Culprit] = Field(default_factory=list)
+    done: list[str] = Field(default_factory=list)
     links: dict[str, str] = Field(default_factory=dict)
+
+    def last_rollback(self) -> tuple[ActionRecord, str] | None:
+        """The last rollback the incident made, and how the report describes it."""
+        found = [
+            (record, self.done[index] if index < len(self.done) else record.action)
+            for index, record in enumerate(self.actions)
+            if record.action == "rollback"
+        ]
+        return found[-1] if found else None
 
 
 class ChatThread(BaseModel):
@@ -237,10 +265,12 @@ class NotifyRequest(BaseModel):
     report: IncidentReport
     thread: ChatThread | None = None
     detail: str | None = None
+    # A runbook's notify step may name a chat channel: the message goes there, not to the thread.
+    chat_channel: str | None = None
 
 
 class NotifyResult(BaseModel):
-    channel: Literal["pagerduty", "slack"]
+    channel: str  # the paging channel's name (activities/paging/channels)
     outcome: Outcome
     message: str = ""
     thread: ChatThread | None = None

@@ -9,6 +9,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.paging.channels import enabled_channels
 from incidents.fingerprint import IncidentKey
 from incidents.models import IncidentInput, IncidentSignal, IncidentView, OpenIncidentRequest
 from worker.settings import Settings
@@ -39,6 +40,7 @@ class IncidentBehaviour:
             eval_endpoint=target.endpoint if target else None,
             public_url=s.public_url,
             temporal_ui_url=self.temporal_ui_url,
+            channels=enabled_channels(s),
         )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from activities import attribution, context, evals, incidents, runbooks, verification
 from activities.kube import activities as kube
-from activities.paging import activities as paging
+from activities.paging.channels import CHANNELS
 
 
 def workflows() -> list[type]:
@@ -19,6 +19,7 @@ def workflows() -> list[type]:
 
 def activities() -> list[Callable[..., Any]]:
     found: list[Callable[..., Any]] = []
-    for module in (context, incidents, attribution, runbooks, kube, paging, evals, verification):
+    for module in (context, incidents, attribution, runbooks, kube, evals, verification):
         found.extend(module.ACTIVITIES)
+    found.extend(channel().notify for channel in CHANNELS.values())
     return found

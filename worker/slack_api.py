@@ -27,10 +27,9 @@ from slack_sdk.signature import SignatureVerifier
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from activities.paging.base import DeliveryError, OwnerRequest
-from activities.paging.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
-from activities.paging.owners import OwnershipError, load_ownership, resolve_owner
-from activities.paging.slack import SlackNotifier
+from activities.paging.channel import DeliveryError
+from activities.paging.channels.slack import APPROVE_ACTION_ID, REJECT_ACTION_ID, SlackClient
+from activities.paging.owners import OwnerRequest, OwnershipError, load_ownership, resolve_owner
 from incidents.models import ApprovalDecision, ChatThread
 from worker.settings import Settings
 
@@ -182,7 +181,7 @@ def _tell_user(settings: Settings, click: Click, text: str, applied: bool) -> No
     """The clicking user sees the outcome; an applied decision replaces the buttons for everyone."""
     if settings.slack_token is None or not click.channel:
         return
-    slack = SlackNotifier(settings.slack_token.get_secret_value(), settings.slack_api_url)
+    slack = SlackClient(settings.slack_token.get_secret_value(), settings.slack_api_url)
     try:
         if applied and click.message_ts:
             slack.update(

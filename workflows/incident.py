@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         MUTATING_ACTIONS,
         ApprovalAction,
         EscalateAction,
+        NotifyAction,
         PageAction,
         PlannedAction,
         RecordAction,
@@ -40,8 +41,9 @@ with workflow.unsafe.imports_passed_through():
     from incidents.remediation import RemediationResult
     from runbooks.engine import decide
     from runbooks.models import Runbook
-    from workflows.incident_record import SHORT_RETRY, IncidentFailure, cause_of
+    from workflows.incident_record import SHORT_RETRY, IncidentFailure
     from workflows.incident_verify import RecoveryChecks
+    from workflows.paging import cause_of
 
 # Long enough to ride out an apiserver restart (about 45 s of retries), still bounded.
 REMEDIATE_RETRY = RetryPolicy(
@@ -289,8 +291,8 @@ class IncidentWorkflow(RecoveryChecks):
                     )
                     continue
                 self._record(action.type, action.mode, "Successful", message=note)
-                if action.type == "notify":
-                    await self._notify("update", detail=note or None)
+                if isinstance(action, NotifyAction):
+                    await self._notify("update", detail=note or None, chat_channel=action.channel)
         if self._view.state not in ("recovered", "needs_human"):
             if any(record.outcome == "would_have" for record in self._view.actions):
                 self._set_state("shadowed")

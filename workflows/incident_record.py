@@ -12,11 +12,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.paging.dispatch import NOTIFY_RETRY, PagingOutcome, notify_all
-    from activities.paging.summary import build_summary
     from incidents.actions import Severity
     from incidents.bundle import IncidentBundle
     from incidents.models import (
@@ -29,11 +26,11 @@ with workflow.unsafe.imports_passed_through():
         IncidentStateName,
         IncidentView,
         NotifyEvent,
-        NotifyRequest,
-        NotifyResult,
         TimelineEntry,
     )
     from incidents.remediation import RemediationRequest
+    from workflows.paging import channels_named, notify_channels
+    from workflows.summary import render_report
 
 SHORT_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
@@ -67,7 +64,7 @@ class IncidentRecord:
         self._signals = 0
         self._duplicates = 0
         self._bundle: IncidentBundle | None = None
-        self._thread: ChatThread | None = None
+        self._threads: dict[str, ChatThread] = {}
         self._team: str | None = None
         self._severity: Severity = "critical"
         self._approval_result: ApprovalDecision | None = None
@@ -158,7 +155,7 @@ class IncidentRecord:
             eval=view.eval,
             links=links,
         )
-        report.summary = build_summary(report)
+        report = render_report(report)
         view.summary = report.summary
         return report
 
@@ -168,10 +165,12 @@ class IncidentRecord:
             opening, self._opening = self._opening, None
             await opening
 
-    async def _notify(self, event: NotifyEvent, detail: str | None = None) -> None:
+    async def _notify(
+        self, event: NotifyEvent, detail: str | None = None, chat_channel: str | None = None
+    ) -> None:
         if event != "opened":
             await self._opened()
-        request = NotifyRequest(event=event, report=self._report(), thread=self._thread, detail=detail)
+        channels = channels_named(self._input.channels)
         decision = self._view.decision
         if (
             decision is not None
@@ -180,41 +179,17 @@ class IncidentRecord:
             and event != "needs_human"
         ):
             # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
-            outcome = PagingOutcome(thread=self._thread)
-            try:
-                outcome.slack = await workflow.execute_activity(
-                    "notify_slack",
-                    request,
-                    result_type=NotifyResult,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=NOTIFY_RETRY,
-                )
-            except ActivityError as error:
-                outcome.errors.append(f"slack {event}: {cause_of(error)}")
-        else:
-            # Both channels, each independent; a failure on one is noted through the other.
-            outcome = await notify_all(request, retry=NOTIFY_RETRY)
-        if self._thread is None and outcome.slack is not None and outcome.slack.thread is not None:
-            self._thread = outcome.slack.thread
+            channels = [channel for channel in channels if not channel.pages]
+        outcome = await notify_channels(channels, event, self._report(), self._threads, detail, chat_channel)
+        self._threads = outcome.threads
         for problem in outcome.errors:
             self._log("error", "notify", f"not delivered: {problem}")
-        for channel, result in (("pagerduty", outcome.pagerduty), ("slack", outcome.slack)):
-            if result is None:
-                continue
+        for name, result in outcome.results.items():
             if result.outcome == "Successful":
                 self._log(
                     "action",
-                    f"notify_{channel}",
+                    f"notify_{name}",
                     f"{event} delivered" + (f": {result.message}" if result.message else ""),
                 )
             else:
-                self._log("note", f"notify_{channel}", f"{event}: {result.outcome}: {result.message}")
-
-
-def cause_of(error: BaseException) -> str:
-    """The innermost cause of an activity error: the message a human needs."""
-    cause: BaseException | None = error
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return str(cause or error)
+                self._log("note", f"notify_{name}", f"{event}: {result.outcome}: {result.message}")

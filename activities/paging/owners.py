@@ -26,12 +26,32 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from temporalio.exceptions import ApplicationError
 
-from activities.paging.base import TEAM_ANNOTATION, Owner, OwnerRequest
 from incidents.bundle import describe_validation_error
+from incidents.models import IncidentReport
+from worker.settings import Settings
+
+TEAM_ANNOTATION = "backout.dev/team"
 
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _LABEL_KEYS = (TEAM_ANNOTATION, "team")
+
+
+class OwnerRequest(BaseModel):
+    service: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Owner(BaseModel):
+    """Who answers for a service. Empty fields mean "fall back to the global settings"."""
+
+    team: str | None = None
+    pagerduty_routing_key: str | None = None
+    slack_channel: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    source: Literal["ownership_file", "annotation", "label", "default", "none"] = "none"
 
 
 class OwnershipError(ValueError):
@@ -247,3 +267,48 @@ def discover_workloads(kubeconfig: Path | None, namespaces: list[str]) -> list[S
             )
         )
     return refs
+
+
+class OwnerLookup:
+    """The owner of an incident's service for the paging channels, from the settings' ownership file
+    and the workload's `backout.dev/team` annotation."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def ownership(self) -> OwnershipFile | None:
+        path = self.settings.ownership_file
+        if path is None:
+            return None
+        try:
+            return load_ownership(path)
+        except OwnershipError as exc:
+            raise ApplicationError(str(exc), type="OwnershipError", non_retryable=True) from exc
+
+    def _kubeconfig(self) -> Path | None:
+        if self.settings.kubeconfig is not None:
+            return self.settings.kubeconfig
+        env = os.environ.get("KUBECONFIG")
+        return Path(env) if env else None
+
+    def owner(self, request: OwnerRequest, ownership: OwnershipFile | None = None) -> Owner:
+        workload_team = None
+        kubeconfig = self._kubeconfig()
+        if kubeconfig is not None and request.service and request.namespace:
+            workload_team = read_workload_team(request.service, request.namespace, kubeconfig)
+        return resolve_owner(request, ownership if ownership is not None else self.ownership(), workload_team)
+
+    def for_report(self, report: IncidentReport) -> tuple[Owner, str]:
+        """The team named in the report wins (the runbook chose it); else look the service up.
+
+        A broken ownership file must not silence a page: it falls back to the global settings
+        and says so in the returned note.
+        """
+        try:
+            ownership = self.ownership()
+        except ApplicationError as exc:
+            return Owner(source="none"), f"ownership file unusable, used the global settings: {exc}"
+        if report.team and ownership is not None and report.team in ownership.teams:
+            return ownership.owner_of_team(report.team, "ownership_file"), ""
+        request = OwnerRequest(service=report.service, namespace=report.namespace, labels=report.labels)
+        return self.owner(request, ownership or OwnershipFile()), ""

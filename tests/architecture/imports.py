@@ -45,8 +45,12 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return found
 
 
-def imports_of(path: Path, name: str) -> set[str]:
-    """Every module `path` imports at run time (absolute names; relative imports resolved), at any depth."""
+def imports_of(path: Path, name: str, known: set[str] | None = None) -> set[str]:
+    """Every module `path` imports at run time (absolute names; relative imports resolved), at any depth.
+
+    With `known` (the modules of the graph), `from package import submodule` counts as an import of
+    the submodule only: the package is merely its parent, not a module it uses.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -58,8 +62,14 @@ def imports_of(path: Path, name: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names}
+            if known is None:
+                found.add(base)
+                found.update(submodules)
+                continue
+            found.update(submodules & known)
+            if submodules - known:
+                found.add(base)
     return found
 
 
@@ -70,10 +80,8 @@ def top_level(name: str) -> str:
 def graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
     """Module -> the modules of the same set it imports (names that are not modules are dropped)."""
     known = modules(packages)
-    return {
-        name: {other for other in imports_of(path, name) if other in known} - {name}
-        for name, path in known.items()
-    }
+    names = set(known)
+    return {name: (imports_of(path, name, names) & names) - {name} for name, path in known.items()}
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:

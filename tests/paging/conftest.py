@@ -1,4 +1,5 @@
-"""Shared data and servers for the paging tests: an incident report, settings bound to the receivers."""
+"""Shared data and servers for the paging tests: an incident report (its words written as the
+workflow writes them), settings bound to the receivers."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from incidents.models import ActionRecord, IncidentReport
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
 from worker.settings import Settings
 from worker.temporal_server import TemporalDevServer
+from workflows.summary import render_report
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER = "U0ALICE01"
@@ -90,7 +92,7 @@ def make_report(
         changes=changes,
         links={"backout": "http://127.0.0.1:8080/v1/incidents/x", "temporal": "http://127.0.0.1:8233/x"},
     )
-    return report.model_copy(update=updates)
+    return render_report(report.model_copy(update=updates))
 
 
 def rollback_record(at: datetime | None = None) -> ActionRecord:

@@ -13,7 +13,8 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.paging.activities import PagingActivities
+from activities.paging.channels.pagerduty import PagerDutyChannel
+from activities.paging.channels.slack import SlackChannel
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
 from worker.settings import Settings
@@ -21,13 +22,12 @@ from worker.settings import Settings
 
 @asynccontextmanager
 async def paging_worker(client: Client, settings: Settings) -> AsyncIterator[str]:
-    activities = PagingActivities(settings)
     task_queue = f"paging-test-{uuid.uuid4().hex[:8]}"
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[PagingTestIncident],
-        activities=[activities.notify_pagerduty, activities.notify_slack, activities.resolve_owner],
+        activities=[PagerDutyChannel(settings).notify, SlackChannel(settings).notify],
     ):
         yield task_queue
 

@@ -1,6 +1,6 @@
-"""A small stand-in for the incident workflow: the same `approve` update contract and the
-same notification sequence, so the paging activities and the Slack endpoint are tested on a
-real Temporal server while the real IncidentWorkflow is written elsewhere."""
+"""A small stand-in for the incident workflow: the same `approve` update contract and the same
+paging path (workflows.paging over the PagerDuty and Slack channels), so the channels and the
+Slack endpoint are tested on a real Temporal server with scenarios the test chooses."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.paging.dispatch import PagingOutcome, notify_all
-    from activities.paging.summary import build_summary
+    from activities.paging.channels import CHANNELS
     from incidents.models import (
         ActionRecord,
         ApprovalDecision,
@@ -21,8 +20,9 @@ with workflow.unsafe.imports_passed_through():
         IncidentReport,
         IncidentStateName,
         NotifyEvent,
-        NotifyRequest,
     )
+    from workflows.paging import PagingOutcome, notify_channels
+    from workflows.summary import render_report
 
 FAST_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100),
@@ -43,7 +43,11 @@ class Scenario(BaseModel):
 class ScenarioResult(BaseModel):
     outcomes: list[PagingOutcome] = Field(default_factory=list)
     decisions: list[ApprovalDecision] = Field(default_factory=list)
-    thread: ChatThread | None = None
+    threads: dict[str, ChatThread] = Field(default_factory=dict)
+
+    @property
+    def thread(self) -> ChatThread | None:
+        return self.threads.get("slack")
 
 
 @workflow.defn(name="PagingTestIncident")
@@ -56,10 +60,17 @@ class PagingTestIncident:
         self, report: IncidentReport, event: NotifyEvent, state: IncidentStateName, detail: str | None = None
     ) -> None:
         report.state = state
-        report.summary = build_summary(report)
-        request = NotifyRequest(event=event, report=report, thread=self._result.thread, detail=detail)
-        outcome = await notify_all(request, retry=FAST_RETRY, timeout=timedelta(seconds=20))
-        self._result.thread = self._result.thread or outcome.thread
+        channels = [CHANNELS["pagerduty"], CHANNELS["slack"]]
+        outcome = await notify_channels(
+            channels,
+            event,
+            render_report(report),
+            self._result.threads,
+            detail,
+            retry=FAST_RETRY,
+            timeout=timedelta(seconds=20),
+        )
+        self._result.threads = outcome.threads
         self._result.outcomes.append(outcome)
 
     @workflow.run

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from activities.paging.pagerduty import dedup_key_for
+from activities.paging.channels.pagerduty import dedup_key_for
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from tests.paging.conftest import make_report, rollback_record

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from activities.paging.activities import PagingActivities
+from activities.paging.channels.pagerduty import PagerDutyChannel
+from activities.paging.channels.slack import SlackChannel
 from devstack.receivers.local import start_local_paging
 from incidents.models import NotifyRequest
 from tests.paging.conftest import make_report
@@ -13,11 +14,10 @@ def test_demo_receivers_take_a_page_and_a_thread(tmp_path: Path) -> None:
     paging = start_local_paging(tmp_path / "paging")
     try:
         settings = Settings(state_dir=tmp_path, **paging.settings_overrides())
-        activities = PagingActivities(settings)
         report = make_report("incident-demo", team=None)
-        activities.send_pagerduty(NotifyRequest(event="opened", report=report))
-        thread = activities.send_slack(NotifyRequest(event="opened", report=report)).thread
-        activities.send_slack(
+        PagerDutyChannel(settings).send(NotifyRequest(event="opened", report=report))
+        thread = SlackChannel(settings).send(NotifyRequest(event="opened", report=report)).thread
+        SlackChannel(settings).send(
             NotifyRequest(event="update", report=report, thread=thread, detail="collecting")
         )
         lines = paging.describe()

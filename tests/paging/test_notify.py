@@ -1,4 +1,4 @@
-"""The notify activities' behaviour against the local receivers, called directly."""
+"""The paging channels' behaviour against the local receivers, called directly."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 
-from activities.paging.activities import PagingActivities
-from activities.paging.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
-from activities.paging.pagerduty import dedup_key_for
+from activities.paging.channels.pagerduty import PagerDutyChannel, dedup_key_for
+from activities.paging.channels.slack import APPROVE_ACTION_ID, REJECT_ACTION_ID, SlackChannel
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import ApprovalRequest, ChatThread, NotifyRequest
@@ -35,7 +34,7 @@ def test_trigger_carries_owner_key_severity_culprits_actions_and_links(
     paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
 ) -> None:
     report = make_report(actions=[rollback_record()])
-    result = PagingActivities(paging_settings).send_pagerduty(NotifyRequest(event="opened", report=report))
+    result = PagerDutyChannel(paging_settings).send(NotifyRequest(event="opened", report=report))
     assert result.outcome == "Successful" and result.dedup_key == dedup_key_for(report.incident_id)
     [event] = pagerduty_receiver.events
     assert event["routing_key"] == PD_TEAM_ROUTING_KEY
@@ -57,13 +56,13 @@ def test_trigger_carries_owner_key_severity_culprits_actions_and_links(
 def test_event_mapping_uses_one_dedup_key(
     paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
 ) -> None:
-    activities = PagingActivities(paging_settings)
+    pagerduty = PagerDutyChannel(paging_settings)
     report = make_report(actions=[rollback_record()])
     for event in ("opened", "update", "approval_requested", "approved", "rollback_performed", "recovered"):
-        activities.send_pagerduty(NotifyRequest(event=event, report=report))
+        pagerduty.send(NotifyRequest(event=event, report=report))
     key = dedup_key_for(report.incident_id)
     assert pagerduty_receiver.actions() == [("trigger", key), ("acknowledge", key), ("resolve", key)]
-    activities.send_pagerduty(NotifyRequest(event="shadowed", report=report))
+    pagerduty.send(NotifyRequest(event="shadowed", report=report))
     assert pagerduty_receiver.actions()[-1] == ("resolve", key)
     [change] = pagerduty_receiver.change_events
     assert "deployment/retriever" in change["payload"]["summary"]
@@ -74,7 +73,7 @@ def test_needs_human_pages_critical_with_the_reason(
     paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
 ) -> None:
     request = NotifyRequest(event="needs_human", report=make_report(), detail="rollout did not complete")
-    PagingActivities(paging_settings).send_pagerduty(request)
+    PagerDutyChannel(paging_settings).send(request)
     [event] = pagerduty_receiver.events
     assert event["payload"]["severity"] == "critical"
     assert event["payload"]["custom_details"]["reason"] == "rollout did not complete"
@@ -85,7 +84,7 @@ def test_pagerduty_rejection_is_not_retryable(
 ) -> None:
     pagerduty_receiver.faults.push(400)
     with pytest.raises(ApplicationError) as caught:
-        PagingActivities(paging_settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
+        PagerDutyChannel(paging_settings).send(NotifyRequest(event="opened", report=make_report()))
     assert caught.value.non_retryable and "HTTP 400" in str(caught.value)
     assert pagerduty_receiver.attempts == 1
 
@@ -95,7 +94,7 @@ def test_pagerduty_rate_limit_is_capped_and_retryable(
 ) -> None:
     pagerduty_receiver.faults.push(429, 50)
     with pytest.raises(ApplicationError) as caught:
-        PagingActivities(paging_settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
+        PagerDutyChannel(paging_settings).send(NotifyRequest(event="opened", report=make_report()))
     assert not caught.value.non_retryable and "429" in str(caught.value)
     assert pagerduty_receiver.attempts == 2  # one bounded retry inside the client, then Temporal owns it
     assert pagerduty_receiver.events == []
@@ -108,38 +107,34 @@ def test_unknown_routing_key_is_rejected_by_the_receiver(
         update={"pagerduty_routing_key": SecretStr("unknown"), "ownership_file": None}
     )
     with pytest.raises(ApplicationError, match="invalid routing key"):
-        PagingActivities(settings).send_pagerduty(
-            NotifyRequest(event="opened", report=make_report(team=None))
-        )
+        PagerDutyChannel(settings).send(NotifyRequest(event="opened", report=make_report(team=None)))
 
 
 def test_unconfigured_channels_answer_inconclusive(paging_settings: Settings) -> None:
     bare = paging_settings.model_copy(
         update={"pagerduty_routing_key": None, "slack_token": None, "ownership_file": None}
     )
-    activities = PagingActivities(bare)
     request = NotifyRequest(event="opened", report=make_report())
-    assert activities.send_pagerduty(request).outcome == "Inconclusive"
-    assert activities.send_slack(request).outcome == "Inconclusive"
+    assert PagerDutyChannel(bare).send(request).outcome == "Inconclusive"
+    assert SlackChannel(bare).send(request).outcome == "Inconclusive"
 
 
 def test_slack_head_replies_in_thread_and_edits_in_place(
     paging_settings: Settings, slack_receiver: SlackReceiver
 ) -> None:
-    activities = PagingActivities(paging_settings)
+    slack = SlackChannel(paging_settings)
     report = make_report()
-    opened = activities.send_slack(NotifyRequest(event="opened", report=report))
+    opened = slack.send(NotifyRequest(event="opened", report=report))
     assert opened.thread is not None
     [head] = slack_receiver.heads()
     assert head.channel == slack_receiver.channel_id("#ml-incidents")
     assert (head.channel, head.ts) == (opened.thread.channel, opened.thread.ts)
     assert "[investigating]" in head.text
 
-    report.state = "remediating"
-    report.actions.append(rollback_record())
-    activities.send_slack(NotifyRequest(event="rollback_performed", report=report, thread=opened.thread))
-    report.state = "recovered"
-    activities.send_slack(NotifyRequest(event="recovered", report=report, thread=opened.thread))
+    report = make_report(state="remediating", actions=[rollback_record()])
+    slack.send(NotifyRequest(event="rollback_performed", report=report, thread=opened.thread))
+    report = make_report(state="recovered", actions=[rollback_record()])
+    slack.send(NotifyRequest(event="recovered", report=report, thread=opened.thread))
 
     assert len(slack_receiver.heads()) == 1
     replies = slack_receiver.thread(head.channel, head.ts)
@@ -154,13 +149,13 @@ def test_slack_head_replies_in_thread_and_edits_in_place(
 def test_approval_message_has_buttons_in_thread(
     paging_settings: Settings, slack_receiver: SlackReceiver
 ) -> None:
-    activities = PagingActivities(paging_settings)
+    slack = SlackChannel(paging_settings)
     report = make_report(
         state="awaiting_approval",
         approval=ApprovalRequest(request_id="req-1", expires_at=DETECTED, proposed=["rollback"]),
     )
-    thread = activities.send_slack(NotifyRequest(event="opened", report=report)).thread
-    activities.send_slack(NotifyRequest(event="approval_requested", report=report, thread=thread))
+    thread = slack.send(NotifyRequest(event="opened", report=report)).thread
+    slack.send(NotifyRequest(event="approval_requested", report=report, thread=thread))
     assert thread is not None
     [message] = slack_receiver.thread(thread.channel, thread.ts)
     [actions] = [block for block in message.blocks if block["type"] == "actions"]
@@ -174,7 +169,7 @@ def test_slack_rate_limit_then_success_delivers_once(
     paging_settings: Settings, slack_receiver: SlackReceiver
 ) -> None:
     slack_receiver.faults.push(429, 1, {"Retry-After": "1"})
-    result = PagingActivities(paging_settings).send_slack(NotifyRequest(event="opened", report=make_report()))
+    result = SlackChannel(paging_settings).send(NotifyRequest(event="opened", report=make_report()))
     assert result.outcome == "Successful"
     assert slack_receiver.attempts == 2
     assert len(slack_receiver.heads()) == 1
@@ -183,7 +178,7 @@ def test_slack_rate_limit_then_success_delivers_once(
 def test_slack_bad_token_is_not_retryable(paging_settings: Settings, slack_receiver: SlackReceiver) -> None:
     settings = paging_settings.model_copy(update={"slack_token": SecretStr("xoxb-wrong")})
     with pytest.raises(ApplicationError, match="invalid_auth") as caught:
-        PagingActivities(settings).send_slack(NotifyRequest(event="opened", report=make_report()))
+        SlackChannel(settings).send(NotifyRequest(event="opened", report=make_report()))
     assert caught.value.non_retryable
     assert slack_receiver.heads() == []
 
@@ -191,7 +186,7 @@ def test_slack_bad_token_is_not_retryable(paging_settings: Settings, slack_recei
 def test_reply_without_thread_opens_a_head_first(
     paging_settings: Settings, slack_receiver: SlackReceiver
 ) -> None:
-    result = PagingActivities(paging_settings).send_slack(
+    result = SlackChannel(paging_settings).send(
         NotifyRequest(event="needs_human", report=make_report(state="needs_human"), detail="rollback failed")
     )
     assert result.thread is not None
@@ -209,10 +204,10 @@ def test_broken_ownership_file_never_silences_the_page(
 ) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("teams: [not, a, mapping]\n")
-    activities = PagingActivities(paging_settings.model_copy(update={"ownership_file": broken}))
+    settings = paging_settings.model_copy(update={"ownership_file": broken})
     request = NotifyRequest(event="opened", report=make_report())
-    paged = activities.send_pagerduty(request)
-    posted = activities.send_slack(request)
+    paged = PagerDutyChannel(settings).send(request)
+    posted = SlackChannel(settings).send(request)
     assert paged.outcome == posted.outcome == "Successful"
     assert "ownership file unusable" in paged.message and "broken.yaml" in paged.message
     assert pagerduty_receiver.events[0]["routing_key"] == PD_TEST_ROUTING_KEY
@@ -222,7 +217,7 @@ def test_broken_ownership_file_never_silences_the_page(
 def test_plain_http_events_url_is_a_permanent_error(paging_settings: Settings) -> None:
     settings = paging_settings.model_copy(update={"pagerduty_events_url": "http://127.0.0.1:1"})
     with pytest.raises(ApplicationError, match="must be https") as caught:
-        PagingActivities(settings).send_pagerduty(NotifyRequest(event="opened", report=make_report()))
+        PagerDutyChannel(settings).send(NotifyRequest(event="opened", report=make_report()))
     assert caught.value.non_retryable
 
 
@@ -230,9 +225,7 @@ def test_pagerduty_rate_limit_then_success_delivers_once(
     paging_settings: Settings, pagerduty_receiver: PagerDutyReceiver
 ) -> None:
     pagerduty_receiver.faults.push(429)
-    result = PagingActivities(paging_settings).send_pagerduty(
-        NotifyRequest(event="opened", report=make_report())
-    )
+    result = PagerDutyChannel(paging_settings).send(NotifyRequest(event="opened", report=make_report()))
     assert result.outcome == "Successful"
     assert pagerduty_receiver.attempts == 2
     assert pagerduty_receiver.actions() == [("trigger", result.dedup_key)]
@@ -243,6 +236,27 @@ def test_slack_long_retry_after_fails_the_attempt_instead_of_sleeping(
 ) -> None:
     slack_receiver.faults.push(429, 1, {"Retry-After": "60"})
     with pytest.raises(ApplicationError, match=r"chat\.postMessage") as caught:
-        PagingActivities(paging_settings).send_slack(NotifyRequest(event="opened", report=make_report()))
+        SlackChannel(paging_settings).send(NotifyRequest(event="opened", report=make_report()))
     assert not caught.value.non_retryable  # Temporal tries again later
     assert slack_receiver.attempts == 1 and slack_receiver.heads() == []
+
+
+def test_a_notify_step_naming_a_channel_posts_there_outside_the_thread(
+    paging_settings: Settings, slack_receiver: SlackReceiver
+) -> None:
+    slack = SlackChannel(paging_settings)
+    thread = slack.send(NotifyRequest(event="opened", report=make_report())).thread
+    request = NotifyRequest(
+        event="update",
+        report=make_report(),
+        thread=thread,
+        detail="quality team: have a look",
+        chat_channel="#ml-quality",
+    )
+    result = slack.send(request)
+    assert result.outcome == "Successful" and "#ml-quality" in result.message
+    [posted] = [
+        m for m in slack_receiver.messages.values() if m.channel == slack_receiver.channel_id("#ml-quality")
+    ]
+    assert posted.thread_ts is None and posted.text == "quality team: have a look"
+    assert thread is not None and slack_receiver.thread(thread.channel, thread.ts) == []

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from activities.paging.base import OwnerRequest
 from activities.paging.owners import (
+    OwnerRequest,
     OwnershipError,
     check_ownership,
     load_ownership,

@@ -17,8 +17,7 @@ from kubernetes.client import (
 from typer.testing import CliRunner
 
 from activities.kube.client import KubeApis
-from activities.paging.activities import PagingActivities
-from activities.paging.base import OwnerRequest
+from activities.paging.owners import OwnerLookup, OwnerRequest
 from devstack.cluster.local import LocalCluster
 from worker.cli import app as cli
 from worker.settings import Settings
@@ -50,12 +49,9 @@ def test_annotation_owns_the_workload_and_owners_check_lists_the_cluster(
     kube_apis.apps.create_namespaced_deployment(kube_namespace, _deployment("orphan", {}))
     settings = Settings(state_dir=tmp_path, ownership_file=owners_file, kubeconfig=kube_cluster.kubeconfig)
 
-    owner = PagingActivities(settings).owner(OwnerRequest(service="annotated", namespace=kube_namespace))
+    owner = OwnerLookup(settings).owner(OwnerRequest(service="annotated", namespace=kube_namespace))
     assert (owner.team, owner.source, owner.slack_channel) == ("search", "annotation", "#search")
-    assert (
-        PagingActivities(settings).owner(OwnerRequest(service="orphan", namespace=kube_namespace)).team
-        is None
-    )
+    assert OwnerLookup(settings).owner(OwnerRequest(service="orphan", namespace=kube_namespace)).team is None
 
     result = CliRunner().invoke(
         cli,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from activities.paging.messages import head_state
-from activities.paging.pagerduty import dedup_key_for
+from activities.paging.channels.pagerduty import dedup_key_for
+from activities.paging.channels.slack import head_state
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest

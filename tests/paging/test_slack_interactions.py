@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.paging.pagerduty import dedup_key_for
+from activities.paging.channels.pagerduty import dedup_key_for
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_report, rollback_record

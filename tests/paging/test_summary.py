@@ -3,18 +3,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-from fastapi import FastAPI
-
-from activities.paging.base import RewriteRequest
-from activities.paging.rewrite import evidence_for, rewrite_summary_text, unsupported_claims
-from activities.paging.summary import build_summary
-from devstack.receivers.server import ReceiverServer
 from incidents.models import ActionRecord
 from tests.paging.conftest import DETECTED, make_report, rollback_record
-from worker.settings import Settings
+from workflows.summary import build_summary, render_report
 
-SUMMARY_MODULE = Path(__file__).resolve().parents[2] / "activities" / "paging" / "summary.py"
+SUMMARY_MODULE = Path(__file__).resolve().parents[2] / "workflows" / "summary.py"
 
 
 def test_summary_states_symptom_start_culprit_runner_up_action_and_result() -> None:
@@ -65,55 +58,11 @@ def test_summary_module_imports_only_stdlib_pydantic_and_models() -> None:
     assert imported <= {"__future__", "datetime", "incidents"}
 
 
-def test_unsupported_claims_flags_invented_numbers_and_changes() -> None:
-    evidence = evidence_for(make_report())
-    assert unsupported_claims("chg-17 is likely (p=0.82).", evidence, ["chg-17"]) == []
-    problems = unsupported_claims("chg-99 raised errors by 37%", evidence, ["chg-17"])
-    assert "number 37" in problems and "change chg-99" in problems
-
-
-async def test_rewrite_is_off_by_default() -> None:
-    result = await rewrite_summary_text(RewriteRequest(report=make_report()), Settings(llm_endpoint=None))
-    assert result.rewritten is None
-    assert result.deterministic == build_summary(make_report())
-
-
-@pytest.fixture(scope="module")
-def fake_llm() -> object:
-    """An OpenAI-compatible endpoint whose answer the test chooses."""
-    app = FastAPI()
-    app.state.answer = ""
-    app.state.requests = []
-
-    @app.post("/v1/chat/completions")
-    async def complete(body: dict) -> dict:  # type: ignore[type-arg]
-        app.state.requests.append(body)
-        return {"choices": [{"message": {"role": "assistant", "content": app.state.answer}}]}
-
-    server = ReceiverServer(app).start()
-    yield app, server.url
-    server.stop()
-
-
-async def test_rewrite_keeps_faithful_text_and_drops_invented_facts(fake_llm: tuple[FastAPI, str]) -> None:
-    app, url = fake_llm
-    settings = Settings(llm_endpoint=f"{url}/v1", llm_model="tiny")
-    request = RewriteRequest(report=make_report())
-
-    app.state.answer = "The nightly re-index chg-17 (p=0.82) most likely broke rag-api."
-    kept = await rewrite_summary_text(request, settings)
-    assert kept.rewritten == app.state.answer
-    assert kept.deterministic == build_summary(request.report)
-    sent = app.state.requests[-1]["messages"][-1]["content"]
-    assert "chg-17" in sent and "0.82" in sent
-
-    app.state.answer = "chg-17 (p=0.97) broke rag-api for 45 minutes."
-    dropped = await rewrite_summary_text(request, settings)
-    assert dropped.rewritten is None
-    assert "0.97" in dropped.note and "45" in dropped.note
-
-
-async def test_rewrite_failure_keeps_deterministic_text() -> None:
-    settings = Settings(llm_endpoint="http://127.0.0.1:9/v1")
-    result = await rewrite_summary_text(RewriteRequest(report=make_report()), settings)
-    assert result.rewritten is None and "failed" in result.note
+def test_the_report_carries_the_words_every_channel_shows() -> None:
+    report = render_report(make_report(state="recovered", actions=[rollback_record()]))
+    assert report.summary == build_summary(report)
+    assert report.symptom == "RagPrecisionLow on rag-api (prod)"
+    assert [(c.change_id, c.probability) for c in report.culprits] == [("chg-17", 0.82), ("chg-12", 0.11)]
+    assert report.culprits[0].change.startswith("corpus change chg-17 to retriever by ingest-pipeline")
+    assert report.done == ["rollback deployment/retriever: Successful (rolled back to revision 3)"]
+    assert report.last_rollback() == (report.actions[0], report.done[0])

@@ -34,7 +34,7 @@ from temporalio.worker import Worker
 
 from activities.kube.activities import ACTIVITIES as KUBE_ACTIVITIES
 from activities.kube.client import KubeApis
-from activities.paging import activities as paging
+from activities.paging.channels import CHANNELS
 from activities.runbooks import ACTIVITIES as RUNBOOK_ACTIVITIES
 from incidents.bundle import (
     AttributionOutput,
@@ -142,7 +142,6 @@ async def _run_incident(
     server: TemporalDevServer, settings: Settings, runbook_dir: Path, namespace: str, name: str
 ) -> IncidentView:
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-    paging.configure(settings)
     queue = f"shadow-{uuid.uuid4().hex[:8]}"
     incident_id = f"inc-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
@@ -169,8 +168,9 @@ async def _run_incident(
         runbook_dir=str(runbook_dir),
     )
     activities = _stand_ins(namespace, name)
-    for registered in (RUNBOOK_ACTIVITIES, KUBE_ACTIVITIES, paging.ACTIVITIES):
+    for registered in (RUNBOOK_ACTIVITIES, KUBE_ACTIVITIES):
         activities.extend(cast(list[Callable[..., Any]], registered))
+    activities.extend(channel(settings).notify for channel in CHANNELS.values())
     async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
         handle = await client.start_workflow(
             IncidentWorkflow.run,

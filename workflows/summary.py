@@ -1,7 +1,8 @@
-"""The deterministic root-cause summary of an incident.
+"""The words of an incident report: the root-cause summary and the lines every channel shows.
 
-PURE: stdlib and pydantic models only, no I/O, no clock, so the incident workflow may
-call `build_summary` inside the Temporal sandbox and replay gets the same text.
+PURE: stdlib and pydantic models only, no I/O, no clock, so the incident workflow renders its
+report inside the Temporal sandbox and replay gets the same text. The paging channels only
+lay these words out for their vendor (activities/paging/channels).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from incidents.bundle import Change, RankedChange
-from incidents.models import ActionRecord, IncidentReport
+from incidents.models import ActionRecord, Culprit, IncidentReport
 
 _OUTCOME_BY_STATE: dict[str, str] = {
     "recovered": "Recovery verified.",
@@ -98,3 +99,31 @@ def build_summary(report: IncidentReport) -> str:
     lines.append("Done: " + ("; ".join(done) if done else "nothing yet") + ".")
     lines.append("Result: " + _OUTCOME_BY_STATE.get(report.state, "Investigating."))
     return "\n".join(lines)
+
+
+def culprits_of(report: IncidentReport, limit: int = 5) -> list[Culprit]:
+    """The ranking, best first, each change described."""
+    if report.attribution is None:
+        return []
+    by_id = {change.id: change for change in report.changes}
+    return [
+        Culprit(
+            change_id=ranked.change_id,
+            probability=round(ranked.probability, 4),
+            change=describe_change(by_id.get(ranked.change_id), ranked),
+            reasons=list(ranked.reasons),
+        )
+        for ranked in report.attribution.ranking[:limit]
+    ]
+
+
+def render_report(report: IncidentReport) -> IncidentReport:
+    """The report with its words written: summary, symptom, described culprits and actions."""
+    return report.model_copy(
+        update={
+            "summary": build_summary(report),
+            "symptom": describe_symptom(report),
+            "culprits": culprits_of(report),
+            "done": [describe_action(record) for record in report.actions],
+        }
+    )
