@@ -8,7 +8,9 @@ from pathlib import Path
 
 import typer
 
+from devstack import gobuild
 from devstack.cluster import build, local
+from devstack.tools import TOOLS
 
 app = typer.Typer(
     no_args_is_help=True, help="Run a local Kubernetes control plane (etcd, apiserver, KWOK nodes)."
@@ -27,13 +29,23 @@ def _fail(message: str) -> typer.Exit:
 @app.command("build")
 def build_command(
     version: str = typer.Option(build.KUBERNETES_VERSION, "--version", help="k8s.io/kubernetes version"),
+    with_tools: str = typer.Option(
+        "", "--with", help=f"also build these production parts, comma-separated: {', '.join(TOOLS)}"
+    ),
 ) -> None:
     """Build kube-apiserver, controller-manager, scheduler, kubectl, etcd and kwok into the cache (once)."""
+    wanted = [name.strip() for name in with_tools.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in TOOLS]
+    if unknown:
+        raise _fail(f"--with: unknown {', '.join(unknown)} (known: {', '.join(TOOLS)})")
     try:
         info = build.build(version)
-    except build.BuildError as exc:
+        built = [gobuild.build(TOOLS[name]) for name in wanted]
+    except (build.BuildError, gobuild.GoBuildError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"control plane {info.kubernetes_version} binaries in {build.binary_dir(version)}")
+    for tool in built:
+        typer.echo(f"{tool.name} {tool.version} ({tool.go_version}): {', '.join(tool.binaries.values())}")
 
 
 @app.command("up")

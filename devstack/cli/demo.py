@@ -15,9 +15,14 @@ def demo(
     out_dir: Path = typer.Option(
         Path("reports"), "--out", help="where the JSON and HTML reports are written"
     ),
+    production_temporal: bool = typer.Option(
+        False,
+        "--production-temporal",
+        help="run on temporal-server with PostgreSQL (`backout temporal up`) instead of the dev server",
+    ),
 ) -> None:
     """Start everything locally, deploy three changes (one bad), watch backout find, roll back and verify."""
     from devstack.demo.run import main  # heavy imports only when the demo runs
 
-    code = main(state_dir, as_json, out_dir)
+    code = main(state_dir, as_json, out_dir, production_temporal)
     raise typer.Exit(code)

@@ -87,8 +87,12 @@ def _progress_table(events: list[tuple[str, str]], view: IncidentView | None) ->
     return table
 
 
-async def run_demo(state_dir: Path, console: Console, timeout_s: float = 420.0) -> IncidentReportDoc:
-    options = StackOptions(state_dir=state_dir, bad_prompts=[BAD_PROMPT_VERSION])
+async def run_demo(
+    state_dir: Path, console: Console, timeout_s: float = 420.0, production_temporal: bool = False
+) -> IncidentReportDoc:
+    options = StackOptions(
+        state_dir=state_dir, bad_prompts=[BAD_PROMPT_VERSION], production_temporal=production_temporal
+    )
     events: list[tuple[str, str]] = []
 
     def say(message: str) -> None:
@@ -100,7 +104,8 @@ async def run_demo(state_dir: Path, console: Console, timeout_s: float = 420.0) 
     )
     async with running_stack(options) as stack:
         console.print(
-            f"  cluster {stack.cluster.kubeconfig}\n  backout API {stack.api_url}  Temporal UI {stack.temporal.ui_url}\n"
+            f"  cluster {stack.cluster.kubeconfig}\n  backout API {stack.api_url}  Temporal {stack.temporal_address}"
+            f" (UI {stack.temporal_ui_url or 'none: temporal-server on PostgreSQL'})\n"
             f"  simulated service {stack.simservice_url}  Prometheus {stack.prometheus_url}"
         )
         stop_traffic = asyncio.Event()
@@ -235,9 +240,9 @@ def write_outputs(doc: IncidentReportDoc, out_dir: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
-def main(state_dir: Path, as_json: bool, out_dir: Path) -> int:
+def main(state_dir: Path, as_json: bool, out_dir: Path, production_temporal: bool = False) -> int:
     console = Console(stderr=as_json)
-    doc = asyncio.run(run_demo(state_dir, console))
+    doc = asyncio.run(run_demo(state_dir, console, production_temporal=production_temporal))
     json_path, html_path = write_outputs(doc, out_dir)
     render_terminal(doc, console)
     console.print(f"report: {html_path} (open in a browser), data: {json_path}")

@@ -28,6 +28,7 @@ from devstack.cluster.local import LocalCluster
 from devstack.demo import service
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
+from devstack.temporal_sql import TemporalSql
 from worker.api import create_app
 from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
@@ -65,6 +66,8 @@ class StackOptions:
     cooldown_s: float = 300.0
     rule_dirs: list[Path] = field(default_factory=lambda: [RULES_DIR])
     with_eval_manifest: bool = True
+    # temporal-server on PostgreSQL (devstack.temporal_sql) instead of the dev server on SQLite.
+    production_temporal: bool = False
 
 
 @dataclass
@@ -74,7 +77,9 @@ class Stack:
     cluster: LocalCluster
     apis: KubeApis
     paging: LocalPaging
-    temporal: TemporalDevServer
+    temporal: TemporalDevServer | None  # None on production Temporal
+    temporal_address: str
+    temporal_ui_url: str | None
     client: Client
     api_url: str
     simservice_url: str
@@ -135,16 +140,24 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         # The ownership file names the routing key through an environment variable.
         os.environ["BACKOUT_PD_KEY_ML_PLATFORM"] = DEMO_ROUTING_KEY
 
-        temporal = TemporalDevServer(
-            DevServerConfig(
-                db_file=state / "temporal.sqlite",
-                port=free_port(),
-                ui_port=free_port(),
-                log_file=state / "temporal.log",
+        temporal: TemporalDevServer | None = None
+        if options.production_temporal:
+            production = TemporalSql(state / "temporal-sql")
+            temporal_address = (await asyncio.to_thread(production.start)).address
+            stack.callback(production.stop, True)
+            temporal_ui_url: str | None = None
+        else:
+            temporal = TemporalDevServer(
+                DevServerConfig(
+                    db_file=state / "temporal.sqlite",
+                    port=free_port(),
+                    ui_port=free_port(),
+                    log_file=state / "temporal.log",
+                )
             )
-        )
-        temporal.start()
-        stack.callback(temporal.stop)
+            temporal.start()
+            stack.callback(temporal.stop)
+            temporal_address, temporal_ui_url = temporal.address, temporal.ui_url
 
         api_port = free_port()
         sim_port = free_port()
@@ -163,7 +176,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         )
         settings = Settings(
             state_dir=state / "backout",
-            temporal_address=temporal.address,
+            temporal_address=temporal_address,
             api_port=api_port,
             api_token=SecretStr(API_TOKEN),
             public_url=f"http://127.0.0.1:{api_port}",
@@ -188,7 +201,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
 
         stop = asyncio.Event()
         worker_task = asyncio.create_task(run_worker(client, settings, stop))
-        app = create_app(settings, lambda: connect(settings), temporal_ui_url=temporal.ui_url)
+        app = create_app(settings, lambda: connect(settings), temporal_ui_url=temporal_ui_url)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", lifespan="off")
         )
@@ -224,6 +237,8 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             apis=apis,
             paging=paging,
             temporal=temporal,
+            temporal_address=temporal_address,
+            temporal_ui_url=temporal_ui_url,
             client=client,
             api_url=f"http://127.0.0.1:{api_port}",
             simservice_url=f"http://127.0.0.1:{sim_port}",

@@ -58,6 +58,7 @@ HARNESS_COMMANDS: dict[str, str] = {
     "demo": "A whole incident end to end on local parts (development harness).",
     "cluster": "A local Kubernetes control plane on loopback (development harness).",
     "bench": "Benchmarks that print JSON figures (development harness).",
+    "temporal": "Temporal server on PostgreSQL on loopback, without containers (development harness).",
 }
 
 
