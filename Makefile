@@ -38,7 +38,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy incidents workflows activities runbooks evals worker attribution devstack
+	$(VENV)/bin/mypy incidents workflows activities runbooks evals api worker attribution devstack
 
 pytest: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ import sys
 
 import uvicorn
 
-from worker.api import create_app
+from api.app import create_app
 from worker.settings import Settings, SettingsError
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port

@@ -29,7 +29,7 @@ from devstack.demo import service
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
 from devstack.temporal_sql import TemporalSql
-from worker.api import create_app
+from api.app import create_app
 from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port

@@ -6,7 +6,16 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("incidents", "workflows", "activities", "runbooks", "evals", "attribution", "worker")
+PRODUCT_PACKAGES = (
+    "incidents",
+    "workflows",
+    "activities",
+    "runbooks",
+    "evals",
+    "attribution",
+    "api",
+    "worker",
+)
 
 
 def module_name(path: Path) -> str:

@@ -1,6 +1,6 @@
 """A tiny stand-in for backout's webhook and incident endpoints, to test the bench client itself.
 
-It parses notifications with the real `worker.alertmanager.AlertmanagerPayload` and groups
+It parses notifications with the real `api.sources.alertmanager.AlertmanagerPayload` and groups
 them by the real incident key; knobs inject the faults the bench must notice.
 """
 
@@ -17,8 +17,8 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import ValidationError
 
+from api.sources.alertmanager import AlertmanagerPayload
 from devstack.process import free_port
-from worker.alertmanager import AlertmanagerPayload
 
 
 @dataclass

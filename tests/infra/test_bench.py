@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
+from api.sources.alertmanager import AlertmanagerPayload
 from devstack.bench.benches import Target, run_ingest, run_storm
 from devstack.bench.payloads import LoadShape, plan_notifications
 from devstack.bench.runner import BenchError, RetryPolicy
 from tests.infra.fake_api import FakeApiState, serve_fake_api
-from worker.alertmanager import AlertmanagerPayload
 from worker.cli import app as cli_app
 
 TOKEN = "bench-token"

@@ -56,7 +56,16 @@ def wheel_files(wheel: Path) -> list[str]:
 
 def test_the_wheel_holds_the_product_packages(wheel_files: list[str]) -> None:
     tops = {name.split("/", 1)[0] for name in wheel_files if not name.split("/", 1)[0].endswith(".dist-info")}
-    assert {"incidents", "workflows", "activities", "runbooks", "evals", "attribution", "worker"} <= tops
+    assert {
+        "incidents",
+        "workflows",
+        "activities",
+        "runbooks",
+        "evals",
+        "attribution",
+        "api",
+        "worker",
+    } <= tops
     assert "runbooks/library/llm-quality-rollback.yaml" in wheel_files
     assert "worker/cli/__init__.py" in wheel_files
 

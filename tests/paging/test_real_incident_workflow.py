@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from activities.paging.channels.pagerduty import dedup_key_for
 from activities.paging.channels.slack import head_state
+from api.sources.alertmanager import AlertmanagerPayload
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest
@@ -17,7 +18,6 @@ from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker
 from tests.paging.conftest import make_report
 from tests.pipeline.payloads import alert, notification
-from worker.alertmanager import AlertmanagerPayload
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.temporal]

@@ -6,8 +6,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from api.sources.alertmanager import AlertmanagerPayload
 from incidents.models import OpenIncidentRequest
-from worker.alertmanager import AlertmanagerPayload
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

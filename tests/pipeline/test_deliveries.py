@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.deliveries import Deliveries
+from api.deliveries import Deliveries
 
 KEY = ("inc-1", '{}:{alertname="X"}', "digest-a")
 

@@ -55,7 +55,7 @@ async def test_operator_feedback_on_the_culprit_is_stored_for_training(
 ) -> None:
     import httpx
 
-    from worker.api import create_app
+    from api.app import create_app
     from worker.temporal_client import connect
 
     app = create_app(backout_settings, lambda: connect(backout_settings))

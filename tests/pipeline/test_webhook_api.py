@@ -11,9 +11,9 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from api.app import create_app
 from tests.fixtures.temporal import running_worker
 from tests.pipeline.payloads import alert, notification
-from worker.api import create_app
 from worker.settings import Settings
 from worker.temporal_client import connect
 

@@ -1,15 +1,24 @@
-"""The Alertmanager webhook payload (version 4) and its mapping to incidents."""
+"""Alertmanager's webhook (payload version 4): POST /v1/alerts/alertmanager.
+
+One incident per namespace + service (the alert group stands in when the alerts name no
+service). Unknown payload fields are accepted and ignored; a wrong version is a 422.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.common import ApiError, authorized_json, services, validated
+from api.intake import AlertBatch, deliver
 from incidents.fingerprint import IncidentKey, service_from_labels
 from incidents.models import Alert, IncidentSignal
+
+router = APIRouter()
 
 # Alertmanager writes this for firing alerts: "no end".
 _ZERO_TIME_YEAR = 1
@@ -85,19 +94,17 @@ class AlertmanagerPayload(BaseModel):
             external_url=self.externalURL or None,
         )
 
-    def content_digest(self) -> str:
-        """What the incident would learn from this notification: each alert's identity and state."""
-        parts = sorted(
-            f"{alert.stable_fingerprint()}|{alert.status}|{alert.startsAt.isoformat()}"
-            for alert in self.alerts
-        )
-        return hashlib.sha256("\n".join([self.groupKey, *parts]).encode()).hexdigest()
-
-    @property
-    def any_firing(self) -> bool:
-        return any(alert.status == "firing" for alert in self.alerts)
-
 
 def _unique(values: object) -> str | None:
     found = {value for value in values if value}  # type: ignore[attr-defined]
     return found.pop() if len(found) == 1 else None
+
+
+@router.post("/v1/alerts/alertmanager", status_code=202)
+async def alertmanager_webhook(request: Request) -> dict[str, Any]:
+    body = await authorized_json(request)
+    if isinstance(body, dict) and "version" in body and body["version"] != "4":
+        raise ApiError(422, "unsupported_version", f'payload version must be "4", got {body["version"]!r}')
+    payload = validated(AlertmanagerPayload, body)
+    batch = AlertBatch(key=payload.incident_key(), signal=payload.to_signal(datetime.now(UTC)))
+    return await deliver(services(request), batch)

@@ -1,0 +1,66 @@
+"""The API application: the shared services, JSON errors, request metrics, and one router per concern."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import changes, health, incidents, slack, sources
+from api.common import ClientFactory, Services, TemporalGateway
+from api.deliveries import Deliveries
+from incidents.changes_store import ChangeStore
+from incidents.service import IncidentBehaviour
+from worker.settings import Settings
+
+HTTP_REQUESTS = Counter("backout_http_requests_total", "HTTP requests", ["route", "method", "status"])
+HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request latency", ["route"])
+
+
+def create_app(
+    settings: Settings, client_factory: ClientFactory, temporal_ui_url: str | None = None
+) -> FastAPI:
+    app = FastAPI(title="backout", version="0.1.0")
+    gateway = TemporalGateway(client_factory)
+    app.state.services = Services(
+        settings=settings,
+        gateway=gateway,
+        deliveries=Deliveries(ttl_s=settings.duplicate_window_s),
+        behaviour=IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url),
+        store=ChangeStore(settings.change_store_file),
+    )
+    # The Slack interactions router reads these two.
+    app.state.settings = settings
+    app.state.gateway = gateway
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = getattr(exc, "error", None) or {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return JSONResponse(
+            {"error": error, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
+
+    for router in (health.router, *sources.routers(), changes.router, incidents.router, slack.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,145 @@
+"""What every route shares: JSON errors, body reading and validation, the bearer token, the lazily
+connected Temporal client and the services the app was built with."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deliveries import Deliveries
+from incidents.bundle import describe_validation_error
+from incidents.changes_store import ChangeStore
+from incidents.service import IncidentBehaviour
+from worker.settings import Settings
+
+ClientFactory = Callable[[], Awaitable[Client]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.error = error
+
+
+class Unavailable(ApiError):
+    def __init__(self, detail: str) -> None:
+        # Alertmanager retries 5xx only: an overloaded or unreachable Temporal is a 503, never a 429.
+        super().__init__(503, "unavailable", detail, headers={"Retry-After": "5"})
+
+
+class TemporalGateway:
+    """Connects lazily and reconnects, so the API starts (and answers 503) while Temporal is down."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await asyncio.wait_for(self._factory(), timeout=5)
+                except Exception as exc:
+                    raise Unavailable(f"temporal is unreachable: {exc}") from exc
+        return self._client
+
+    def peek(self) -> Client | None:
+        return self._client
+
+
+@dataclass
+class Services:
+    """What the routes use, built once per app (`services(request)` finds it)."""
+
+    settings: Settings
+    gateway: TemporalGateway
+    deliveries: Deliveries
+    behaviour: IncidentBehaviour
+    store: ChangeStore
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """Raw body with a size cap, the content type checked, then JSON-decoded."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", f"content type must be application/json, got {content_type!r}"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise ApiError(400, "empty_body", "request body is empty")
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not UTF-8: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+
+
+def validated(model: type[ModelT], body: Any) -> ModelT:
+    """The body as `model`, or a 422 naming every field that is wrong."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_payload", describe_validation_error(exc)) from exc
+
+
+async def authorized_json(request: Request) -> Any:
+    """The request's JSON body, once the bearer token (when one is configured) checked out."""
+    settings = services(request).settings
+    require_token(request, settings)
+    return await read_json(request, settings.max_body_bytes)
+
+
+def require_token(request: Request, settings: Settings) -> None:
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    if token is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise ApiError(
+            401, "unauthorized", "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+async def temporal_call(call: Awaitable[Any]) -> Any:
+    """Await a Temporal call; an unreachable or overloaded Temporal becomes a 503."""
+    try:
+        return await call
+    except RPCError as exc:
+        if exc.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+        ):
+            raise Unavailable(f"temporal: {exc.message}") from exc
+        raise

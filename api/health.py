@@ -1,0 +1,82 @@
+"""GET /healthz (the API, Temporal reachable, a worker polling the task queue) and GET /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from api.common import TemporalGateway, services
+from api.incidents import list_incidents
+from incidents.service import workflow_pollers
+
+router = APIRouter()
+
+INCIDENTS_BY_STATE = Gauge("backout_incidents", "Incidents known to Temporal visibility, by state", ["state"])
+
+
+@router.get("/healthz")
+async def healthz(request: Request) -> dict[str, Any]:
+    """The API is up; `temporal` says whether it reaches Temporal, `worker` whether a worker
+    polls the task queue (without one, accepted alerts open incidents that nobody works)."""
+    found = services(request)
+    try:
+        client = await found.gateway.client()
+        await asyncio.wait_for(client.service_client.check_health(), timeout=2)
+    except Exception as exc:
+        return {"status": "ok", "temporal": f"unreachable: {exc}", "worker": "unknown"}
+    queue = found.settings.task_queue
+    try:
+        pollers = await asyncio.wait_for(workflow_pollers(client, queue), timeout=2)
+        worker = "ok" if pollers else f"no worker polls task queue {queue}"
+    except Exception as exc:
+        worker = f"unknown: {exc}"
+    return {"status": "ok", "temporal": "ok", "worker": worker}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    found = services(request)
+    await _refresh_incident_gauge(found.gateway)
+    body = generate_latest()
+    if found.settings.worker_metrics_url:
+        body += await _worker_step_metrics(found.settings.worker_metrics_url)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _metric_name(line: str) -> str:
+    """The metric a line of the text exposition format is about (HELP/TYPE comments included)."""
+    if line.startswith("# "):
+        parts = line.split(" ", 3)
+        return parts[2] if len(parts) > 2 else ""
+    return line.split("{", 1)[0].split(" ", 1)[0]
+
+
+async def _worker_step_metrics(url: str) -> bytes:
+    """The worker process's step latencies (only backout_step_*: process metrics would clash)."""
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            text = (await http.get(url)).text
+    except httpx.HTTPError:
+        return b""
+    kept = [line for line in text.splitlines() if _metric_name(line).startswith("backout_step_")]
+    return ("\n".join(kept) + "\n").encode() if kept else b""
+
+
+async def _refresh_incident_gauge(gateway: TemporalGateway) -> None:
+    client = gateway.peek()
+    if client is None:
+        return
+    try:
+        items = await asyncio.wait_for(list_incidents(client, 1000), timeout=3)
+    except Exception:
+        return
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    INCIDENTS_BY_STATE.clear()
+    for state, count in counts.items():
+        INCIDENTS_BY_STATE.labels(state).set(count)
