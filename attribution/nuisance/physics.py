@@ -250,7 +250,7 @@ def _simulate_service(
         blip = np.zeros(size)
         if pod.change_index is not None or pod.created > -1e6:
             fresh = (t >= pod.ready) & (t < pod.ready + 30.0)
-            blip = np.where(fresh, 0.01 * pod.warmup_factor, 0.0)
+            blip = np.where(fresh, min(0.003 * pod.warmup_factor, 0.012), 0.0)
         shift = np.ones(size)
         dq_own = np.zeros(size)
         for index, affected in cohort.affected_by.items():

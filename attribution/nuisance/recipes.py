@@ -43,6 +43,7 @@ class Recipe:
     ai: str | None = None  # quality | latency | errors
     magnitude: tuple[float, float] = (1.0, 1.0)
     coincident_distractor: float = 0.6
+    hold_share: float = 0.0  # share of rollouts paused or still progressing at detection
 
 
 RECIPES: dict[str, Recipe] = {
@@ -50,7 +51,7 @@ RECIPES: dict[str, Recipe] = {
         summary="every rollout shifts CPU, memory and GPU cache of its new pods (up to 40x) and warms up slowly; "
         "the culprit's fault is modest",
         resource_extreme=0.85,
-        warmup=(2.0, 8.0),
+        warmup=(1.5, 5.0),
         magnitude=(0.35, 0.8),
     ),
     "pod_telemetry": Recipe(
@@ -70,6 +71,7 @@ RECIPES: dict[str, Recipe] = {
         layout="versions",
         silent_distractors=0.6,
         peer=0.4,
+        hold_share=0.5,
     ),
     "concurrent_rollouts": Recipe(
         summary="3-10 rollouts started within minutes, all still rolling at detection",

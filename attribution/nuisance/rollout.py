@@ -320,7 +320,7 @@ def _churn(rng: np.random.Generator, service: Service, pods: list[Pod], churn: f
             created=when + float(rng.uniform(1, 10)),
             ready=when + float(rng.uniform(15, 90)),
             gone=NEVER,
-            change_index=None,
+            change_index=victim.change_index,
             cpu_factor=victim.cpu_factor,
             memory_factor=victim.memory_factor,
             gpu_factor=victim.gpu_factor,

@@ -205,6 +205,8 @@ def _service(rng: np.random.Generator, name: str, role: str, level: int) -> Serv
         low_traffic=low_traffic,
         external=False,
     )
+    # Clients give a call several times its usual latency before they give up.
+    service.timeout_ms = max(service.timeout_ms, 4.0 * service.latency_ms)
     if role == "llm":
         service.ttft_ms = float(rng.uniform(120, 900))
         service.gpu_cache = float(rng.uniform(0.08, 0.5))
