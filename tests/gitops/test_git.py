@@ -200,3 +200,32 @@ def test_the_token_stays_out_of_the_cached_clone(fleet: Fleet, tmp_path: Path) -
     assert leaked.stdout == "", f"token found in {leaked.stdout}"
     config = (repo.path / "config").read_text()
     assert GIT_USER not in config and fleet.url in config
+
+
+def test_a_kustomization_file_is_followed_into_its_bases(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.commit(
+        {
+            "base/prompt.yaml": configmap_manifest("prompt-config", "chat", {"prompt": "ground"}),
+            "base/kustomization.yaml": "resources:\n  - prompt.yaml\n",
+            "clusters/prod/kustomization.yaml": "resources:\n  - ../../base\n  - extra.yaml\n",
+            "clusters/prod/extra.yaml": configmap_manifest("extra", "chat", {"a": "b"}),
+            "clusters/prod/unused.yaml": configmap_manifest("prompt-config", "chat", {"prompt": "decoy"}),
+        },
+        "layout",
+    )
+    culprit = fleet.commit(
+        {"base/prompt.yaml": configmap_manifest("prompt-config", "chat", {"prompt": "improvise"})}, "bad base"
+    )
+    fleet.commit(
+        {"clusters/prod/unused.yaml": configmap_manifest("prompt-config", "chat", {"prompt": "decoy2"})},
+        "decoy",
+    )
+    repo = repository(fleet, tmp_path, Redactor())
+    with repo.locked():
+        repo.fetch()
+        tip = repo.branch_tip("main")
+        assert tip is not None
+        source = GitSource(repo_url=fleet.url, branch="main", path="./clusters/prod/", revision=tip)
+        found = find_culprit(repo, source, PROMPT, None)
+    assert found.commit.sha == culprit
+    assert found.manifest_path == "base/prompt.yaml"
