@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.kube import guards, ledger
-from activities.kube.client import KubeApis, shared_apis
+from activities.kube.client import KubeApis, kube_configured, shared_apis
 from activities.prometheus import PrometheusError, query_range
 from incidents.bundle import (
     BundleIncident,
@@ -49,10 +48,6 @@ def reported_changes(
         return store.list(since=since, until=until, namespace=namespace)
     finally:
         store.close()
-
-
-def kube_configured(settings: Settings) -> bool:
-    return settings.kubeconfig is not None or bool(os.environ.get("KUBECONFIG"))
 
 
 class ClusterFacts(BaseModel):

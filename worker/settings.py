@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
     worker_metrics_port: int | None = Field(
-        default=None, description="the worker serves its own Prometheus /metrics on 127.0.0.1:PORT"
+        default=None, description="the worker serves its own Prometheus /metrics on worker_metrics_host:PORT"
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="0.0.0.0 in a pod, so probes and Prometheus reach the worker"
     )
     worker_niceness: int = Field(
         default=5,

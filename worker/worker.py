@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.kube.client import kube_configured
 from activities.kube.history import run_history_recorder
 from worker import registry
 from worker.settings import Settings, settings_in_use
@@ -63,7 +63,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
 
 def _start_history_recorder(settings: Settings) -> tuple[threading.Thread, threading.Event] | None:
     """Kubernetes keeps no ConfigMap/Secret history: record every version while the worker runs."""
-    if settings.kubeconfig is None and not os.environ.get("KUBECONFIG"):
+    if not kube_configured(settings):
         return None
     stop = threading.Event()
     thread = threading.Thread(
@@ -76,7 +76,8 @@ def _start_history_recorder(settings: Settings) -> tuple[threading.Thread, threa
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set, then shut down gracefully (in-flight activities finish)."""
     if settings.worker_metrics_port is not None:
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        # Serves /metrics (and, for a pod's probes, any path such as /healthz) while the worker runs.
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     recorder = _start_history_recorder(settings)
     try:
         with (

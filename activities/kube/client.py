@@ -24,6 +24,10 @@ from worker.settings import Settings
 
 T = TypeVar("T")
 CONFLICT_ATTEMPTS = 5
+# Inside a pod the kubelet mounts the ServiceAccount's token and CA here. The override exists so
+# tests can run the in-cluster path against a real apiserver with a token they minted.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SERVICE_ACCOUNT_DIR_ENV = "BACKOUT_SERVICE_ACCOUNT_DIR"
 
 
 class KubeApis:
@@ -37,6 +41,46 @@ class KubeApis:
 
     def close(self) -> None:
         self.api_client.close()
+
+
+def service_account_dir() -> Path | None:
+    """The mounted ServiceAccount when running in a pod (KUBERNETES_SERVICE_HOST and a token), else None."""
+    directory = Path(os.environ.get(SERVICE_ACCOUNT_DIR_ENV) or SERVICE_ACCOUNT_DIR)
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and (directory / "token").is_file():
+        return directory
+    return None
+
+
+def in_cluster_identity(settings: Settings) -> Path | None:
+    """The ServiceAccount to act as: only when no kubeconfig is named (setting or $KUBECONFIG)."""
+    if settings.kubeconfig is not None or os.environ.get("KUBECONFIG"):
+        return None
+    return service_account_dir()
+
+
+def kube_configured(settings: Settings) -> bool:
+    """Whether backout has a cluster identity: a kubeconfig named, or the pod's ServiceAccount."""
+    named = settings.kubeconfig is not None or bool(os.environ.get("KUBECONFIG"))
+    return named or service_account_dir() is not None
+
+
+def _pooled(configuration: client.Configuration, request_timeout_s: float) -> KubeApis:
+    configuration.retries = False
+    api_client = client.ApiClient(configuration)
+    api_client.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
+        connect=5.0, read=request_timeout_s
+    )
+    return KubeApis(api_client)
+
+
+def apis_in_cluster(directory: Path, request_timeout_s: float = 30.0) -> KubeApis:
+    """A client authenticated as the pod's ServiceAccount; the client re-reads the token as the
+    kubelet rotates it."""
+    configuration = client.Configuration()
+    config.incluster_config.InClusterConfigLoader(
+        token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt")
+    ).load_and_set(configuration)
+    return _pooled(configuration, request_timeout_s)
 
 
 def kubeconfig_path(settings: Settings) -> Path:
@@ -58,15 +102,14 @@ def apis_from_kubeconfig(path: Path, request_timeout_s: float = 30.0) -> KubeApi
         )
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(path), client_configuration=configuration)
-    configuration.retries = False
-    api_client = client.ApiClient(configuration)
-    api_client.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
-        connect=5.0, read=request_timeout_s
-    )
-    return KubeApis(api_client)
+    return _pooled(configuration, request_timeout_s)
 
 
 def apis_from_settings(settings: Settings) -> KubeApis:
+    """A named kubeconfig (setting or $KUBECONFIG) wins; in a pod, its ServiceAccount; else ~/.kube/config."""
+    in_cluster = in_cluster_identity(settings)
+    if in_cluster is not None:
+        return apis_in_cluster(in_cluster)
     return apis_from_kubeconfig(kubeconfig_path(settings))
 
 
@@ -78,6 +121,14 @@ def shared_apis(settings: Settings) -> KubeApis:
     """One client per kubeconfig per process, rebuilt when the file changes (a rotated credential,
     a restarted local cluster). Activities reuse its pooled connections instead of paying a
     kubeconfig parse and a TLS handshake on every call. Callers must not close it."""
+    in_cluster = in_cluster_identity(settings)
+    if in_cluster is not None:  # the client refreshes the rotated token itself
+        with _shared_lock:
+            cached = _shared.get(str(in_cluster))
+            if cached is None:
+                cached = (0, apis_in_cluster(in_cluster))
+                _shared[str(in_cluster)] = cached
+            return cached[1]
     path = kubeconfig_path(settings)
     try:
         stamp = path.stat().st_mtime_ns
