@@ -28,8 +28,11 @@ dev: venv
 system-deps:
 	@bash scripts/install-system-deps.sh
 
+# Production parts the tests run, built from Go modules into ~/.cache/backout (once per version).
+GO_TOOLS ?= flux-source-controller,flux-kustomize-controller
+
 cluster-binaries: venv
-	$(BACKOUT) cluster build
+	$(BACKOUT) cluster build --with $(GO_TOOLS)
 
 deps: venv system-deps cluster-binaries
 
