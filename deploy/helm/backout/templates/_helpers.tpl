@@ -1,0 +1,146 @@
+{{/* Names, labels and the shared pieces of both Deployments. */}}
+
+{{- define "backout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "backout.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "backout.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "backout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "api") */}}
+{{- define "backout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "backout.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "backout.workerServiceAccount" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (printf "%s-worker" (include "backout.fullname" .)) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "backout.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "backout.wildcard" -}}
+{{- if has "*" .Values.allowedNamespaces -}}true{{- end -}}
+{{- end -}}
+
+{{/* Checks that values.schema.json cannot express. Only when installing or upgrading (and
+`helm template`): `helm lint` renders the chart's own defaults, which name no cluster yet. */}}
+{{- define "backout.validate" -}}
+{{- if or .Release.IsInstall .Release.IsUpgrade -}}
+{{- if not .Values.temporal.address -}}
+{{- fail "temporal.address is required: host:port of the Temporal frontend (see the chart README, Production Temporal)" -}}
+{{- end -}}
+{{- if not .Values.allowedNamespaces -}}
+{{- fail "allowedNamespaces is required: the namespaces backout may change (or [\"*\"] for every namespace, on purpose)" -}}
+{{- end -}}
+{{- if and (has "*" .Values.allowedNamespaces) (gt (len .Values.allowedNamespaces) 1) -}}
+{{- fail "allowedNamespaces: \"*\" must be the only entry" -}}
+{{- end -}}
+{{- if not .Values.secrets.apiToken.existingSecret -}}
+{{- fail "secrets.apiToken.existingSecret is required: the API listens beyond loopback and refuses to start without a bearer token" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One credential as an env var from its Secret: (dict "name" "BACKOUT_X" "ref" .Values.secrets.x) */}}
+{{- define "backout.secretEnv" -}}
+{{- if .ref.existingSecret }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ref.existingSecret }}
+      key: {{ .ref.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "backout.commonEnv" -}}
+- name: BACKOUT_CONFIG
+  value: /etc/backout/settings/settings.yaml
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "backout.volumeMounts" -}}
+- name: settings
+  mountPath: /etc/backout/settings
+  readOnly: true
+- name: state
+  mountPath: /var/lib/backout
+- name: tmp
+  mountPath: /tmp
+{{- if or .Values.runbooks .Values.runbooksExistingConfigMap }}
+- name: runbooks
+  mountPath: /etc/backout/runbooks
+  readOnly: true
+{{- end }}
+{{- if or .Values.ownership.owners .Values.ownership.existingConfigMap }}
+- name: owners
+  mountPath: /etc/backout/owners
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "backout.volumes" -}}
+- name: settings
+  configMap:
+    name: {{ include "backout.fullname" . }}-settings
+- name: state
+  emptyDir: {}
+- name: tmp
+  emptyDir: {}
+{{- if or .Values.runbooks .Values.runbooksExistingConfigMap }}
+- name: runbooks
+  configMap:
+    name: {{ default (printf "%s-runbooks" (include "backout.fullname" .)) .Values.runbooksExistingConfigMap }}
+{{- end }}
+{{- if or .Values.ownership.owners .Values.ownership.existingConfigMap }}
+- name: owners
+  configMap:
+    name: {{ default (printf "%s-owners" (include "backout.fullname" .)) .Values.ownership.existingConfigMap }}
+{{- end }}
+{{- end -}}
+
+{{/* A change of these ConfigMaps restarts the pods that read them. */}}
+{{- define "backout.configChecksum" -}}
+checksum/config: {{ cat (include (print .Template.BasePath "/configmaps.yaml") .) | sha256sum }}
+{{- end -}}
+
+{{/* Egress both components need. */}}
+{{- define "backout.egressRules" -}}
+# DNS
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+# Temporal, and the ports of Prometheus, PagerDuty, Slack and the LLM endpoint
+- ports:
+    - {port: {{ .Values.networkPolicy.temporalPort }}, protocol: TCP}
+    {{- range .Values.networkPolicy.egressPorts }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end -}}
