@@ -107,23 +107,23 @@ def read_build(tool: GoTool) -> ToolBuild | None:
     return built
 
 
-def binary(tool: GoTool, name: str) -> Path:
-    """Path of one binary of a built tool; raises GoBuildError naming the build command if absent."""
+def _built(tool: GoTool) -> ToolBuild:
     built = read_build(tool)
-    if built is None or name not in built.binaries:
+    if built is None:
         raise GoBuildError(
             f"{tool.name} {tool.version} is not built: run `backout cluster build --with {tool.name}`"
         )
-    return Path(built.binaries[name])
+    return built
+
+
+def binary(tool: GoTool, name: str) -> Path:
+    """Path of one binary of a built tool; raises GoBuildError naming the build command if absent."""
+    return Path(_built(tool).binaries[name])
 
 
 def module_file(tool: GoTool, relative: str) -> Path:
-    built = read_build(tool)
-    if built is None or relative not in built.module_files:
-        raise GoBuildError(
-            f"{tool.name} {tool.version} is not built: run `backout cluster build --with {tool.name}`"
-        )
-    return Path(built.module_files[relative])
+    """A file or folder the tool's module ships (`GoTool.module_files`), copied beside its binaries."""
+    return Path(_built(tool).module_files[relative])
 
 
 def build(tool: GoTool, progress: Progress = cluster_build._print_progress) -> ToolBuild:

@@ -69,22 +69,24 @@ def test_helm_lint_is_clean(helm_binary: Path, helm_env: None) -> None:
         assert not re.search(r"\[(WARNING|ERROR)\]", result.stdout + result.stderr), result.stdout
 
 
-def test_missing_required_values_fail_with_the_value_named(helm_binary: Path, helm_env: None) -> None:
-    result = run([helm_binary, "template", RELEASE, CHART], check=False)
-    assert result.returncode != 0
-    assert "temporal.address is required" in result.stderr
-    bad = run(
-        [helm_binary, "template", RELEASE, CHART, "--values", VALUES / "required.yaml",
-         "--set-json", 'allowedNamespaces=["Not_A_Namespace"]'],
-        check=False,
-    )  # fmt: skip
-    assert bad.returncode != 0 and "allowedNamespaces" in bad.stderr, bad.stderr
-    wildcard = run(
-        [helm_binary, "template", RELEASE, CHART, "--values", VALUES / "required.yaml",
-         "--set-json", 'allowedNamespaces=["*","prod"]'],
-        check=False,
-    )  # fmt: skip
-    assert wildcard.returncode != 0 and '"*" must be the only entry' in wildcard.stderr, wildcard.stderr
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        ([], "temporal.address is required"),
+        (["--values", str(VALUES / "required.yaml")], "allowedNamespaces is required"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["Not_A_Namespace"]'],
+         "allowedNamespaces"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["*","prod"]'],
+         '"*" must be the only entry'),
+        (["--set", "temporal.address=t:7233", "--set-json", 'allowedNamespaces=["prod"]'],
+         "secrets.apiToken.existingSecret is required"),
+    ],
+)  # fmt: skip
+def test_missing_or_bad_values_fail_with_the_value_named(
+    helm_binary: Path, helm_env: None, values: list[str], refusal: str
+) -> None:
+    result = run([helm_binary, "template", RELEASE, CHART, *values], check=False)
+    assert result.returncode != 0 and refusal in result.stderr, result.stderr
 
 
 def test_default_values_pass_a_server_side_dry_run(
