@@ -173,14 +173,21 @@ class _Builder:
         self.times = [self.detected + timedelta(seconds=float(t)) for t in self.grid]
 
     def _starts(self, count: int) -> list[float]:
-        rng = self.rng
+        """Every change's start, from one distribution: most inside the metric window, some before it.
+
+        The pipeline looks back over a window that usually covers the recent changes; a few
+        changes began before it (a slow rollout, yesterday's config). The culprit is picked
+        among these uniformly afterwards, so its placement is that of any other change.
+        """
+        rng, window = self.rng, self.window
         if self.recipe.concurrent:
-            centre = float(rng.uniform(360, 2100))
+            centre = float(np.clip(rng.uniform(0.3, 0.8) * window, 300, 2100))
             span = float(rng.uniform(60, 480))
             lags = [centre + float(rng.uniform(0, span)) for _ in range(count)]
         else:
+            inside = max(window - 30.0, 200.0)
             lags = [
-                _loguniform(rng, 180, 3000) if rng.random() < 0.8 else float(rng.uniform(3000, 9000))
+                _loguniform(rng, 180, inside) if rng.random() < 0.85 else window + _loguniform(rng, 60, 5400)
                 for _ in range(count)
             ]
         return sorted(-lag for lag in lags)
