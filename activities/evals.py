@@ -10,11 +10,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from evals.flow import EvalLookRequest, EvalRunRecord, EvalRunRequest
+from evals.contracts import EvalLookRequest, EvalRunRecord, EvalRunRequest
+from evals.execute import execute_run
 from evals.golden import EvalInputError, load_manifest
 from evals.monitor import LookVerdict, evaluate_look
 from evals.runner import RunFailed, ServiceUnreachable
-from evals.runs import execute_run
 from evals.stats import ComparisonError
 from evals.store import EvalStore
 from worker.settings import current_settings

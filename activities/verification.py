@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from evals.execute import execute_run
 from evals.golden import EvalInputError, load_manifest
 from evals.monitor import policy_of, settings_of
 from evals.runner import RunFailed, ServiceUnreachable
-from evals.runs import execute_run
 from evals.stats import ComparisonError, compare
 from evals.store import EvalStore
+from evals.symptom import symptom_of
 from incidents.models import EvalRecheckRequest, EvalSymptom
 from worker.settings import current_settings
 
@@ -38,21 +39,14 @@ async def recheck_eval(request: EvalRecheckRequest) -> EvalSymptom:
         raise ApplicationError(str(exc), type="EvalInputError", non_retryable=True) from exc
     except (ServiceUnreachable, RunFailed) as exc:
         raise ApplicationError(f"golden set run failed: {exc}", type="RunFailed") from exc
-    return EvalSymptom(
+    return symptom_of(
+        comparison,
         manifest=manifest.name,
         manifest_path=request.manifest,
         endpoint=request.endpoint,
         service=manifest.service,
         namespace=manifest.namespace,
         run_id=summary.run_id,
-        metric=comparison.metric,
-        baseline=comparison.baseline,
-        candidate=comparison.candidate,
-        delta=comparison.delta,
-        p_value=comparison.p_value,
-        ci=comparison.ci,
-        test=comparison.test,
-        regression=comparison.regression,
         observed_at=datetime.now(UTC),
     )
 

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel
 
 from api.common import Services, temporal_call
-from incidents.fingerprint import IncidentKey
+from incidents.key import IncidentKey
 from incidents.models import IncidentSignal, OpenIncidentRequest
 from incidents.service import open_or_join, signal_if_open
 
@@ -69,12 +69,7 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
                 "incident_id": incident_id if delivered else None,
                 "status": "resolved" if delivered else "no open incident",
             }
-        request = OpenIncidentRequest(
-            namespace=batch.key.namespace,
-            service=batch.key.service,
-            group=batch.key.group,
-            signal=batch.signal,
-        )
+        request = OpenIncidentRequest(key=batch.key, signal=batch.signal)
         handle = await temporal_call(open_or_join(client, services.behaviour, request))
         deliveries.remember(delivery)
         return {"incident_id": handle.id, "status": "accepted", "alerts": alerts}

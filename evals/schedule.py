@@ -21,7 +21,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from evals.flow import EvalWorkflowInput
+from evals.contracts import EvalWorkflowInput
 from evals.models import EvalManifest
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")

@@ -7,13 +7,16 @@ runbook plans (incidents.actions), or a remediation contract (incidents.remediat
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from incidents.actions import Mode, PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
+from incidents.key import IncidentKey
 from incidents.remediation import Outcome
 
 IncidentStateName = Literal[
@@ -30,6 +33,9 @@ IncidentStateName = Literal[
     "no_action",
     "resolved_before_action",
 ]
+# Where a signal came from: an alert source's name (api/sources/<name>.py), "eval" or "manual".
+IncidentSource = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
+
 TERMINAL_STATES: frozenset[str] = frozenset(
     {"recovered", "needs_human", "shadowed", "no_action", "resolved_before_action"}
 )
@@ -38,8 +44,14 @@ TERMINAL_STATES: frozenset[str] = frozenset(
 # --- Signals into an incident -------------------------------------------------------
 
 
+# An alert names the metric that shows its symptom with this annotation (or label).
+SYMPTOM_METRIC_ANNOTATION = "backout.dev/symptom-metric"
+SYMPTOM_METRIC_LABEL = "backout_metric"
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
 class Alert(BaseModel):
-    """One alert of an Alertmanager notification, normalised."""
+    """One alert of an alert source's notification, normalised."""
 
     fingerprint: str
     status: Literal["firing", "resolved"]
@@ -48,6 +60,23 @@ class Alert(BaseModel):
     starts_at: datetime
     ends_at: datetime | None = None
     generator_url: str | None = None
+
+    def symptom_metric(self) -> str | None:
+        """The metric the alert says shows its symptom, if it names one."""
+        return (
+            self.annotations.get(SYMPTOM_METRIC_ANNOTATION) or self.labels.get(SYMPTOM_METRIC_LABEL) or None
+        )
+
+    def is_about(self, metric: str) -> bool:
+        """Whether the alert watches `metric`: it names it as its symptom, or its rule's expression
+        (Prometheus' generator URL, `g0.expr=`) uses it."""
+        if self.symptom_metric() == metric:
+            return True
+        if not self.generator_url:
+            return False
+        query = parse_qs(urlsplit(self.generator_url).query)
+        expressions = [*query.get("g0.expr", []), *query.get("expr", [])]
+        return any(metric in _METRIC_NAME.findall(expression) for expression in expressions)
 
 
 class EvalSymptom(BaseModel):
@@ -84,7 +113,7 @@ class EvalRecheckRequest(BaseModel):
 class IncidentSignal(BaseModel):
     """What the webhook or the eval workflow delivers with signal-with-start."""
 
-    source: Literal["alertmanager", "eval", "manual"]
+    source: IncidentSource
     received_at: datetime
     alerts: list[Alert] = Field(default_factory=list)
     eval: EvalSymptom | None = None
@@ -92,12 +121,18 @@ class IncidentSignal(BaseModel):
     external_url: str | None = None
 
 
+def _flat_key(data: Any) -> Any:
+    """Inputs recorded before the key was carried whole held its fields flat: namespace, service, group."""
+    if isinstance(data, dict) and "key" not in data and "group" in data:
+        data = dict(data)
+        data["key"] = {name: data.pop(name, None) for name in ("namespace", "service", "group")}
+    return data
+
+
 class IncidentInput(BaseModel):
-    incident_id: str
-    namespace: str | None = None
-    service: str | None = None
-    group: str
-    source: Literal["alertmanager", "eval", "manual"]
+    incident_id: str  # the workflow id: key.workflow_id() for every incident the starter opens
+    key: IncidentKey
+    source: IncidentSource
     # Behaviour knobs, fixed at start so that replays see the same values.
     settle_s: float = 5.0
     cooldown_s: float = 600.0
@@ -110,6 +145,11 @@ class IncidentInput(BaseModel):
     # The paging channels to call, in order (activities/paging/channels); incidents started before
     # the list existed called these two.
     channels: list[str] = Field(default_factory=lambda: ["pagerduty", "slack"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_flat(cls, data: Any) -> Any:
+        return _flat_key(data)
 
 
 # --- Runbook decisions (runbooks.decide, pure and deterministic; actions in incidents.actions)
@@ -313,7 +353,10 @@ class IncidentView(BaseModel):
 class OpenIncidentRequest(BaseModel):
     """Start the incident for `key` or join the running one (signal-with-start, USE_EXISTING)."""
 
-    namespace: str | None = None
-    service: str | None = None
-    group: str
+    key: IncidentKey
     signal: IncidentSignal
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_flat(cls, data: Any) -> Any:
+        return _flat_key(data)

@@ -10,7 +10,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.paging.channels import enabled_channels
-from incidents.fingerprint import IncidentKey
+from incidents.key import IncidentKey
 from incidents.models import IncidentInput, IncidentSignal, IncidentView, OpenIncidentRequest
 from worker.settings import Settings
 from workflows.incident import IncidentWorkflow
@@ -28,10 +28,8 @@ class IncidentBehaviour:
         target = s.eval_manifests.get(f"{key.namespace or ''}/{key.service or ''}")
         return IncidentInput(
             incident_id=key.workflow_id(),
-            namespace=key.namespace,
-            service=key.service,
-            group=key.group,
-            source=source,  # type: ignore[arg-type]
+            key=key,
+            source=source,
             settle_s=s.incident_settle_s,
             cooldown_s=s.incident_cooldown_s,
             lookback_s=s.lookback_s,
@@ -48,8 +46,7 @@ async def open_or_join(
     client: Client, behaviour: IncidentBehaviour, request: OpenIncidentRequest
 ) -> WorkflowHandle[IncidentWorkflow, IncidentView]:
     """Signal-with-start with USE_EXISTING: storms, HA pairs and retries all land in one run."""
-    key = IncidentKey(namespace=request.namespace, service=request.service, group=request.group)
-    params = behaviour.input_for(key, request.signal.source)
+    params = behaviour.input_for(request.key, request.signal.source)
     return await client.start_workflow(
         IncidentWorkflow.run,
         params,
@@ -60,10 +57,10 @@ async def open_or_join(
         start_signal_args=[request.signal],
         memo={
             "state": "open",
-            "service": request.service,
-            "namespace": request.namespace,
+            "service": request.key.service,
+            "namespace": request.key.namespace,
             "source": request.signal.source,
-            "group": request.group,
+            "group": request.key.group,
         },
     )
 

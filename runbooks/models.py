@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from incidents.actions import ACTIONS, Action, Mode, Severity
+from incidents.models import IncidentSource
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -57,7 +58,9 @@ class Match(_Strict):
     services: list[str] = Field(default_factory=list)
     namespaces: list[str] = Field(default_factory=list)
     severities: list[Severity] = Field(default_factory=list)
-    sources: list[Literal["alertmanager", "eval", "manual"]] = Field(default_factory=list)
+    sources: list[IncidentSource] = Field(
+        default_factory=list, description="alertmanager, grafana (an alert source's name), eval or manual"
+    )
     eval_regression: bool | None = Field(
         default=None, description="true: only eval regressions; false: never eval regressions"
     )

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from evals.flow import (
+    from evals.contracts import (
         EvalLookRequest,
         EvalRunRecord,
         EvalRunRequest,
@@ -21,7 +21,9 @@ with workflow.unsafe.imports_passed_through():
         EvalWorkflowResult,
     )
     from evals.monitor import LookVerdict
-    from incidents.models import EvalSymptom, IncidentSignal, OpenIncidentRequest
+    from evals.symptom import symptom_of
+    from incidents.key import IncidentKey
+    from incidents.models import IncidentSignal, OpenIncidentRequest
 
 RUN_ACTIVITY = "eval_run_golden_set"
 LOOK_ACTIVITY = "eval_evaluate_look"
@@ -77,28 +79,19 @@ class EvalWorkflow:
         )
         if comparison is None or not comparison.regression:
             return result
-        symptom = EvalSymptom(
+        symptom = symptom_of(
+            comparison,
             manifest=record.manifest_name,
             manifest_path=request.manifest_path,
             endpoint=request.endpoint,
             service=record.service,
             namespace=record.namespace,
             run_id=run_id,
-            metric=comparison.metric,
-            baseline=comparison.baseline,
-            candidate=comparison.candidate,
-            delta=comparison.delta,
-            p_value=comparison.p_value,
-            ci=comparison.ci,
-            test=comparison.test,
-            regression=True,
-            series=verdict.series,
             observed_at=record.summary.finished_at,
+            series=verdict.series,
         )
         opened = OpenIncidentRequest(
-            namespace=record.namespace,
-            service=record.service,
-            group=record.group,
+            key=IncidentKey(namespace=record.namespace, service=record.service, group=record.group),
             signal=IncidentSignal(source="eval", received_at=workflow.now(), eval=symptom),
         )
         result.incident_id = await workflow.execute_activity(

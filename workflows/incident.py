@@ -225,13 +225,11 @@ class IncidentWorkflow(RecoveryChecks):
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SHORT_RETRY,
         )
-        labels: dict[str, str] = {}
-        for alert in self._alerts.values():
-            labels.update(alert.labels)
+        labels = self._labels()
         ctx = DecisionContext(
             incident_id=params.incident_id,
-            service=params.service,
-            namespace=params.namespace,
+            service=params.key.service,
+            namespace=params.key.namespace,
             source=params.source,
             severity=labels.get("severity"),
             alertnames=sorted(
@@ -359,7 +357,7 @@ class IncidentWorkflow(RecoveryChecks):
 
     async def _mutate(self, action: PlannedAction) -> None:
         change = self._change_for(action)
-        request = action.request(change, self._input.incident_id, self._input.namespace)
+        request = action.request(change, self._input.incident_id, self._input.key.namespace)
         if isinstance(request, str):
             raise IncidentFailure(request)
         self._set_state("remediating")
@@ -412,20 +410,17 @@ class IncidentWorkflow(RecoveryChecks):
     # --- Helpers --------------------------------------------------------------------------
 
     def _context_request(self, params: IncidentInput) -> ContextRequest:
-        labels: dict[str, str] = {}
         starts = [a.starts_at for a in self._alerts.values()]
-        for alert in self._alerts.values():
-            labels.update(alert.labels)
         detected = (
             min(starts) if starts else (self._view.eval.observed_at if self._view.eval else workflow.now())
         )
         return ContextRequest(
             incident_id=params.incident_id,
-            service=params.service,
-            namespace=params.namespace,
+            service=params.key.service,
+            namespace=params.key.namespace,
             source=params.source,
             detected_at=detected,
-            labels=labels,
+            labels=self._labels(),
             eval=self._view.eval,
             lookback_s=params.lookback_s,
             alerts=list(self._alerts.values()),
@@ -440,7 +435,7 @@ class IncidentWorkflow(RecoveryChecks):
 
     def _describe_target(self, action: PlannedAction) -> str:
         change = self._change_for(action)
-        request = action.request(change, self._input.incident_id, self._input.namespace)
+        request = action.request(change, self._input.incident_id, self._input.key.namespace)
         if isinstance(request, str):
             return request
         return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")

@@ -54,9 +54,9 @@ class IncidentRecord:
             id=params.incident_id,
             state="open",
             source=params.source,
-            service=params.service,
-            namespace=params.namespace,
-            group=params.group,
+            service=params.key.service,
+            namespace=params.key.namespace,
+            group=params.key.group,
             opened_at=now,
             updated_at=now,
         )
@@ -80,6 +80,13 @@ class IncidentRecord:
         if team:
             self._team = team
         await self._notify("needs_human", detail=reason)
+
+    def _labels(self) -> dict[str, str]:
+        """Every alert's labels merged (a later alert's value wins): what runbooks and reports see."""
+        labels: dict[str, str] = {}
+        for alert in self._alerts.values():
+            labels.update(alert.labels)
+        return labels
 
     def _all_alerts_resolved(self) -> bool:
         return bool(self._alerts) and all(a.status == "resolved" for a in self._alerts.values())
@@ -134,9 +141,6 @@ class IncidentRecord:
             links["temporal"] = (
                 f"{self._input.temporal_ui_url.rstrip('/')}/namespaces/default/workflows/{view.id}"
             )
-        labels: dict[str, str] = {}
-        for alert in self._alerts.values():
-            labels.update(alert.labels)
         report = IncidentReport(
             incident_id=view.id,
             title=f"{what} on {title_service}" + (f" ({view.namespace})" if view.namespace else ""),
@@ -147,7 +151,7 @@ class IncidentRecord:
             severity=self._severity,
             team=self._team,
             detected_at=self._bundle.incident.detected_at if self._bundle else view.opened_at,
-            labels=labels,
+            labels=self._labels(),
             attribution=view.attribution,
             changes=self._bundle.changes if self._bundle else [],
             actions=view.actions,

@@ -67,8 +67,8 @@ class RecoveryChecks(IncidentRecord):
         request = EvalRecheckRequest(
             manifest=manifest,
             incident_id=self._input.incident_id,
-            service=self._input.service,
-            namespace=self._input.namespace,
+            service=self._input.key.service,
+            namespace=self._input.key.namespace,
             endpoint=endpoint,
         )
         while True:
@@ -92,22 +92,33 @@ class RecoveryChecks(IncidentRecord):
             await workflow.sleep(EVAL_RECHECK_INTERVAL)
 
     async def _verify_alerts_resolved(self, action: WaitVerifyAction) -> None:
-        """Every alert resolved, and still resolved `duration_s` later."""
+        """Every alert resolved (or, when the step names a metric, every alert about it), and still
+        resolved `duration_s` later."""
+        resolved = self._all_alerts_resolved
+        metric = action.metric
+        if metric is not None and workflow.patched("verify-alerts-about-metric"):
+            if any(alert.is_about(metric) for alert in self._alerts.values()):
+                self._log("note", "verify", f"verifying with the alerts about {metric}")
+
+                def resolved() -> bool:
+                    about = [alert for alert in self._alerts.values() if alert.is_about(metric)]
+                    return bool(about) and all(alert.status == "resolved" for alert in about)
+
+            else:
+                self._log("note", "verify", f"no alert is about {metric}: verifying with every alert")
         deadline = workflow.now() + timedelta(seconds=action.timeout_s)
         while True:
             remaining = (deadline - workflow.now()).total_seconds()
             try:
-                await workflow.wait_condition(
-                    self._all_alerts_resolved, timeout=timedelta(seconds=max(remaining, 1))
-                )
+                await workflow.wait_condition(resolved, timeout=timedelta(seconds=max(remaining, 1)))
                 if action.duration_s <= 0:
                     break
                 await workflow.wait_condition(
-                    lambda: not self._all_alerts_resolved(), timeout=timedelta(seconds=action.duration_s)
+                    lambda: not resolved(), timeout=timedelta(seconds=action.duration_s)
                 )
                 self._log("note", "verify", "an alert fired again while verifying; still waiting")
             except TimeoutError:
-                if self._all_alerts_resolved():
+                if resolved():
                     break
                 self._record("verify_symptom", action.mode, "Failed", message="alerts still firing")
                 raise IncidentFailure(

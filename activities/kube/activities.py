@@ -1,4 +1,4 @@
-"""Temporal activities for Kubernetes: list changes, remediate, verify, record history.
+"""Temporal activities for Kubernetes: remediate and verify (and the change listing the CLI uses).
 
 Kubernetes calls are blocking, so each activity runs its work in a thread; the
 client is built per call from `worker.settings.current_settings()` (settings.kubeconfig
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
@@ -38,14 +38,6 @@ class ListChangesRequest(BaseModel):
         if value.tzinfo is None:
             raise ValueError("since must carry a UTC offset")
         return value
-
-
-class RecordHistoryRequest(BaseModel):
-    namespaces: list[str] = Field(default_factory=list)
-
-
-class RecordHistoryResult(BaseModel):
-    recorded: list[history.RecordedVersion] = Field(default_factory=list)
 
 
 def _settings() -> Settings:
@@ -98,12 +90,6 @@ def remediate_sync(request: RemediationRequest) -> RemediationResult:
 
 
 @activity.defn
-async def list_cluster_changes(request: ListChangesRequest) -> list[Change]:
-    """Deployment, ConfigMap and Secret changes since `request.since`, oldest first."""
-    return await asyncio.to_thread(list_changes_sync, request)
-
-
-@activity.defn
 async def remediate(request: RemediationRequest) -> RemediationResult:
     """Roll back / restore / pause / scale; idempotent under retries, refused outcomes are Failed."""
     return await asyncio.to_thread(remediate_sync, request)
@@ -139,26 +125,4 @@ async def verify_rollout(request: VerifyRequest) -> VerificationResult:
         raise classify(exc, doing) from exc
 
 
-@activity.defn
-async def record_cluster_history(request: RecordHistoryRequest) -> RecordHistoryResult:
-    """One ConfigMap/Secret history sweep (the continuous recorder is history.run_history_recorder)."""
-
-    def work(apis: KubeApis, settings: Settings) -> RecordHistoryResult:
-        recorded: list[history.RecordedVersion] = []
-        for namespace in resolve_namespaces(apis, settings, request.namespaces):
-            recorded.extend(history.record_now(apis, namespace))
-        return RecordHistoryResult(recorded=recorded)
-
-    return await asyncio.to_thread(_with_apis, "recording ConfigMap/Secret history", work)
-
-
-def default_since(lookback_s: int) -> datetime:
-    return datetime.now(UTC) - timedelta(seconds=lookback_s)
-
-
-ACTIVITIES: list[Callable[..., Any]] = [
-    list_cluster_changes,
-    remediate,
-    verify_rollout,
-    record_cluster_history,
-]
+ACTIVITIES: list[Callable[..., Any]] = [remediate, verify_rollout]

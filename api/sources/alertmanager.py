@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.common import ApiError, authorized_json, services, validated
 from api.intake import AlertBatch, deliver
-from incidents.fingerprint import IncidentKey, service_from_labels
+from incidents.key import IncidentKey, service_from_labels
 from incidents.models import Alert, IncidentSignal
 
 router = APIRouter()

@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from activities.prometheus import query_range
-from devstack.demo import service
+from devstack.demo import workloads
 from devstack.demo.report import (
     IncidentReportDoc,
     Marker,
@@ -69,7 +69,7 @@ async def _api(stack: Stack, path: str) -> Any:
 async def _find_incident(stack: Stack) -> str | None:
     listing = await _api(stack, "/v1/incidents")
     for item in listing["incidents"]:
-        if item.get("service") == SERVICE and item.get("namespace") == service.NAMESPACE:
+        if item.get("service") == SERVICE and item.get("namespace") == workloads.NAMESPACE:
             return str(item["id"])
     return None
 
@@ -133,9 +133,9 @@ async def run_demo(
                 say("baseline pinned; deploying three changes across services")
                 live.update(_progress_table(events, None))
                 plan = [
-                    ("corpus-2026-11-27 re-index on retriever", "change", lambda: service.set_corpus(stack.apis, "corpus-2026-11-27")),
-                    (f"prompt template {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: service.set_prompt(stack.apis, BAD_PROMPT_VERSION, service.BAD_PROMPT)),
-                    ("gateway image 1.4.1", "change", lambda: service.set_image(stack.apis, "gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
+                    ("corpus-2026-11-27 re-index on retriever", "change", lambda: workloads.set_corpus(stack.apis, "corpus-2026-11-27")),
+                    (f"prompt template {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: workloads.set_prompt(stack.apis, BAD_PROMPT_VERSION, workloads.BAD_PROMPT)),
+                    ("gateway image 1.4.1", "change", lambda: workloads.set_image(stack.apis, "gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
                 ]  # fmt: skip
                 for label, kind, apply in plan:
                     await asyncio.to_thread(apply)
@@ -203,7 +203,7 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
     series = await asyncio.to_thread(
         query_range,
         stack.prometheus_url,
-        f'avg(simservice_retrieval_precision{{namespace="{service.NAMESPACE}",service="{SERVICE}"}})',
+        f'avg(simservice_retrieval_precision{{namespace="{workloads.NAMESPACE}",service="{SERVICE}"}})',
         start,
         end,
         2.0,

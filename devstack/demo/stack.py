@@ -24,12 +24,12 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.kube.client import KubeApis, apis_from_kubeconfig
+from api.app import create_app
 from devstack.cluster.local import LocalCluster
-from devstack.demo import service
+from devstack.demo import workloads
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
 from devstack.temporal_sql import TemporalSql
-from api.app import create_app
 from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
@@ -93,8 +93,8 @@ class Stack:
 def _simservice(options: StackOptions, kubeconfig: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable, "-m", "devstack.simservice", "--port", str(port),
-        "--kube-namespace", service.NAMESPACE, "--kube-deployment", service.LLM_DEPLOYMENT,
-        "--prompt-configmap", service.PROMPT_CONFIGMAP, "--corpus-configmap", service.CORPUS_CONFIGMAP,
+        "--kube-namespace", workloads.NAMESPACE, "--kube-deployment", workloads.LLM_DEPLOYMENT,
+        "--prompt-configmap", workloads.PROMPT_CONFIGMAP, "--corpus-configmap", workloads.CORPUS_CONFIGMAP,
         "--kubeconfig", str(kubeconfig), "--bad-marker", "", "--latency-scale", "0.05", "--seed", "7",
     ]  # fmt: skip
     for version in options.bad_prompts:
@@ -131,9 +131,9 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         stack.callback(cluster.stop)
         apis = apis_from_kubeconfig(cluster.kubeconfig)
         stack.callback(apis.close)
-        await asyncio.to_thread(service.recreate_namespace, apis)
-        await asyncio.to_thread(service.deploy, apis)
-        await asyncio.to_thread(service.wait_available, apis)
+        await asyncio.to_thread(workloads.recreate_namespace, apis)
+        await asyncio.to_thread(workloads.deploy, apis)
+        await asyncio.to_thread(workloads.wait_available, apis)
 
         paging = start_local_paging(state / "paging")
         stack.callback(paging.stop)
@@ -170,7 +170,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
                 ScrapeTarget(
                     job=SERVICE,
                     addresses=[f"127.0.0.1:{sim_port}"],
-                    labels={"service": SERVICE, "namespace": service.NAMESPACE},
+                    labels={"service": SERVICE, "namespace": workloads.NAMESPACE},
                 )
             ],
         )
@@ -181,11 +181,11 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             api_token=SecretStr(API_TOKEN),
             public_url=f"http://127.0.0.1:{api_port}",
             kubeconfig=cluster.kubeconfig,
-            allowed_namespaces=[service.NAMESPACE],
+            allowed_namespaces=[workloads.NAMESPACE],
             prometheus_url=alerting.prometheus.url,
             evidence_queries=EVIDENCE,
             eval_manifests={
-                f"{service.NAMESPACE}/{SERVICE}": EvalTarget(
+                f"{workloads.NAMESPACE}/{SERVICE}": EvalTarget(
                     manifest=GOLDEN_MANIFEST, endpoint=f"http://127.0.0.1:{sim_port}"
                 )
             }

@@ -86,6 +86,14 @@ def effective_mode(runbook_mode: Mode, override: Mode | None) -> Mode:
     return override
 
 
+def deployment_of(change: Change | None) -> tuple[str, str | None] | None:
+    """The Deployment (name, namespace) a change rolled out, when its undo handle names one."""
+    handle = change.rollback if change is not None else None
+    if handle is None or handle.type != "deployment" or not handle.name:
+        return None
+    return handle.name, handle.namespace or (change.namespace if change is not None else None)
+
+
 def deployment_target(
     action: Action,
     deployment: str | None,
@@ -95,9 +103,9 @@ def deployment_target(
 ) -> RemediationRequest | str:
     """A request on a Deployment: the named one, else the attributed change's, else the service's."""
     name, namespace = deployment, default_namespace
-    if name is None and change is not None and change.rollback and change.rollback.type == "deployment":
-        name = change.rollback.name
-        namespace = change.rollback.namespace or change.namespace or namespace
+    rolled_out = deployment_of(change)
+    if name is None and rolled_out is not None:
+        name, namespace = rolled_out[0], rolled_out[1] or namespace
     if name is None:
         name = change.service if change is not None else None
     if not name or not namespace:

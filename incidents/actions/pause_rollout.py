@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from incidents.actions.base import Action, Mode, Planned, deployment_target
+from incidents.actions.base import Action, Mode, Planned, deployment_of, deployment_target
 from incidents.bundle import Change
 from incidents.remediation import RemediationRequest
 
@@ -22,13 +22,10 @@ class PauseRolloutAction(Action):
     deployment: str | None = Field(default=None, description="default: the attributed change's deployment")
 
     def plan(self, mode: Mode, ctx: DecisionContext) -> Planned:
-        deployment = self.deployment
         top_id = ctx.attribution.ranking[0].change_id if ctx.attribution and ctx.attribution.ranking else None
-        top = next((change for change in ctx.changes if change.id == top_id), None)
-        handle = top.rollback if top is not None else None
-        if deployment is None and handle is not None and handle.type == "deployment":
-            deployment = handle.name
-        return Planned(self.model_copy(update={"mode": mode, "deployment": deployment or ctx.service}))
+        rolled_out = deployment_of(next((change for change in ctx.changes if change.id == top_id), None))
+        deployment = self.deployment or (rolled_out[0] if rolled_out else None) or ctx.service
+        return Planned(self.model_copy(update={"mode": mode, "deployment": deployment}))
 
     def request(
         self, change: Change | None, incident_id: str, default_namespace: str | None

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from devstack.demo import service
+from devstack.demo import workloads
 from devstack.demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
+from evals.execute import execute_run
 from evals.golden import golden_path, load_golden_set, load_manifest
-from evals.runs import execute_run
 from evals.store import EvalStore
 from incidents.models import TERMINAL_STATES, IncidentView
 
@@ -112,7 +112,9 @@ async def _closed(stack: Stack, incident_id: str) -> IncidentView:
 
 
 def _prompt_version(stack: Stack) -> str:
-    data = stack.apis.core.read_namespaced_config_map(service.PROMPT_CONFIGMAP, service.NAMESPACE).data or {}
+    data = (
+        stack.apis.core.read_namespaced_config_map(workloads.PROMPT_CONFIGMAP, workloads.NAMESPACE).data or {}
+    )
     return str(data.get("prompt_version"))
 
 
@@ -124,7 +126,7 @@ def _flap(status: str) -> dict[str, Any]:
     labels = {
         "alertname": "LLMErrorBudgetBurn",
         "service": SERVICE,
-        "namespace": service.NAMESPACE,
+        "namespace": workloads.NAMESPACE,
         "severity": "critical",
     }
     return {
@@ -132,7 +134,7 @@ def _flap(status: str) -> dict[str, Any]:
         "groupKey": '{}:{namespace="demo", service="rag-api"}',
         "status": status,
         "receiver": "backout",
-        "groupLabels": {"namespace": service.NAMESPACE, "service": SERVICE},
+        "groupLabels": {"namespace": workloads.NAMESPACE, "service": SERVICE},
         "commonLabels": labels,
         "commonAnnotations": {},
         "externalURL": "http://alertmanager.invalid",
@@ -150,9 +152,9 @@ def _flap(status: str) -> dict[str, Any]:
 
 
 async def test_bad_deploy_is_rolled_back_once_through_a_real_alert(stack: Stack) -> None:
-    await asyncio.to_thread(service.set_corpus, stack.apis, "corpus-2026-11-27")  # benign, earlier
+    await asyncio.to_thread(workloads.set_corpus, stack.apis, "corpus-2026-11-27")  # benign, earlier
     await asyncio.sleep(20)
-    await asyncio.to_thread(service.set_prompt, stack.apis, BAD_PROMPT, service.BAD_PROMPT)
+    await asyncio.to_thread(workloads.set_prompt, stack.apis, BAD_PROMPT, workloads.BAD_PROMPT)
     incident_id = await _incident_for_service(stack)
     view = await _wait_terminal(stack, incident_id)
 
@@ -161,7 +163,7 @@ async def test_bad_deploy_is_rolled_back_once_through_a_real_alert(stack: Stack)
     assert any(a.labels.get("alertname") == "RagRetrievalPrecisionLow" for a in view.alerts)
     assert view.attribution is not None and view.attribution.ranking
     assert view.attribution.ranking[0].change_id.startswith(
-        f"k8s:configmap:{service.NAMESPACE}/{service.PROMPT_CONFIGMAP}:"
+        f"k8s:configmap:{workloads.NAMESPACE}/{workloads.PROMPT_CONFIGMAP}:"
     )
     assert len(_rollbacks(view)) == 1
     assert _prompt_version(stack) == "prompt-v1"
@@ -181,7 +183,7 @@ async def test_bad_deploy_is_rolled_back_once_through_a_real_alert(stack: Stack)
             assert answer.status_code == 202
             assert answer.json()["incident_id"] == incident_id
     # A second bad deploy while the incident is still open joins it.
-    await asyncio.to_thread(service.set_corpus, stack.apis, BAD_CORPUS)
+    await asyncio.to_thread(workloads.set_corpus, stack.apis, BAD_CORPUS)
 
     closed = await _closed(stack, incident_id)
     assert len(await _runs_of_incident(stack.client, incident_id)) == 1, "no second incident was opened"

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from evals.flow import EvalWorkflowInput
+from evals.contracts import EvalWorkflowInput
 from incidents.bundle import Change, IncidentBundle
 from incidents.changes_store import ChangeStore
 from tests.fixtures.simservice import SimService

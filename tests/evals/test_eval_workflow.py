@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.evals import ACTIVITIES as EVAL_ACTIVITIES
-from evals.flow import EvalWorkflowInput, EvalWorkflowResult
+from evals.contracts import EvalWorkflowInput, EvalWorkflowResult
 from evals.golden import load_manifest
 from evals.schedule import ensure_schedule
 from evals.store import EvalStore
@@ -36,7 +36,7 @@ class IncidentRecorder:
     @activity.defn(name="open_or_join_incident")
     async def open_or_join_incident(self, request: OpenIncidentRequest) -> str:
         self.requests.append(request)
-        return f"incident-{request.service}-{len(self.requests)}"
+        return f"incident-{request.key.service}-{len(self.requests)}"
 
 
 async def _client(server: TemporalDevServer) -> Client:
@@ -95,7 +95,11 @@ async def test_bad_model_version_opens_an_incident_with_the_eval_series(
     assert len(recorder.requests) == 1
     opened = recorder.requests[0]
     manifest = load_manifest(SHIPPED)
-    assert (opened.service, opened.namespace, opened.group) == ("rag-api", "demo", "eval:orbitdesk-assistant")
+    assert (opened.key.service, opened.key.namespace, opened.key.group) == (
+        "rag-api",
+        "demo",
+        "eval:orbitdesk-assistant",
+    )
     assert opened.signal.source == "eval"
     symptom = opened.signal.eval
     assert symptom is not None and symptom.regression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,16 +15,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.kube.activities import (
-    ACTIVITIES,
-    ListChangesRequest,
-    list_cluster_changes,
-    remediate,
-    verify_rollout,
-)
+from activities.context import ACTIVITIES as CONTEXT_ACTIVITIES
+from activities.context import collect_context
+from activities.kube.activities import ACTIVITIES, remediate, verify_rollout
 from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from incidents.bundle import Change
+from incidents.models import ContextRequest, ContextResult
 from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from tests.kube.helpers import create_deployment, current_images, service_account_kubeconfig, set_image
 from worker.settings import Settings
@@ -52,19 +50,28 @@ class RollbackCulpritProbe:
     async def run(self, probe: ProbeInput) -> ProbeOutput:
         retry = RetryPolicy(maximum_attempts=4, initial_interval=timedelta(milliseconds=200))
         try:
-            changes = await workflow.execute_activity(
-                list_cluster_changes,
-                ListChangesRequest(namespaces=[probe.namespace], since=workflow.now() - timedelta(hours=1)),
+            context: ContextResult = await workflow.execute_activity(
+                collect_context,
+                ContextRequest(
+                    incident_id=probe.incident_id,
+                    namespace=probe.namespace,
+                    source="manual",
+                    detected_at=workflow.now(),
+                    lookback_s=3600,
+                ),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=retry,
             )
-            culprit = [change for change in changes if change.kind == "image"][-1]
-            assert culprit.rollback is not None and culprit.rollback.name is not None
+            changes = context.bundle.changes
+            # A worker that may not read the cluster sees no change: it still tries the Deployment.
+            culprit = next((change for change in reversed(changes) if change.kind == "image"), None)
             request = RemediationRequest(
                 incident_id=probe.incident_id,
                 operation="rollback",
                 target_type="deployment",
-                name=culprit.rollback.name,
+                name=culprit.rollback.name
+                if culprit and culprit.rollback and culprit.rollback.name
+                else "web",
                 namespace=probe.namespace,
                 change=culprit,
             )
@@ -92,24 +99,32 @@ class RollbackCulpritProbe:
 
 async def _run_probe(client: Client, namespace: str) -> ProbeOutput:
     task_queue = f"kube-probe-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[RollbackCulpritProbe],
-        activities=ACTIVITIES,
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    ):
-        return await client.execute_workflow(
-            RollbackCulpritProbe.run,
-            ProbeInput(namespace=namespace, incident_id=f"inc-{uuid.uuid4().hex[:6]}"),
-            id=f"kube-probe-{uuid.uuid4().hex[:8]}",
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(
+            client,
             task_queue=task_queue,
-        )
+            workflows=[RollbackCulpritProbe],
+            activities=[*ACTIVITIES, *CONTEXT_ACTIVITIES],
+            activity_executor=executor,
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            return await client.execute_workflow(
+                RollbackCulpritProbe.run,
+                ProbeInput(namespace=namespace, incident_id=f"inc-{uuid.uuid4().hex[:6]}"),
+                id=f"kube-probe-{uuid.uuid4().hex[:8]}",
+                task_queue=task_queue,
+            )
 
 
 async def test_a_workflow_rolls_back_the_culprit_and_verifies(
-    temporal_client: Client, kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings
+    temporal_client: Client,
+    kube_apis: KubeApis,
+    kube_namespace: str,
+    kube_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("BACKOUT_STATE_DIR", str(tmp_path))
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
     set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
     set_image(kube_apis, kube_namespace, "web", "registry.local/web:3-bad")
@@ -140,6 +155,7 @@ async def test_a_forbidden_remediation_is_not_retried(
         kube_apis, kube_cluster, kube_namespace, "default", tmp_path / "no-role.kubeconfig"
     )
     monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("BACKOUT_STATE_DIR", str(tmp_path))
     output = await _run_probe(temporal_client, kube_namespace)
     assert output.error_type == "KubeForbidden"
     assert output.retry_state == "NON_RETRYABLE_FAILURE"

@@ -45,9 +45,7 @@ async def test_real_workflow_pages_once_and_keeps_one_slack_thread(
     payload = AlertmanagerPayload.model_validate(notification([alert(service="rag-api")], group="rag-api"))
     key = payload.incident_key()
     request = OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
+        key=key,
         signal=payload.to_signal(datetime.now(UTC)),
     )
     async with running_worker(temporal_client, settings):

@@ -64,8 +64,6 @@ def open_request(
     )
     key = payload.incident_key()
     return OpenIncidentRequest(
-        namespace=key.namespace,
-        service=key.service,
-        group=key.group,
+        key=key,
         signal=payload.to_signal(datetime.now(UTC)),
     )

@@ -45,6 +45,7 @@ from incidents.bundle import (
     RankedChange,
     RollbackHandle,
 )
+from incidents.key import IncidentKey
 from incidents.models import Alert, ContextRequest, ContextResult, IncidentInput, IncidentSignal, IncidentView
 from worker.settings import Settings
 from worker.temporal_server import TemporalDevServer
@@ -159,9 +160,7 @@ async def _run_incident(
     )
     params = IncidentInput(
         incident_id=incident_id,
-        namespace=namespace,
-        service=name,
-        group=name,
+        key=IncidentKey(namespace=namespace, service=name, group=name),
         source="alertmanager",
         settle_s=0,
         cooldown_s=0,

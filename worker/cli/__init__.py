@@ -30,12 +30,14 @@ class LazyCommand:
 
 
 COMMANDS: dict[str, LazyCommand] = {
-    "up": LazyCommand("worker.cli.service:up", "Run everything: embedded Temporal, the worker and the API."),
-    "worker": LazyCommand("worker.cli.service:worker", "Run only the worker against a Temporal cluster."),
-    "api": LazyCommand("worker.cli.service:api", "Run only the HTTP API against a Temporal cluster."),
-    "config": LazyCommand("worker.cli.service:config_app", "Inspect settings."),
+    "up": LazyCommand(
+        "worker.cli.processes:up", "Run everything: embedded Temporal, the worker and the API."
+    ),
+    "worker": LazyCommand("worker.cli.processes:worker", "Run only the worker against a Temporal cluster."),
+    "api": LazyCommand("worker.cli.processes:api", "Run only the HTTP API against a Temporal cluster."),
+    "config": LazyCommand("worker.cli.processes:config_app", "Inspect settings."),
     "incidents": LazyCommand(
-        "worker.cli.service:incidents_app", "List and inspect incidents through the API."
+        "worker.cli.processes:incidents_app", "List and inspect incidents through the API."
     ),
     "changes": LazyCommand(
         "worker.cli.kube:changes_command", "List recent Deployment, ConfigMap and Secret changes."

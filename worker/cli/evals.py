@@ -83,7 +83,7 @@ def run_command(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Run a golden set; one JSON line per item goes to the results file, a summary to stdout."""
-    from evals.runs import execute_run
+    from evals.execute import execute_run
 
     settings = _settings(config)
     show_progress = not as_json and sys.stderr.isatty()

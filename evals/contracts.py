@@ -1,4 +1,4 @@
-"""Boundary types of EvalWorkflow and its activities (everything that crosses Temporal)."""
+"""The contracts of EvalWorkflow and its activities (everything that crosses Temporal)."""
 
 from __future__ import annotations
 

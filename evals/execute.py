@@ -1,4 +1,5 @@
-"""Run a manifest end to end: load, call the service, score, store (and optionally copy out)."""
+"""Execute one golden-set run end to end: load the manifest, call the service and score each item
+(evals/runner.py), store the run (and optionally copy it out)."""
 
 from __future__ import annotations
 

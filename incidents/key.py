@@ -1,11 +1,15 @@
-"""Stable incident identity: one incident per (namespace, service/workload, alert group)."""
+"""The incident key: one incident per namespace + service (the alert group when no service is known).
+
+Built once where a signal comes in (an alert source, the eval workflow) and carried as it is to
+the incident: the starter, the workflow input. Its `workflow_id()` is the incident's id.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 
@@ -13,6 +17,8 @@ SERVICE_LABELS: tuple[str, ...] = ("service", "workload", "deployment", "app", "
 
 
 class IncidentKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     namespace: str | None = None
     service: str | None = None
     group: str
