@@ -1,5 +1,5 @@
 # One image for `backout worker` and `backout api` (docker-compose.yml runs both).
-# Configured only through BACKOUT_* environment variables; see worker/settings.py.
+# Configured only through BACKOUT_* environment variables; see config/settings.py.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

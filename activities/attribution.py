@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from attribution.model import AttributionModel, ModelError, load_model
+from config import Settings
 from incidents.bundle import AttributionOutput, IncidentBundle
-from worker.settings import current_settings
-
-_models: dict[Path | None, AttributionModel] = {}
-_lock = threading.Lock()
 
 
-def model_for(path: Path | None) -> AttributionModel:
-    """The model at `path` (None = packaged), loaded once per process."""
-    with _lock:
-        if path not in _models:
-            _models[path] = load_model(path)
-        return _models[path]
+class AttributionActivities:
+    """The attribution step, with the model named by the settings (loaded once, on first use)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._model: AttributionModel | None = None
+        self._lock = threading.Lock()
 
-@activity.defn(name="attribute_bundle")
-def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
-    try:
-        model = model_for(current_settings().attribution_model)
-    except ModelError as exc:
-        raise ApplicationError(str(exc), type="ModelError", non_retryable=True) from exc
-    return model.attribute(bundle)
+    def model(self) -> AttributionModel:
+        with self._lock:
+            if self._model is None:
+                self._model = load_model(self.settings.attribution_model)
+            return self._model
 
-
-ACTIVITIES = [attribute_bundle]
+    @activity.defn(name="attribute_bundle")
+    def attribute_bundle(self, bundle: IncidentBundle) -> AttributionOutput:
+        """A local activity: CPU only, run in the worker's thread pool."""
+        try:
+            model = self.model()
+        except ModelError as exc:
+            raise ApplicationError(str(exc), type="ModelError", non_retryable=True) from exc
+        return model.attribute(bundle)

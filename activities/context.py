@@ -8,9 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
+from activities.changes_store import ChangeStore
 from activities.kube import guards, ledger
 from activities.kube.client import KubeApis, kube_configured, shared_apis
 from activities.prometheus import PrometheusError, query_range
+from config import EvidenceQuery, Settings
 from incidents.bundle import (
     BundleIncident,
     Change,
@@ -20,13 +22,10 @@ from incidents.bundle import (
     Topology,
     describe_validation_error,
 )
-from incidents.changes_store import ChangeStore
 from incidents.models import ContextRequest, ContextResult
-from worker.settings import EvidenceQuery, Settings, current_settings
 
 # Alert annotations that point backout at evidence series in Prometheus.
 EVIDENCE_QUERY_ANNOTATION = "backout.dev/evidence-query"
-SYMPTOM_METRIC_ANNOTATION = "backout.dev/symptom-metric"
 EVIDENCE_METRIC_ANNOTATION = "backout.dev/evidence-metric"
 EVIDENCE_DIRECTION_ANNOTATION = "backout.dev/evidence-bad-direction"
 
@@ -145,7 +144,7 @@ def _evidence(
 def _symptom_metric(request: ContextRequest, metrics: list[MetricSeries]) -> str | None:
     """Which series shows the symptom: named by the alert, the eval, or the only metric of the service."""
     for alert in request.alerts:
-        named = alert.annotations.get(SYMPTOM_METRIC_ANNOTATION) or alert.labels.get("backout_metric")
+        named = alert.symptom_metric()
         if named:
             return named
     if request.eval is not None:
@@ -201,9 +200,13 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
     return ContextResult(bundle=bundle, notes=notes, recent_rollbacks=facts.recent_rollbacks)
 
 
-@activity.defn(name="collect_context")
-def collect_context(request: ContextRequest) -> ContextResult:
-    return build_bundle(current_settings(), request, datetime.now(UTC))
+class ContextActivities:
+    """The context step of an incident, bound to the worker's settings."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
-ACTIVITIES = [collect_context]
+    @activity.defn(name="collect_context")
+    def collect_context(self, request: ContextRequest) -> ContextResult:
+        """Changes from every source, topology and evidence: the incident bundle (runs in a thread)."""
+        return build_bundle(self.settings, request, datetime.now(UTC))

@@ -1,4 +1,4 @@
-"""Activity: read and lint the runbook files (I/O stays out of the workflow)."""
+"""load_runbooks_activity: read and lint the runbook files (I/O stays out of the workflow)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,3 @@ async def load_runbooks_activity(request: LoadRunbooksRequest) -> list[Runbook]:
         raise ApplicationError(
             f"runbooks failed lint:\n{exc}", type="RunbookLintError", non_retryable=True
         ) from None
-
-
-ACTIVITIES = [load_runbooks_activity]

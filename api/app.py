@@ -11,12 +11,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from activities.changes_store import ChangeStore
+from activities.incidents import IncidentBehaviour
 from api import changes, health, incidents, slack, sources
 from api.common import ClientFactory, Services, TemporalGateway
 from api.deliveries import Deliveries
-from incidents.changes_store import ChangeStore
-from incidents.service import IncidentBehaviour
-from worker.settings import Settings
+from config import Settings
 
 HTTP_REQUESTS = Counter("backout_http_requests_total", "HTTP requests", ["route", "method", "status"])
 HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request latency", ["route"])

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.changes_store import ChangeStore
+from activities.incidents import IncidentBehaviour
 from api.deliveries import Deliveries
+from config import Settings
 from incidents.bundle import describe_validation_error
-from incidents.changes_store import ChangeStore
-from incidents.service import IncidentBehaviour
-from worker.settings import Settings
 
 ClientFactory = Callable[[], Awaitable[Client]]
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -9,9 +9,9 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from activities.incidents import workflow_pollers
 from api.common import TemporalGateway, services
 from api.incidents import list_incidents
-from incidents.service import workflow_pollers
 
 router = APIRouter()
 

@@ -15,10 +15,10 @@ from typing import Any
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from activities.incidents import open_or_join, signal_if_open
 from api.common import Services, temporal_call
 from incidents.key import IncidentKey
 from incidents.models import IncidentSignal, OpenIncidentRequest
-from incidents.service import open_or_join, signal_if_open
 
 ALERTS_RECEIVED = Counter("backout_alerts_received_total", "Alerts received from Alertmanager", ["status"])
 DUPLICATES_ABSORBED = Counter(

@@ -30,8 +30,8 @@ from temporalio.service import RPCError
 from activities.paging.channel import DeliveryError
 from activities.paging.channels.slack import APPROVE_ACTION_ID, REJECT_ACTION_ID, SlackClient
 from activities.paging.owners import OwnerRequest, OwnershipError, load_ownership, resolve_owner
+from config import Settings
 from incidents.models import ApprovalDecision, ChatThread
-from worker.settings import Settings
 
 router = APIRouter()
 log = logging.getLogger(__name__)

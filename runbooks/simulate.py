@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -80,23 +78,18 @@ def load_attribution_file(path: Path) -> AttributionOutput:
         raise SimulationError(f"{path}: {describe_validation_error(exc)}") from None
 
 
-def attribute_with_available_model(bundle: IncidentBundle) -> tuple[AttributionOutput | None, str]:
-    """Run the attribution package if it is installed and works; else (None, why not)."""
+def attribute_with_available_model(
+    bundle: IncidentBundle, model_path: Path | None = None
+) -> tuple[AttributionOutput | None, str]:
+    """Rank the bundle with the attribution model (`model_path`, else the packaged one); else (None, why not)."""
     try:
-        from activities.attribution import attribute_bundle  # type: ignore[import-not-found,unused-ignore]
+        from attribution.model import load_model
     except ImportError as exc:
         return None, f"none (attribution code not available: {exc})"
     try:
-        result = attribute_bundle(bundle)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-        return AttributionOutput.model_validate(result), "attribution model"
+        return load_model(model_path).attribute(bundle), "attribution model"
     except Exception as exc:  # any failure of optional code degrades to "no attribution"
         return None, f"none (attribution failed: {type(exc).__name__}: {exc})"
-
-
-async def _await(value: Any) -> Any:
-    return await value
 
 
 def simulate(

@@ -1,13 +1,18 @@
-"""Every workflow and activity the worker registers."""
+"""Every workflow and activity the worker registers, the activities bound to the worker's settings."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from activities import attribution, context, evals, incidents, runbooks, verification
-from activities.kube import activities as kube
+from activities.attribution import AttributionActivities
+from activities.context import ContextActivities
+from activities.evals import EvalActivities
+from activities.incidents import IncidentActivities
+from activities.kube.activities import KubeActivities
 from activities.paging.channels import CHANNELS
+from activities.runbooks import load_runbooks_activity
+from config import Settings
 
 
 def workflows() -> list[type]:
@@ -17,9 +22,22 @@ def workflows() -> list[type]:
     return [IncidentWorkflow, EvalWorkflow]
 
 
-def activities() -> list[Callable[..., Any]]:
-    found: list[Callable[..., Any]] = []
-    for module in (context, incidents, attribution, runbooks, kube, evals, verification):
-        found.extend(module.ACTIVITIES)
-    found.extend(channel().notify for channel in CHANNELS.values())
-    return found
+def activities(settings: Settings) -> list[Callable[..., Any]]:
+    """One instance of each activity class, given the settings (and through them, its clients)."""
+    context = ContextActivities(settings)
+    attribution = AttributionActivities(settings)
+    kube = KubeActivities(settings)
+    evals = EvalActivities(settings)
+    incidents = IncidentActivities(settings)
+    return [
+        context.collect_context,
+        attribution.attribute_bundle,
+        load_runbooks_activity,
+        kube.remediate,
+        kube.verify_rollout,
+        evals.run_golden_set,
+        evals.evaluate_look,
+        evals.recheck_eval,
+        incidents.open_or_join_incident,
+        *(channel(settings).notify for channel in CHANNELS.values()),
+    ]

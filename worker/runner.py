@@ -13,7 +13,7 @@ import sys
 import uvicorn
 
 from api.app import create_app
-from worker.settings import Settings, SettingsError
+from config import Settings, SettingsError
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker

@@ -7,7 +7,7 @@ import asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from worker.settings import Settings
+from config import Settings
 
 
 async def connect(settings: Settings, attempts: int = 1, delay_s: float = 0.5) -> Client:

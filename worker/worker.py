@@ -20,8 +20,8 @@ from temporalio.worker import (
 
 from activities.kube.client import kube_configured
 from activities.kube.history import run_history_recorder
+from config import Settings
 from worker import registry
-from worker.settings import Settings, settings_in_use
 
 STEP_LATENCY = Histogram(
     "backout_step_duration_seconds",
@@ -54,7 +54,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=registry.workflows(),
-        activities=registry.activities(),
+        activities=registry.activities(settings),
         activity_executor=executor,
         max_concurrent_activities=32,
         interceptors=[StepMetricsInterceptor()],
@@ -80,10 +80,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     recorder = _start_history_recorder(settings)
     try:
-        with (
-            settings_in_use(settings),
-            ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor,
-        ):
+        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
             worker = build_worker(client, settings, executor)
             async with worker:
                 await stop.wait()

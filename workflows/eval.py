@@ -1,7 +1,7 @@
 """EvalWorkflow: run a golden set, compare with the pinned baseline, open or join an incident on regression.
 
 Deterministic: the activities in activities/evals.py do all I/O. The incident is opened through
-the `open_or_join_incident` activity (signal-with-start, like the Alertmanager path).
+IncidentActivities.open_or_join_incident (signal-with-start, like the alert sources).
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.evals import EvalActivities
+    from activities.incidents import IncidentActivities
     from evals.contracts import (
         EvalLookRequest,
-        EvalRunRecord,
         EvalRunRequest,
         EvalWorkflowInput,
         EvalWorkflowResult,
     )
-    from evals.monitor import LookVerdict
     from evals.symptom import symptom_of
     from incidents.key import IncidentKey
     from incidents.models import IncidentSignal, OpenIncidentRequest
 
-RUN_ACTIVITY = "eval_run_golden_set"
-LOOK_ACTIVITY = "eval_evaluate_look"
-OPEN_INCIDENT_ACTIVITY = "open_or_join_incident"
 UNREACHABLE_ERROR = "ServiceUnreachable"
 BAD_INPUT_ERROR = "EvalInputError"
 
@@ -39,15 +36,14 @@ class EvalWorkflow:
         now = workflow.now()
         run_id = f"{now:%Y%m%dT%H%M%S%fZ}-{workflow.uuid4().hex[:6]}"  # sorts by time within a second too
         try:
-            record = await workflow.execute_activity(
-                RUN_ACTIVITY,
+            record = await workflow.execute_activity_method(
+                EvalActivities.run_golden_set,
                 EvalRunRequest(
                     manifest_path=request.manifest_path,
                     state_dir=request.state_dir,
                     endpoint=request.endpoint,
                     run_id=run_id,
                 ),
-                result_type=EvalRunRecord,
                 start_to_close_timeout=timedelta(minutes=30),
                 retry_policy=RetryPolicy(
                     maximum_attempts=2, non_retryable_error_types=[UNREACHABLE_ERROR, BAD_INPUT_ERROR]
@@ -59,10 +55,9 @@ class EvalWorkflow:
                 workflow.logger.warning("eval run %s: service unreachable: %s", run_id, cause.message)
                 return EvalWorkflowResult(status="service_unreachable", run_id=run_id, message=cause.message)
             raise
-        verdict = await workflow.execute_activity(
-            LOOK_ACTIVITY,
+        verdict = await workflow.execute_activity_method(
+            EvalActivities.evaluate_look,
             EvalLookRequest(manifest_path=request.manifest_path, state_dir=request.state_dir, run_id=run_id),
-            result_type=LookVerdict,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=[BAD_INPUT_ERROR]),
         )
@@ -94,10 +89,9 @@ class EvalWorkflow:
             key=IncidentKey(namespace=record.namespace, service=record.service, group=record.group),
             signal=IncidentSignal(source="eval", received_at=workflow.now(), eval=symptom),
         )
-        result.incident_id = await workflow.execute_activity(
-            OPEN_INCIDENT_ACTIVITY,
+        result.incident_id = await workflow.execute_activity_method(
+            IncidentActivities.open_or_join_incident,
             opened,
-            result_type=str,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
         )

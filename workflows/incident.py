@@ -15,6 +15,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.attribution import AttributionActivities
+    from activities.context import ContextActivities
+    from activities.kube.activities import KubeActivities
+    from activities.runbooks import LoadRunbooksRequest, load_runbooks_activity
     from incidents.actions import (
         MUTATING_ACTIONS,
         ApprovalAction,
@@ -38,9 +42,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentSignal,
         IncidentView,
     )
-    from incidents.remediation import RemediationResult
     from runbooks.engine import decide
-    from runbooks.models import Runbook
     from workflows.incident_record import SHORT_RETRY, IncidentFailure
     from workflows.incident_verify import RecoveryChecks
     from workflows.paging import cause_of
@@ -148,10 +150,9 @@ class IncidentWorkflow(RecoveryChecks):
 
     async def _respond(self, params: IncidentInput) -> None:
         self._set_state("collecting")
-        context = await workflow.execute_activity(
-            "collect_context",
+        context = await workflow.execute_activity_method(
+            ContextActivities.collect_context,
             self._context_request(params),
-            result_type=ContextResult,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SHORT_RETRY,
         )
@@ -195,10 +196,9 @@ class IncidentWorkflow(RecoveryChecks):
 
     async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
         # Local activities: CPU-only steps without a round trip through the task queue.
-        attribution = await workflow.execute_local_activity(
-            "attribute_bundle",
+        attribution = await workflow.execute_local_activity_method(
+            AttributionActivities.attribute_bundle,
             bundle,
-            result_type=AttributionOutput,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SHORT_RETRY,
         )
@@ -219,9 +219,8 @@ class IncidentWorkflow(RecoveryChecks):
         self, params: IncidentInput, context: ContextResult, attribution: AttributionOutput
     ) -> Decision:
         runbooks = await workflow.execute_local_activity(
-            "load_runbooks_activity",
-            {"path": params.runbook_dir},
-            result_type=list[Runbook],
+            load_runbooks_activity,
+            LoadRunbooksRequest(path=params.runbook_dir),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SHORT_RETRY,
         )
@@ -361,10 +360,9 @@ class IncidentWorkflow(RecoveryChecks):
         if isinstance(request, str):
             raise IncidentFailure(request)
         self._set_state("remediating")
-        result = await workflow.execute_activity(
-            "remediate",
+        result = await workflow.execute_activity_method(
+            KubeActivities.remediate,
             request,
-            result_type=RemediationResult,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=REMEDIATE_RETRY,
         )

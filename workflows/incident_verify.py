@@ -11,9 +11,11 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.evals import EvalActivities
+    from activities.kube.activities import KubeActivities
     from incidents.actions import WaitVerifyAction
-    from incidents.models import EvalRecheckRequest, EvalSymptom
-    from incidents.remediation import VerificationResult, VerifyRequest
+    from incidents.models import EvalRecheckRequest
+    from incidents.remediation import VerifyRequest
     from workflows.incident_record import SHORT_RETRY, IncidentFailure, IncidentRecord
 
 EVAL_RECHECK_INTERVAL = timedelta(seconds=10)
@@ -24,15 +26,14 @@ class RecoveryChecks(IncidentRecord):
         self._set_state("verifying")
         request = self._last_remediation
         if request is not None and request.target_type == "deployment":
-            result = await workflow.execute_activity(
-                "verify_rollout",
+            result = await workflow.execute_activity_method(
+                KubeActivities.verify_rollout,
                 VerifyRequest(
                     target_type="deployment",
                     name=request.name,
                     namespace=request.namespace,
                     timeout_s=action.timeout_s,
                 ),
-                result_type=VerificationResult,
                 start_to_close_timeout=timedelta(seconds=action.timeout_s + 30),
                 retry_policy=SHORT_RETRY,
             )
@@ -72,10 +73,9 @@ class RecoveryChecks(IncidentRecord):
             endpoint=endpoint,
         )
         while True:
-            symptom = await workflow.execute_activity(
-                "recheck_eval",
+            symptom = await workflow.execute_activity_method(
+                EvalActivities.recheck_eval,
                 request,
-                result_type=EvalSymptom,
                 start_to_close_timeout=timedelta(minutes=10),
                 retry_policy=SHORT_RETRY,
             )

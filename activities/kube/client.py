@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
 
-from worker.settings import Settings
+from config import Settings
 
 T = TypeVar("T")
 CONFLICT_ATTEMPTS = 5

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities.kube.client import KubeApis, apis_from_settings
-from worker.settings import Settings
+from config import Settings
 
 log = logging.getLogger(__name__)
 

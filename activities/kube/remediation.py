@@ -16,8 +16,8 @@ from activities.kube import guards
 from activities.kube.actions import EXECUTORS
 from activities.kube.actions.base import Remediation, bad_input, refused
 from activities.kube.client import KubeApis, retry_on_conflict
+from config import Settings
 from incidents.remediation import RemediationRequest, RemediationResult
-from worker.settings import Settings
 
 
 def request_key(request: RemediationRequest) -> str:

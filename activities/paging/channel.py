@@ -22,8 +22,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.paging.owners import OwnerLookup
+from config import Settings
 from incidents.models import NotifyRequest, NotifyResult
-from worker.settings import Settings, current_settings
 
 
 class DeliveryError(Exception):
@@ -59,16 +59,9 @@ class PagingChannel(ABC):
     pages: ClassVar[bool] = False  # wakes someone up: a runbook on trial in shadow mode skips it
     position: ClassVar[int] = 100  # order in which the workflow calls the channels
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings if self._settings is not None else current_settings()
-
-    @property
-    def owners(self) -> OwnerLookup:
-        return OwnerLookup(self.settings)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owners = OwnerLookup(settings)
 
     @classmethod
     def enabled(cls, settings: Settings) -> bool:

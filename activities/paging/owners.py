@@ -28,9 +28,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from temporalio.exceptions import ApplicationError
 
+from config import Settings
 from incidents.bundle import describe_validation_error
 from incidents.models import IncidentReport
-from worker.settings import Settings
 
 TEAM_ANNOTATION = "backout.dev/team"
 

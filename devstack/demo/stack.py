@@ -25,12 +25,12 @@ from temporalio.client import Client
 
 from activities.kube.client import KubeApis, apis_from_kubeconfig
 from api.app import create_app
+from config import EvalTarget, EvidenceQuery, Settings
 from devstack.cluster.local import LocalCluster
 from devstack.demo import workloads
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
 from devstack.temporal_sql import TemporalSql
-from worker.settings import EvalTarget, EvidenceQuery, Settings
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker

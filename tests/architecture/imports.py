@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT_PACKAGES = (
+    "config",
     "incidents",
     "workflows",
     "activities",

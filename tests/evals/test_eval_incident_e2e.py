@@ -18,12 +18,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.changes_store import ChangeStore
+from config import load_settings
 from evals.contracts import EvalWorkflowInput
 from incidents.bundle import Change, IncidentBundle
-from incidents.changes_store import ChangeStore
 from tests.fixtures.simservice import SimService
 from worker import registry
-from worker.settings import load_settings, settings_in_use
 from worker.temporal_server import TemporalDevServer
 from workflows.eval import EvalWorkflow
 
@@ -63,12 +63,12 @@ async def test_eval_regression_opens_incident_with_series_and_change(
             execution_timeout=timedelta(minutes=5),
         )
 
-    with settings_in_use(settings), ThreadPoolExecutor(max_workers=8) as executor:
+    with ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
             client,
             task_queue=queue,
             workflows=registry.workflows(),
-            activities=registry.activities(),
+            activities=registry.activities(settings),
             activity_executor=executor,
         ):
             for _ in range(3):

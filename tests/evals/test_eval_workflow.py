@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -13,7 +14,8 @@ from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
-from activities.evals import ACTIVITIES as EVAL_ACTIVITIES
+from activities.evals import EvalActivities
+from config import Settings
 from evals.contracts import EvalWorkflowInput, EvalWorkflowResult
 from evals.golden import load_manifest
 from evals.schedule import ensure_schedule
@@ -37,6 +39,11 @@ class IncidentRecorder:
     async def open_or_join_incident(self, request: OpenIncidentRequest) -> str:
         self.requests.append(request)
         return f"incident-{request.key.service}-{len(self.requests)}"
+
+
+def _eval_activities(tmp_path: Path) -> list[Any]:
+    evals = EvalActivities(Settings(state_dir=tmp_path / "state"))
+    return [evals.run_golden_set, evals.evaluate_look, evals.recheck_eval]
 
 
 async def _client(server: TemporalDevServer) -> Client:
@@ -68,7 +75,7 @@ async def test_bad_model_version_opens_an_incident_with_the_eval_series(
         client,
         task_queue=queue,
         workflows=[EvalWorkflow],
-        activities=[*EVAL_ACTIVITIES, recorder.open_or_join_incident],
+        activities=[*_eval_activities(tmp_path), recorder.open_or_join_incident],
     ):
         statuses = [(await _run(client, queue, request)).look_status for _ in range(3)]
         assert statuses == ["collecting_baseline", "collecting_baseline", "baseline_pinned"]
@@ -135,7 +142,7 @@ async def test_schedule_is_idempotent_and_runs_the_workflow(
             client,
             task_queue=queue,
             workflows=[EvalWorkflow],
-            activities=[*EVAL_ACTIVITIES, recorder.open_or_join_incident],
+            activities=[*_eval_activities(tmp_path), recorder.open_or_join_incident],
         ):
             started: list[str] = []
             for _ in range(100):

@@ -16,17 +16,17 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle
 
+from activities.incidents import IncidentBehaviour, open_or_join
 from activities.kube.client import KubeApis
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from incidents.models import ApprovalDecision, IncidentView
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
 from tests.fixtures.temporal import running_worker, settings_for, worker_subprocess
 from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.pipeline.payloads import open_request
-from worker.settings import Settings
 from worker.temporal_client import connect
 from worker.temporal_server import TemporalDevServer
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from activities.kube import history, ledger, remediation
 from activities.kube.client import KubeApis
+from config import Settings, load_settings
 from incidents.remediation import RemediationRequest
 from tests.kube.helpers import wait_until
 from worker.cli import app
-from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kube
 

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kube import activities as kube_activities
 from activities.kube import history, remediation
 from activities.kube.client import KubeApis, api_message, apis_with_token
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from incidents.remediation import RemediationRequest
 from tests.kube.helpers import (
@@ -23,7 +24,6 @@ from tests.kube.helpers import (
     set_image,
     wait_rollout,
 )
-from worker.settings import Settings
 
 pytestmark = pytest.mark.kube
 
@@ -90,14 +90,13 @@ def test_a_missing_permission_is_a_non_retryable_error_naming_it(
     kube_namespace: str,
     kube_settings: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
     # The namespace's default ServiceAccount has no role at all.
     kubeconfig = service_account_kubeconfig(
         kube_apis, kube_cluster, kube_namespace, "default", tmp_path / "no-role.kubeconfig"
     )
-    monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
+    settings = kube_settings.model_copy(update={"kubeconfig": kubeconfig})
     request = RemediationRequest(
         incident_id="inc-403",
         operation="rollback",
@@ -106,7 +105,7 @@ def test_a_missing_permission_is_a_non_retryable_error_naming_it(
         namespace=kube_namespace,
     )
     with pytest.raises(ApplicationError) as raised:
-        kube_activities.remediate_sync(request)
+        kube_activities.remediate_now(settings, request)
     assert raised.value.non_retryable and raised.value.type == "KubeForbidden"
     assert f"system:serviceaccount:{kube_namespace}:default" in raised.value.message
     assert (

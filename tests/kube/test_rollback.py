@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from activities.kube import guards, ledger, remediation
 from activities.kube.client import KubeApis, retry_on_conflict
+from config import Settings, load_settings
 from incidents.bundle import Change, RollbackHandle
 from incidents.remediation import RemediationRequest
 from tests.kube.helpers import create_deployment, current_images, running_pod_images, set_image, wait_until
 from worker.cli import app as cli_app
-from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kube
 

@@ -15,16 +15,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.context import ACTIVITIES as CONTEXT_ACTIVITIES
-from activities.context import collect_context
-from activities.kube.activities import ACTIVITIES, remediate, verify_rollout
+from activities.context import ContextActivities
+from activities.kube.activities import KubeActivities
 from activities.kube.client import KubeApis
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from incidents.bundle import Change
 from incidents.models import ContextRequest, ContextResult
 from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
 from tests.kube.helpers import create_deployment, current_images, service_account_kubeconfig, set_image
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.kube, pytest.mark.temporal]
 
@@ -50,8 +49,8 @@ class RollbackCulpritProbe:
     async def run(self, probe: ProbeInput) -> ProbeOutput:
         retry = RetryPolicy(maximum_attempts=4, initial_interval=timedelta(milliseconds=200))
         try:
-            context: ContextResult = await workflow.execute_activity(
-                collect_context,
+            context: ContextResult = await workflow.execute_activity_method(
+                ContextActivities.collect_context,
                 ContextRequest(
                     incident_id=probe.incident_id,
                     namespace=probe.namespace,
@@ -75,11 +74,14 @@ class RollbackCulpritProbe:
                 namespace=probe.namespace,
                 change=culprit,
             )
-            result = await workflow.execute_activity(
-                remediate, request, start_to_close_timeout=timedelta(seconds=60), retry_policy=retry
+            result = await workflow.execute_activity_method(
+                KubeActivities.remediate,
+                request,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=retry,
             )
-            verification = await workflow.execute_activity(
-                verify_rollout,
+            verification = await workflow.execute_activity_method(
+                KubeActivities.verify_rollout,
                 VerifyRequest(
                     target_type="deployment", name=request.name, namespace=probe.namespace, timeout_s=60
                 ),
@@ -97,14 +99,18 @@ class RollbackCulpritProbe:
         return ProbeOutput(changes=changes, remediation=result, verification=verification)
 
 
-async def _run_probe(client: Client, namespace: str) -> ProbeOutput:
+async def _run_probe(client: Client, namespace: str, settings: Settings) -> ProbeOutput:
     task_queue = f"kube-probe-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(
             client,
             task_queue=task_queue,
             workflows=[RollbackCulpritProbe],
-            activities=[*ACTIVITIES, *CONTEXT_ACTIVITIES],
+            activities=[
+                ContextActivities(settings).collect_context,
+                KubeActivities(settings).remediate,
+                KubeActivities(settings).verify_rollout,
+            ],
             activity_executor=executor,
             workflow_runner=UnsandboxedWorkflowRunner(),
         ):
@@ -122,13 +128,12 @@ async def test_a_workflow_rolls_back_the_culprit_and_verifies(
     kube_namespace: str,
     kube_settings: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("BACKOUT_STATE_DIR", str(tmp_path))
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
     set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
     set_image(kube_apis, kube_namespace, "web", "registry.local/web:3-bad")
-    output = await _run_probe(temporal_client, kube_namespace)
+    settings = kube_settings.model_copy(update={"state_dir": tmp_path})
+    output = await _run_probe(temporal_client, kube_namespace, settings)
     assert output.error_type is None
     assert [c.to_version for c in output.changes if c.kind == "image"] == [
         "registry.local/web:2",
@@ -147,15 +152,13 @@ async def test_a_forbidden_remediation_is_not_retried(
     kube_namespace: str,
     kube_settings: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
     # The namespace's default ServiceAccount has no role at all.
     kubeconfig = service_account_kubeconfig(
         kube_apis, kube_cluster, kube_namespace, "default", tmp_path / "no-role.kubeconfig"
     )
-    monkeypatch.setenv("BACKOUT_KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("BACKOUT_STATE_DIR", str(tmp_path))
-    output = await _run_probe(temporal_client, kube_namespace)
+    settings = kube_settings.model_copy(update={"kubeconfig": kubeconfig, "state_dir": tmp_path})
+    output = await _run_probe(temporal_client, kube_namespace, settings)
     assert output.error_type == "KubeForbidden"
     assert output.retry_state == "NON_RETRYABLE_FAILURE"

@@ -12,9 +12,9 @@ import pytest
 
 from activities.kube import history
 from activities.kube.client import KubeApis
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from tests.kube.helpers import create_deployment, patch_template_annotation, set_image, wait_rollout
-from worker.settings import Settings
 
 pytestmark = pytest.mark.kube
 

@@ -10,13 +10,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackReceiver
 from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange, RollbackHandle
 from incidents.models import ActionRecord, IncidentReport
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
-from worker.settings import Settings
 from worker.temporal_server import TemporalDevServer
 from workflows.summary import render_report
 

@@ -15,9 +15,9 @@ from temporalio.worker import Worker
 
 from activities.paging.channels.pagerduty import PagerDutyChannel
 from activities.paging.channels.slack import SlackChannel
+from config import Settings
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
-from worker.settings import Settings
 
 
 @asynccontextmanager

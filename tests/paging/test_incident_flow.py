@@ -7,12 +7,12 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.paging.channels.pagerduty import dedup_key_for
+from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from tests.paging.conftest import make_report, rollback_record
 from tests.paging.harness import run_incident
 from tests.paging.incident_workflow import Scenario
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 

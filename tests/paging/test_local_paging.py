@@ -4,10 +4,10 @@ from pathlib import Path
 
 from activities.paging.channels.pagerduty import PagerDutyChannel
 from activities.paging.channels.slack import SlackChannel
+from config import Settings
 from devstack.receivers.local import start_local_paging
 from incidents.models import NotifyRequest
 from tests.paging.conftest import make_report
-from worker.settings import Settings
 
 
 def test_demo_receivers_take_a_page_and_a_thread(tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.paging.channels.pagerduty import PagerDutyChannel, dedup_key_for
 from activities.paging.channels.slack import APPROVE_ACTION_ID, REJECT_ACTION_ID, SlackChannel
+from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import ApprovalRequest, ChatThread, NotifyRequest
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY
 from tests.paging.conftest import DETECTED, make_report, rollback_record
-from worker.settings import Settings
 
 
 def test_dedup_key_comes_from_the_incident_id_only() -> None:

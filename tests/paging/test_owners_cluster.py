@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from activities.kube.client import KubeApis
 from activities.paging.owners import OwnerLookup, OwnerRequest
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from worker.cli import app as cli
-from worker.settings import Settings
 
 pytestmark = pytest.mark.kube
 

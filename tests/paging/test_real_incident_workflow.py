@@ -8,17 +8,17 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
+from activities.incidents import IncidentBehaviour, open_or_join
 from activities.paging.channels.pagerduty import dedup_key_for
 from activities.paging.channels.slack import head_state
 from api.sources.alertmanager import AlertmanagerPayload
+from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker
 from tests.paging.conftest import make_report
 from tests.pipeline.payloads import alert, notification
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.temporal]
 

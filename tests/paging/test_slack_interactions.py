@@ -20,12 +20,12 @@ from temporalio.service import RPCError
 from activities.paging.channels.pagerduty import dedup_key_for
 from api import slack as slack_api
 from api.slack import ButtonValue, may_approve, router
+from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_report, rollback_record
 from tests.paging.harness import button_payload, paging_worker, start_incident, wait_for_approval_message
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 

@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from incidents.service import IncidentBehaviour, open_or_join
+from activities.incidents import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker, settings_for, start_dev_server
 from tests.pipeline.payloads import open_request
 from worker.temporal_client import connect

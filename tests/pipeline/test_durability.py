@@ -13,11 +13,11 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from activities.incidents import IncidentBehaviour, open_or_join
+from config import Settings
 from incidents.models import IncidentView
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import worker_subprocess
 from tests.pipeline.payloads import open_request
-from worker.settings import Settings
 from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.temporal

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
+from activities.incidents import IncidentBehaviour, open_or_join
+from config import Settings
 from incidents.models import IncidentView
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker
 from tests.pipeline.payloads import alert, notification, open_request
-from worker.settings import Settings
 
 pytestmark = pytest.mark.temporal
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from activities.incidents import IncidentBehaviour, open_or_join
 from incidents.models import IncidentView
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.fixtures.temporal import running_worker, settings_for
 from tests.pipeline.payloads import open_request
 from worker.temporal_client import connect

@@ -12,9 +12,9 @@ import pytest
 from temporalio.client import Client
 
 from api.app import create_app
+from config import Settings
 from tests.fixtures.temporal import running_worker
 from tests.pipeline.payloads import alert, notification
-from worker.settings import Settings
 from worker.temporal_client import connect
 
 pytestmark = pytest.mark.temporal

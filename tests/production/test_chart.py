@@ -18,10 +18,10 @@ import yaml
 from kubernetes.client import V1Namespace, V1ObjectMeta
 
 from activities.kube.client import KubeApis
+from config import Settings, load_settings
 from devstack.cluster.local import LocalCluster
 from devstack.tools import TEMPORAL
 from tests.production.conftest import CHART, CRDS, REPO, VALUES_DIR, run
-from worker.settings import Settings, load_settings
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow, pytest.mark.timeout(900)]
 

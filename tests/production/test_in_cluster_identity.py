@@ -19,6 +19,7 @@ from kubernetes.client import V1Namespace, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
 
 from activities.kube.client import SERVICE_ACCOUNT_DIR_ENV, KubeApis, apis_in_cluster, kube_configured
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from devstack.temporal_sql import TemporalSqlState
 from tests.kube.helpers import create_deployment, current_images, service_account_token, set_image, wait_until
@@ -30,7 +31,6 @@ from tests.production.test_temporal_sql import (
     stop_worker,
     worker_environment,
 )
-from worker.settings import Settings
 from worker.temporal_client import connect
 
 pytestmark = [pytest.mark.temporal, pytest.mark.kube, pytest.mark.slow, pytest.mark.timeout(900)]

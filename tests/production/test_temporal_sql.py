@@ -14,15 +14,15 @@ import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.incidents import IncidentBehaviour, open_or_join
 from activities.kube.client import KubeApis
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from devstack.temporal_sql import TemporalSql, TemporalSqlState
 from devstack.tools import TEMPORAL
 from incidents.models import TERMINAL_STATES, IncidentView
-from incidents.service import IncidentBehaviour, open_or_join
 from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.pipeline.payloads import open_request
-from worker.settings import Settings
 from worker.temporal_client import connect
 
 pytestmark = [pytest.mark.temporal, pytest.mark.kube, pytest.mark.slow, pytest.mark.timeout(900)]

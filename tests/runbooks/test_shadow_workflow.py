@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from kubernetes.client import (
@@ -32,10 +32,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities.kube.activities import ACTIVITIES as KUBE_ACTIVITIES
+from activities.kube.activities import KubeActivities
 from activities.kube.client import KubeApis
 from activities.paging.channels import CHANNELS
-from activities.runbooks import ACTIVITIES as RUNBOOK_ACTIVITIES
+from activities.runbooks import load_runbooks_activity
+from config import Settings
 from incidents.bundle import (
     AttributionOutput,
     BundleIncident,
@@ -47,7 +48,6 @@ from incidents.bundle import (
 )
 from incidents.key import IncidentKey
 from incidents.models import Alert, ContextRequest, ContextResult, IncidentInput, IncidentSignal, IncidentView
-from worker.settings import Settings
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import IncidentWorkflow
 
@@ -167,8 +167,8 @@ async def _run_incident(
         runbook_dir=str(runbook_dir),
     )
     activities = _stand_ins(namespace, name)
-    for registered in (RUNBOOK_ACTIVITIES, KUBE_ACTIVITIES):
-        activities.extend(cast(list[Callable[..., Any]], registered))
+    kube = KubeActivities(settings)
+    activities.extend([load_runbooks_activity, kube.remediate, kube.verify_rollout])
     activities.extend(channel(settings).notify for channel in CHANNELS.values())
     async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
         handle = await client.start_workflow(

@@ -12,18 +12,15 @@ from rich.table import Table
 
 from attribution.case import case_from_bundle
 from attribution.model import AttributionModel, ModelError, load_model
-from attribution.training import DEFAULT_SYNTHETIC
+from attribution.training import DEFAULT_NUISANCE_PER_FAMILY, DEFAULT_SYNTHETIC
+from config import Settings, SettingsError, load_settings
 from incidents.bundle import BundleError, load_bundle
-from worker.settings import Settings, SettingsError, load_settings
 
 attribution_app = typer.Typer(no_args_is_help=True, help="Train and benchmark the culprit-change model.")
 
 ConfigOption = typer.Option(None, "--config", help="YAML settings file (also BACKOUT_CONFIG)")
 ModelOption = typer.Option(
     None, "--model", help="model artifact (default: settings.attribution_model, else packaged)"
-)
-PetShopOption = typer.Option(
-    None, "--petshop-dir", help="PetShop dataset directory (also BACKOUT_PETSHOP_DIR)"
 )
 
 
@@ -93,18 +90,20 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="print the training report as JSON"),
     seed: int = typer.Option(7, "--seed", help="random seed (fixed: the same seed gives the same model)"),
     synthetic: int = typer.Option(
-        DEFAULT_SYNTHETIC, "--synthetic", min=100, help="generated training incidents"
+        DEFAULT_SYNTHETIC, "--synthetic", min=100, help="incidents from backout's own generator"
     ),
-    petshop: bool = typer.Option(
-        True, "--petshop/--no-petshop", help="also train on the PetShop train split"
+    nuisance: int = typer.Option(
+        DEFAULT_NUISANCE_PER_FAMILY,
+        "--nuisance-per-family",
+        min=0,
+        help="incidents per nuisance development family (0: none; held-out families are never used)",
     ),
-    petshop_dir: Path | None = PetShopOption,
     feedback: Path | None = typer.Option(
         None, "--feedback", help="operator labels (default: settings.feedback_file)"
     ),
     config: Path | None = ConfigOption,
 ) -> None:
-    """Train the model from generated incidents, PetShop's train split and operator feedback."""
+    """Train the model from generated incidents, the nuisance development families and operator feedback."""
     from attribution.feedback import FeedbackError
     from attribution.training import TrainingConfig, packaged_model_path, train
 
@@ -116,11 +115,7 @@ def train_command(
     try:
         model, report = train(
             TrainingConfig(
-                seed=seed,
-                synthetic=synthetic,
-                petshop=petshop,
-                petshop_root=petshop_dir,
-                feedback_file=feedback_file,
+                seed=seed, synthetic=synthetic, nuisance_per_family=nuisance, feedback_file=feedback_file
             )
         )
     except FeedbackError as exc:
@@ -135,7 +130,7 @@ def train_command(
         return
     typer.echo(
         f"trained {report.model_version} on {report.incidents} incidents "
-        f"({report.synthetic_incidents} synthetic, {report.petshop_incidents} PetShop, "
+        f"({report.synthetic_incidents} generated, {report.nuisance_incidents} nuisance, "
         f"{report.feedback_incidents} feedback) in {report.total_seconds:.1f} s; wrote {destination} ({size} bytes)"
     )
     for note in report.notes:
@@ -145,47 +140,88 @@ def train_command(
 @attribution_app.command("bench")
 def bench_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
-    synthetic: int = typer.Option(2000, "--synthetic", min=10, help="synthetic held-out incidents"),
+    sets: str = typer.Option(
+        "petshop-validation,petshop-test,nuisance-development,nuisance-held-out,generator",
+        "--sets",
+        help="comma-separated data sets",
+    ),
+    variants: int = typer.Option(5, "--variants", min=1, help="distractor draws per PetShop issue"),
+    per_family: int = typer.Option(40, "--per-family", min=1, help="incidents per nuisance family"),
+    generated: int = typer.Option(300, "--generated", min=1, help="incidents from backout's own generator"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="bootstrap resamples for the intervals"),
+    png: Path = typer.Option(
+        Path("attribution-reliability.png"), "--png", help="reliability diagram to write"
+    ),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="measure latency per bundle"),
     training_incidents: int = typer.Option(
-        10_000, "--training-incidents", min=0, help="incidents for the training-time measurement (0 skips it)"
+        0,
+        "--training-incidents",
+        min=0,
+        help="generated incidents for a training-time measurement (0 skips it)",
     ),
     model_path: Path | None = ModelOption,
-    petshop_dir: Path | None = PetShopOption,
     config: Path | None = ConfigOption,
 ) -> None:
-    """HR@1, HR@3, MRR and ECE per held-out set for the model and baselines; latency; training time."""
+    """HR@1/3, MRR, ECE, Brier with bootstrap intervals per data set, beside the baselines; abstention; auto-rollback."""
     from attribution.bench import run_bench
     from attribution.petshop import ATTRIBUTION
 
     model = _model(config, model_path)
-    report = run_bench(model, synthetic, petshop_dir, training_incidents or None)
+    chosen = tuple(name.strip() for name in sets.split(",") if name.strip())
+    try:
+        report = run_bench(
+            model,
+            chosen,
+            variants,
+            per_family,
+            generated,
+            bootstrap,
+            png,
+            latency,
+            training_incidents or None,
+        )
+    except ValueError as exc:
+        raise _fail(f"--sets: {exc}") from exc
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
     console = Console()
     for name, item in report.sets.items():
         table = Table(title=f"{name}: {item.incidents} incidents ({item.without_culprit} without a culprit)")
-        for column in ("ranker", "HR@1", "HR@3", "MRR", "ECE", "max p (no culprit)"):
+        for column in ("ranker", "HR@1", "HR@3", "MRR", "ECE", "Brier", "top p, no culprit (p95)"):
             table.add_column(column)
         for ranker, scores in item.rankers.items():
-            no_culprit = scores.mean_max_probability_without_culprit
+            top = item.no_culprit_top_probability[ranker].p95
             table.add_row(
-                ranker, f"{scores.hr_at_1:.3f}", f"{scores.hr_at_3:.3f}", f"{scores.mrr:.3f}", f"{scores.ece:.3f}",
-                "-" if no_culprit is None else f"{no_culprit:.2f}",
+                ranker, _interval(scores.hr_at_1), _interval(scores.hr_at_3), _interval(scores.mrr),
+                _interval(scores.ece), _interval(scores.brier), "-" if top is None else f"{top:.2f}",
             )  # fmt: skip
         console.print(table)
+        rollback = item.auto_rollback
+        precision = "-" if rollback.precision is None else _interval(rollback.precision)
+        console.print(
+            f"auto-rollback at `{rollback.rule}`: coverage {_interval(rollback.coverage)}, precision {precision}"
+        )
         if name.startswith("petshop"):
             console.print(f"[dim]{ATTRIBUTION}[/dim]")
-    latency = report.latency
-    console.print(
-        f"latency per bundle ({latency.changes} changes, {latency.series} series): "
-        f"p50 {latency.p50_ms} ms, p99 {latency.p99_ms} ms"
-    )
+    if report.latency:
+        latency_report = report.latency
+        console.print(
+            f"latency per bundle ({latency_report.changes} changes, {latency_report.series} series): "
+            f"p50 {latency_report.p50_ms} ms, p99 {latency_report.p99_ms} ms "
+            f"({latency_report.ratio_p50}x the parse floor)"
+        )
+    if report.reliability_png:
+        console.print(f"reliability diagram: {report.reliability_png}")
     if report.training:
         console.print(
             f"training on {report.training['incidents']} incidents: {report.training['total_seconds']} s"
         )
     console.print(f"machine: {report.machine}")
+
+
+def _interval(value: Any) -> str:
+    return f"{value.value:.3f} [{value.low:.3f}, {value.high:.3f}]"
 
 
 def register(app: typer.Typer) -> None:

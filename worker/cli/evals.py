@@ -12,12 +12,12 @@ from typing import Literal
 
 import typer
 
+from config import Settings, SettingsError, load_settings
 from evals.golden import EvalInputError, load_manifest, load_results
 from evals.models import RunSummary
 from evals.runner import ProgressCallback, RunFailed, ServiceUnreachable
 from evals.stats import Comparison, ComparisonError, ComparisonSettings, compare, comparison_json
 from evals.store import EvalStore
-from worker.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True, help="Golden-set evaluations and regression statistics.")
 

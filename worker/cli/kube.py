@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import typer
 from temporalio.exceptions import ApplicationError
 
+from activities.changes_store import ChangeStore
 from activities.kube import activities as kube_activities
 from activities.kube import verify
 from activities.kube.client import apis_from_settings, classify
+from config import Settings, SettingsError, load_settings
 from incidents.bundle import Change, parse_timestamp
-from incidents.changes_store import ChangeStore
 from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
-from worker.settings import Settings, SettingsError, load_settings
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -84,7 +84,7 @@ def changes_command(
     settings = _load_settings()
     request = kube_activities.ListChangesRequest(namespaces=namespace, since=since_time)
     try:
-        changes = kube_activities.list_changes_sync(request)
+        changes = kube_activities.list_changes(settings, request)
     except ApplicationError as exc:
         raise _application_error_exit(exc) from exc
     changes.extend(_reported_changes(settings, namespace, since_time))
@@ -151,7 +151,7 @@ def rollback_command(
         dry_run=dry_run,
     )
     try:
-        result = kube_activities.remediate_sync(request)
+        result = kube_activities.remediate_now(settings, request)
         verification = None
         if result.applied and wait and kind == "deployment":
             verification = _wait_for_rollout(settings, kind, name, namespace, timeout)

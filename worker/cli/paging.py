@@ -23,7 +23,7 @@ from activities.paging.owners import (
     load_ownership,
     parse_service_refs,
 )
-from worker.settings import SettingsError, load_settings
+from config import SettingsError, load_settings
 
 app = typer.Typer(no_args_is_help=True, help="Service ownership: who is paged and who may approve.")
 

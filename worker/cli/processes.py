@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import typer
 
+from config import Settings, SettingsError, load_settings
 from worker.runner import run_up
-from worker.settings import Settings, SettingsError, load_settings
 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect settings.")
 incidents_app = typer.Typer(no_args_is_help=True, help="List and inspect incidents through the API.")

@@ -73,6 +73,16 @@ def _pick_runbook(spec: str, library: list[Path]) -> Runbook:
     return named[0]
 
 
+def _configured_model() -> Path | None:
+    """The attribution model the settings name (BACKOUT_ATTRIBUTION_MODEL), if they load."""
+    from config import SettingsError, load_settings
+
+    try:
+        return load_settings().attribution_model
+    except SettingsError:
+        return None
+
+
 @app.command("simulate")
 def simulate_command(
     runbook: str = typer.Argument(..., help="runbook file, or the name of a runbook in --runbooks"),
@@ -96,7 +106,7 @@ def simulate_command(
         if attribution is not None:
             ranking, source = load_attribution_file(attribution), f"file {attribution}"
         else:
-            ranking, source = attribute_with_available_model(incident)
+            ranking, source = attribute_with_available_model(incident, _configured_model())
         overrides = None
         if context is not None:
             overrides = json.loads(context.read_text(encoding="utf-8"))

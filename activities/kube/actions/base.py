@@ -19,8 +19,8 @@ from temporalio.exceptions import ApplicationError
 from activities.kube import diffs, guards
 from activities.kube.client import KubeApis
 from activities.kube.ledger import APPLIED_BY_ANNOTATION
+from config import Settings
 from incidents.remediation import RemediationRequest, RemediationResult, TargetType
-from worker.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import importlib
 import pkgutil
 
 from activities.paging.channel import PagingChannel
-from worker.settings import Settings
+from config import Settings
 
 
 def _discover() -> dict[str, type[PagingChannel]]:

@@ -1,10 +1,12 @@
-"""Settings: flags > environment (BACKOUT_*) > optional YAML file > defaults."""
+"""Settings: flags > environment (BACKOUT_*) > optional YAML file > defaults.
+
+Built once by the process that needs them (`load_settings`) and handed down: the worker gives
+them to its activity classes, the API to its routes. Nothing looks them up through a global.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -213,22 +215,3 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise SettingsError(problems) from exc
-
-
-_active: Settings | None = None
-
-
-@contextlib.contextmanager
-def settings_in_use(settings: Settings) -> Iterator[None]:
-    """Within the block, activities in this process see `settings` (the worker's); restored after."""
-    global _active
-    previous, _active = _active, settings
-    try:
-        yield
-    finally:
-        _active = previous
-
-
-def current_settings() -> Settings:
-    """The worker's settings, or those from the environment when no worker configured any."""
-    return _active if _active is not None else load_settings()
