@@ -10,9 +10,10 @@ transport error) or for bad input (non-retryable); their messages are redacted a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 
 from kubernetes.client import CustomObjectsApi
@@ -45,11 +46,13 @@ from activities.gitops.models import (
     SuspensionResult,
 )
 from activities.gitops.ownership import OwnershipError, OwnershipResolver
-from activities.gitops.providers.base import ChangeRequestSpec, ProviderError
+from activities.gitops.providers.base import ChangeRequestProvider, ChangeRequestSpec, ProviderError
 from activities.gitops.providers.factory import make_provider
 from activities.gitops.reconcilers import ReconcilerError, Reconcilers
+from activities.gitops.reverts import RevertWriter, revert_landed
 from activities.gitops.secrets import CredentialError, Redactor, SecretKeyRef, kube_secret_reader, resolve
 from activities.kube.client import KubeApis
+from incidents.models import Outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,7 +128,7 @@ class OwnershipResult(BaseModel):
 
 
 class CulpritResult(BaseModel):
-    outcome: Literal["Successful", "Failed", "Inconclusive", "Error"]
+    outcome: Outcome
     message: str
     culprit: CulpritCommit | None = None
 
@@ -170,6 +173,20 @@ class GitOpsActivities:
             token=token,
             timeout_s=self.config.git_timeout_s,
         )
+
+    @contextlib.contextmanager
+    def _provider(self, repo_url: str) -> Iterator[ChangeRequestProvider | None]:
+        """The repository's pull/merge request provider (None when none is configured), closed after use."""
+        repository = self.config.repository(repo_url)
+        if repository.provider is None:
+            yield None
+            return
+        token = resolve(repository.provider.token, self._read_secret, self.redactor)
+        provider = make_provider(repository.provider, token, self.redactor)
+        try:
+            yield provider
+        finally:
+            provider.close()
 
     def _tracked_branch(self, repo: GitRepository, source: GitSource) -> str | None:
         return repo.default_branch() if source.branch == "HEAD" else source.branch
@@ -298,111 +315,18 @@ class GitOpsActivities:
     def write_revert_sync(self, request: WriteRevertRequest) -> RevertResult:
         culprit = request.culprit
         commit = culprit.commit
+        note = (
+            f"backout incident {request.incident_id}: {culprit.object.describe()} "
+            f"reverted to its content before {commit.short_sha}."
+        )
+        branch = f"{self.config.branch_prefix}{commit.sha[:12]}-{incident_slug(request.incident_id)}"
         repo = self._repository(culprit.source.repo_url)
-        note = f"backout incident {request.incident_id}: {culprit.object.describe()} reverted to its content before {commit.short_sha}."
-        work_branch = f"{self.config.branch_prefix}{commit.sha[:12]}-{incident_slug(request.incident_id)}"
-
-        def failed(message: str, **extra: Any) -> RevertResult:
-            return RevertResult(
-                outcome="Failed", message=message, mode=request.mode, branch=work_branch, **extra
-            )
-
         with repo.locked():
             repo.fetch()
-            tracked = self._tracked_branch(repo, culprit.source)
-            if not tracked:
-                return failed(
-                    f"{culprit.source.repo_url} is followed at a tag or commit: no branch to revert on"
-                )
-            if not repo.has_commit(commit.sha):
-                return failed(f"commit {commit.short_sha} is not in {culprit.source.repo_url}")
-            for _attempt in range(self.config.push_attempts):
-                tip = repo.branch_tip(tracked)
-                if tip is None:
-                    return failed(f"branch {tracked} does not exist in {culprit.source.repo_url}")
-                if not repo.is_ancestor(commit.sha, tip):
-                    return failed(f"commit {commit.short_sha} is no longer on {tracked} (history rewritten?)")
-                existing = repo.find_revert_of(commit.sha, tip)
-                if existing is not None:
-                    return RevertResult(
-                        outcome="Successful",
-                        message=f"{tracked} already holds {existing[:12]}, a revert of {commit.short_sha}",
-                        mode=request.mode,
-                        branch=tracked,
-                        already_reverted=True,
-                        revert=RevertCommit(
-                            sha=existing,
-                            branch=tracked,
-                            reverts=commit.sha,
-                            pushed_to=tracked,
-                            diff=repo.diff(f"{existing}^", existing),
-                        ),
-                    )
-                target = tracked if request.mode == "push" else work_branch
-                if request.mode == "branch":
-                    branch_tip = repo.branch_tip(work_branch)
-                    reused = repo.find_revert_of(commit.sha, branch_tip) if branch_tip else None
-                    if reused is not None:
-                        return RevertResult(
-                            outcome="Successful",
-                            message=f"branch {work_branch} already holds {reused[:12]} (a retry)",
-                            mode="branch",
-                            branch=work_branch,
-                            revert=RevertCommit(
-                                sha=reused,
-                                branch=work_branch,
-                                reverts=commit.sha,
-                                pushed_to=work_branch,
-                                diff=repo.diff(f"{reused}^", reused),
-                            ),
-                        )
-                attempt = repo.revert_onto(commit, tip, note)
-                if attempt.conflict_files:
-                    return failed(
-                        f"reverting {commit.short_sha} onto {tracked} ({tip[:12]}) conflicts in {', '.join(attempt.conflict_files)}: "
-                        f"a human must resolve it on a branch from {tracked}",
-                        conflict_files=attempt.conflict_files,
-                        diff=attempt.diff,
-                    )
-                if attempt.already_reverted or attempt.sha is None:
-                    return RevertResult(
-                        outcome="Successful",
-                        message=f"{tracked} ({tip[:12]}) no longer carries the change of {commit.short_sha}: nothing to revert",
-                        mode=request.mode,
-                        branch=tracked,
-                        already_reverted=True,
-                    )
-                revert = RevertCommit(
-                    sha=attempt.sha, branch=target, reverts=commit.sha, pushed_to="", diff=attempt.diff
-                )
-                if request.dry_run:
-                    return RevertResult(
-                        outcome="Successful",
-                        message=f"dry run: would push {attempt.sha[:12]} reverting {commit.short_sha} to {target}",
-                        mode=request.mode,
-                        branch=target,
-                        revert=revert,
-                        diff=attempt.diff,
-                    )
-                pushed = repo.push(attempt.sha, target)
-                if pushed != "rejected":
-                    repo.fetch()
-                    revert.pushed_to = target
-                    return RevertResult(
-                        outcome="Successful",
-                        message=f"pushed {attempt.sha[:12]} reverting {commit.short_sha} to {target}",
-                        mode=request.mode,
-                        branch=target,
-                        revert=revert,
-                        diff=attempt.diff,
-                    )
-                if request.mode == "branch":
-                    return failed(f"branch {work_branch} exists with other commits; not overwriting it")
-                log.info(
-                    "push to %s rejected (a concurrent push); rebuilding the revert on the new tip", tracked
-                )
-                repo.fetch()
-            return failed(f"{tracked} kept moving: {self.config.push_attempts} pushes rejected")
+            writer = RevertWriter(repo, culprit, request.mode, branch, note)
+            return writer.write(
+                self._tracked_branch(repo, culprit.source), request.dry_run, self.config.push_attempts
+            )
 
     @activity.defn(name="gitops_write_revert")
     async def write_revert(self, request: WriteRevertRequest) -> RevertResult:
@@ -413,13 +337,6 @@ class GitOpsActivities:
 
     def open_change_request_sync(self, request: OpenChangeRequestRequest) -> ChangeRequestResult:
         culprit = request.culprit
-        repository = self.config.repository(culprit.source.repo_url)
-        if repository.provider is None:
-            return ChangeRequestResult(
-                outcome="Failed", message=f"no pull/merge request provider configured for {repository.url}"
-            )
-        token = resolve(repository.provider.token, self._read_secret, self.redactor)
-        provider = make_provider(repository.provider, token, self.redactor)
         base = culprit.source.branch
         if base in (None, "HEAD"):
             repo = self._repository(culprit.source.repo_url)
@@ -443,10 +360,12 @@ class GitOpsActivities:
             head_branch=request.revert.branch,
             base_branch=base,
         )
-        try:
+        with self._provider(culprit.source.repo_url) as provider:
+            if provider is None:
+                return ChangeRequestResult(
+                    outcome="Failed", message=f"no provider configured for {culprit.source.repo_url}"
+                )
             opened = provider.open(spec)
-        finally:
-            provider.close()
         return ChangeRequestResult(
             outcome="Successful", message=f"opened {opened.url}", change_request=opened
         )
@@ -459,17 +378,12 @@ class GitOpsActivities:
         )
 
     def change_request_state_sync(self, request: ChangeRequestStateRequest) -> ChangeRequestResult:
-        repository = self.config.repository(request.repo_url)
-        if repository.provider is None:
-            return ChangeRequestResult(
-                outcome="Failed", message=f"no provider configured for {repository.url}"
-            )
-        token = resolve(repository.provider.token, self._read_secret, self.redactor)
-        provider = make_provider(repository.provider, token, self.redactor)
-        try:
+        with self._provider(request.repo_url) as provider:
+            if provider is None:
+                return ChangeRequestResult(
+                    outcome="Failed", message=f"no provider configured for {request.repo_url}"
+                )
             current = provider.get(request.number)
-        finally:
-            provider.close()
         return ChangeRequestResult(
             outcome="Successful", message=f"{current.url} is {current.state}", change_request=current
         )
@@ -489,47 +403,7 @@ class GitOpsActivities:
         with repo.locked():
             repo.fetch()
             branch = self._tracked_branch(repo, culprit.source) or ""
-            tip = repo.branch_tip(branch) if branch else None
-            if tip is None:
-                return RevertLanded(
-                    landed=False, branch=branch, branch_tip="", evidence=f"branch {branch!r} not found"
-                )
-            if (
-                request.revert_sha
-                and repo.has_commit(request.revert_sha)
-                and repo.is_ancestor(request.revert_sha, tip)
-            ):
-                return RevertLanded(
-                    landed=True,
-                    branch=branch,
-                    branch_tip=tip,
-                    evidence=f"revert {request.revert_sha[:12]} is on {branch}",
-                )
-            other = repo.find_revert_of(culprit.commit.sha, tip)
-            if other is not None:
-                return RevertLanded(
-                    landed=True,
-                    branch=branch,
-                    branch_tip=tip,
-                    evidence=f"{other[:12]} on {branch} reverts {culprit.commit.short_sha}",
-                )
-            # A squash or rebase merge leaves no revert commit: compare the object's manifest instead.
-            parent = culprit.commit.parents[0] if culprit.commit.parents else None
-            at_tip = find_manifest(repo, tip, culprit.source, culprit.object)
-            before = find_manifest(repo, parent, culprit.source, culprit.object) if parent else None
-            if before is not None and at_tip is not None and at_tip[1] == before[1]:
-                return RevertLanded(
-                    landed=True,
-                    branch=branch,
-                    branch_tip=tip,
-                    evidence=f"{culprit.object.describe()} on {branch} equals its content before {culprit.commit.short_sha}",
-                )
-            return RevertLanded(
-                landed=False,
-                branch=branch,
-                branch_tip=tip,
-                evidence=f"{branch} ({tip[:12]}) still carries {culprit.commit.short_sha}",
-            )
+            return revert_landed(repo, culprit, branch, request.revert_sha)
 
     @activity.defn(name="gitops_revert_landed")
     async def revert_landed(self, request: RevertLandedRequest) -> RevertLanded:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import watch
 from kubernetes.client import CustomObjectsApi, V1ObjectMeta, V1Secret
 from kubernetes.client.exceptions import ApiException
 
@@ -151,6 +153,39 @@ def ensure_git_auth(apis: KubeApis, namespace: str) -> None:
     except ApiException as exc:
         if exc.status != 409:
             raise
+
+
+class ConfigMapHistory:
+    """Every content a ConfigMap takes, seen through a watch (a poll can miss a short-lived one)."""
+
+    def __init__(self, apis: KubeApis, namespace: str, name: str) -> None:
+        self.seen: list[dict[str, str]] = []
+        self._stop = threading.Event()
+        current = apis.core.read_namespaced_config_map(name, namespace)
+        self._resource_version = current.metadata.resource_version
+        self._thread = threading.Thread(target=self._run, args=(apis, namespace, name), daemon=True)
+        self._thread.start()
+
+    def _run(self, apis: KubeApis, namespace: str, name: str) -> None:
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                apis.core.list_namespaced_config_map,
+                namespace,
+                field_selector=f"metadata.name={name}",
+                resource_version=self._resource_version,
+                timeout_seconds=2,
+            )
+            for event in stream:
+                obj = event["object"]
+                self._resource_version = obj.metadata.resource_version
+                data = dict(obj.data or {})
+                if not self.seen or self.seen[-1] != data:
+                    self.seen.append(data)
+
+    def stop(self) -> list[dict[str, str]]:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.seen
 
 
 class FluxSetup:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from activities.kube import history
 from devstack.cluster.local import LocalCluster
-from tests.gitops.conftest import FluxSetup, configmap_manifest, wait_until
+from tests.gitops.conftest import ConfigMapHistory, FluxSetup, configmap_manifest, wait_until
 
 GOOD = {"prompt": "Answer from the retrieved documents only.", "temperature": "0.2"}
 BAD = {"prompt": "Answer from memory; documents are optional.", "temperature": "0.2"}
@@ -44,18 +44,18 @@ def test_flux_undoes_a_plain_rollback(flux_setup: FluxSetup, kube_cluster: Local
     assert wait_until(lambda: flux_setup.configmap_data("prompt-config") == BAD, 30)
     history.record_now(flux_setup.apis, namespace)
 
+    contents = ConfigMapHistory(flux_setup.apis, namespace, "prompt-config")
     rolled = backout(
         ["rollback", "configmap/prompt-config", "-n", namespace, "--json"], kube_cluster.kubeconfig
     )
     assert rolled.returncode == 0, rolled.stderr
     assert json.loads(rolled.stdout)["remediation"]["outcome"] == "Successful"
-    assert flux_setup.configmap_data("prompt-config") == GOOD, (
-        "the plain rollback did restore the good prompt"
-    )
 
-    # The next reconcile (every 2 s here) applies Git's desired state again: the bad prompt.
-    reapplied = wait_until(lambda: flux_setup.configmap_data("prompt-config") == BAD, timeout_s=60)
-    assert reapplied, (
-        f"expected Flux to re-apply the bad prompt; live: {flux_setup.configmap_data('prompt-config')}"
-    )
+    # The rollback restored the good prompt; the next reconcile (every 2 s here) applies Git's
+    # desired state again: the bad prompt. A watch sees both, however short the good one lived.
+    reapplied = wait_until(lambda: contents.seen[-2:] == [GOOD, BAD], timeout_s=60)
+    seen = contents.stop()
+    print(f"contents of configmap/{namespace}/prompt-config after `backout rollback`: {seen}")
+    assert reapplied, f"expected the good prompt restored, then the bad one re-applied by Flux; saw {seen}"
+    assert flux_setup.configmap_data("prompt-config") == BAD
     assert flux_setup.applied_revision().endswith(bad)
