@@ -608,6 +608,9 @@ class _Builder:
             memory = float(rng.choice([-1, 1, 1]) * rng.uniform(np.log(3), np.log(40)))
         else:
             cpu, memory = float(rng.normal(0, 0.35)), float(rng.normal(0, 0.4))
+        # Tens of times, but within what a node holds (a pod above ~200 GiB would not schedule).
+        service = self.topology.services[change.service]
+        memory = min(memory, float(np.log(200_000.0 / max(service.memory_mib, 1.0))))
         gpu = float(rng.uniform(np.log(0.5), np.log(6))) if change.kind == "model" and role == "llm" else 0.0
         warm = float(rng.uniform(*recipe.warmup)) * (1.8 if role == "llm" else 1.0)
         warm_s = float(rng.uniform(30, 240)) * (2.0 if role == "llm" or change.kind == "model" else 1.0)
