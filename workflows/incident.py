@@ -2,16 +2,17 @@
 
 collect context -> attribute -> decide (runbook, in-workflow) -> optional approval ->
 remediate -> verify -> notify -> close, then a cool-down that absorbs flapping alerts.
-Deterministic: all I/O happens in activities; time comes from workflow.now().
+Deterministic: all I/O happens in activities; time comes from workflow.now(). What the incident
+knows lives in one serializable IncidentState (workflows/state.py); this module is the flow.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -29,101 +30,63 @@ with workflow.unsafe.imports_passed_through():
         RecordAction,
         WaitVerifyAction,
     )
-    from incidents.bundle import AttributionOutput, Change, IncidentBundle
+    from incidents.bundle import AttributionOutput, IncidentBundle
     from incidents.models import (
-        Alert,
         ApprovalDecision,
         ApprovalRequest,
-        ContextRequest,
         ContextResult,
         Decision,
-        DecisionContext,
         IncidentInput,
         IncidentSignal,
+        IncidentStateName,
         IncidentView,
+        NotifyEvent,
     )
     from runbooks.engine import decide
-    from workflows.incident_record import SHORT_RETRY, IncidentFailure
-    from workflows.incident_verify import RecoveryChecks
-    from workflows.paging import cause_of
-
-# Long enough to ride out an apiserver restart (about 45 s of retries), still bounded.
-REMEDIATE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=8,
-)
+    from workflows.paging import cause_of, channels_named, notify_channels
+    from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
+    from workflows.state import IncidentFailure, IncidentState, TimelineKind
+    from workflows.verify import verify_recovery
 
 
 @workflow.defn(name="IncidentWorkflow")
-class IncidentWorkflow(RecoveryChecks):
+class IncidentWorkflow:
     @workflow.init
     def __init__(self, params: IncidentInput) -> None:
-        super().__init__(params)
+        self.state = IncidentState.opened(params, workflow.now())
+        self._opening: asyncio.Task[None] | None = None
 
     # --- Signals, queries, updates ------------------------------------------------------
 
     @workflow.signal(name="add_signal")
     def add_signal(self, signal: IncidentSignal) -> None:
-        self._signals += 1
-        if signal.eval is not None:
-            first = self._view.eval is None
-            if self._in_cooldown and signal.eval.regression:
-                self._refired = True
-            self._view.eval = signal.eval
-            self._log(
-                "signal",
-                "eval",
-                f"eval {signal.eval.manifest}: {signal.eval.metric} {signal.eval.baseline:.3f} -> "
-                f"{signal.eval.candidate:.3f}" + ("" if first else " (repeat)"),
-            )
-        for alert in signal.alerts:
-            self._merge_alert(alert)
-
-    def _merge_alert(self, alert: Alert) -> None:
-        known = self._alerts.get(alert.fingerprint)
-        if known is not None and known.status == alert.status:
-            self._duplicates += 1
-            return
-        self._alerts[alert.fingerprint] = alert
-        name = alert.labels.get("alertname", alert.fingerprint)
-        message = (
-            f"alert {name} {alert.status}"
-            if known is None
-            else f"alert {name} {known.status} -> {alert.status}"
-        )
-        if alert.status == "firing" and self._in_cooldown:
-            # Firing again (or newly) after the incident was handled: the symptom is back.
-            self._refired = True
-        self._log("signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
-        self._view.alerts = list(self._alerts.values())
+        self.state.add_signal(workflow.now(), signal)
 
     @workflow.query(name="view")
     def view(self) -> IncidentView:
-        return self._view
+        return self.state.view
 
     @workflow.query(name="bundle")
     def bundle(self) -> IncidentBundle | None:
-        return self._bundle
+        return self.state.bundle
 
     @workflow.update(name="approve")
     async def approve(self, decision: ApprovalDecision) -> str:
-        self._approval_result = decision
+        self.state.approval_result = decision
         verdict = "approved" if decision.approve else "rejected"
         self._log("decision", "approval", f"{verdict} by {decision.user} via {decision.source}")
         return verdict
 
     @approve.validator
     def _validate_approval(self, decision: ApprovalDecision) -> None:
-        pending = self._view.approval
+        pending = self.state.view.approval
         if pending is None:
             raise ValueError("no approval is pending for this incident")
         if decision.request_id != pending.request_id:
             raise ValueError(f"approval request {decision.request_id} is not the pending one")
-        if self._approval_result is not None:
+        if self.state.approval_result is not None:
             raise ValueError("this approval request was already decided")
-        if self._approval_timed_out or workflow.now() >= pending.expires_at:
+        if self.state.approval_timed_out or workflow.now() >= pending.expires_at:
             raise ValueError("this approval request has expired")
         if pending.approvers and decision.user not in pending.approvers:
             raise ValueError(f"{decision.user} may not approve for this incident")
@@ -132,7 +95,7 @@ class IncidentWorkflow(RecoveryChecks):
 
     @workflow.run
     async def run(self, params: IncidentInput) -> IncidentView:
-        await workflow.wait_condition(lambda: self._signals > 0)
+        await workflow.wait_condition(lambda: self.state.signals > 0)
         self._log("step", "open", f"incident opened from {params.source}")
         if params.settle_s > 0:
             # Let the rest of an alert storm arrive before collecting context.
@@ -144,19 +107,20 @@ class IncidentWorkflow(RecoveryChecks):
         except (ActivityError, ApplicationError) as error:
             await self._needs_human(f"step failed: {cause_of(error)}")
         await self._cooldown(params)
-        self._view.closed_at = workflow.now()
-        self._log("step", "close", f"incident closed in state {self._view.state}")
-        return self._view
+        self.state.view.closed_at = workflow.now()
+        self._log("step", "close", f"incident closed in state {self.state.view.state}")
+        return self.state.view
 
     async def _respond(self, params: IncidentInput) -> None:
-        self._set_state("collecting")
+        state = self.state
+        self._move_to("collecting")
         context = await workflow.execute_activity_method(
             ContextActivities.collect_context,
-            self._context_request(params),
+            state.context_request(workflow.now()),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SHORT_RETRY,
         )
-        self._bundle = context.bundle
+        state.bundle = context.bundle
         for note in context.notes:
             self._log("note", "collect", note)
         self._log(
@@ -165,13 +129,13 @@ class IncidentWorkflow(RecoveryChecks):
             f"{len(context.bundle.changes)} candidate change(s), {len(context.bundle.metrics)} series",
         )
 
-        self._set_state("attributing")
+        self._move_to("attributing")
         attribution = await self._attribute(context.bundle)
-        self._view.attribution = attribution
+        state.view.attribution = attribution
 
-        self._set_state("deciding")
+        self._move_to("deciding")
         decision = await self._decide(params, context, attribution)
-        self._view.decision = decision
+        state.view.decision = decision
         self._log(
             "decision",
             "runbook",
@@ -181,11 +145,11 @@ class IncidentWorkflow(RecoveryChecks):
         )
         for action in decision.actions:
             if isinstance(action, PageAction):
-                self._severity = action.severity
-                self._team = action.team or self._team
-        if self._all_alerts_resolved():
+                state.severity = action.severity
+                state.team = action.team or state.team
+        if state.all_alerts_resolved():
             # Never act on (or page for) an alert that resolved before the decision was taken.
-            self._set_state("resolved_before_action")
+            self._move_to("resolved_before_action")
             self._log("decision", "guard", "every alert resolved before the decision: nothing done")
             await self._notify("resolved_before_action")
             return
@@ -224,33 +188,20 @@ class IncidentWorkflow(RecoveryChecks):
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SHORT_RETRY,
         )
-        labels = self._labels()
-        ctx = DecisionContext(
-            incident_id=params.incident_id,
-            service=params.key.service,
-            namespace=params.key.namespace,
-            source=params.source,
-            severity=labels.get("severity"),
-            alertnames=sorted(
-                {a.labels["alertname"] for a in self._alerts.values() if "alertname" in a.labels}
-            ),
-            labels=labels,
-            attribution=attribution,
-            changes=context.bundle.changes,
-            eval=self._view.eval,
-            now=workflow.now(),
-            recent_rollbacks=context.recent_rollbacks,
+        ctx = self.state.decision_context(
+            workflow.now(), attribution, context.bundle.changes, context.recent_rollbacks
         )
         return decide(runbooks, ctx)
 
     # --- Executing the decision -----------------------------------------------------------
 
     async def _execute(self, actions: list[PlannedAction]) -> None:
+        state = self.state
         approved = False
         acted = False
         for action in actions:
-            if action.type in MUTATING_ACTIONS and self._all_alerts_resolved():
-                self._set_state("resolved_before_action")
+            if action.type in MUTATING_ACTIONS and state.all_alerts_resolved():
+                self._move_to("resolved_before_action")
                 self._log("decision", "guard", "every alert resolved before acting: nothing changed")
                 await self._notify("resolved_before_action")
                 return
@@ -264,7 +215,7 @@ class IncidentWorkflow(RecoveryChecks):
                 continue
             if action.type in MUTATING_ACTIONS:
                 if action.mode == "shadow":
-                    await self._shadow(action)
+                    self._shadow(action)
                     continue
                 if action.mode == "approve" and not approved:
                     approved = await self._request_approval(ApprovalAction(mode="approve"))
@@ -280,8 +231,12 @@ class IncidentWorkflow(RecoveryChecks):
             elif isinstance(action, EscalateAction):
                 await self._needs_human(action.reason or "runbook escalated to a human", team=action.team)
                 return
-            elif isinstance(action, PageAction | RecordAction) or action.type == "notify":
-                note = getattr(action, "note", None) or getattr(action, "message", None) or ""
+            elif isinstance(action, PageAction | RecordAction | NotifyAction):
+                note = (
+                    (action.note if isinstance(action, RecordAction) else None)
+                    or (action.message if isinstance(action, NotifyAction) else None)
+                    or ""
+                )
                 if action.mode == "shadow" and action.type != "record":
                     self._record(
                         action.type, "shadow", "would_have", message=note or f"would have sent {action.type}"
@@ -290,50 +245,51 @@ class IncidentWorkflow(RecoveryChecks):
                 self._record(action.type, action.mode, "Successful", message=note)
                 if isinstance(action, NotifyAction):
                     await self._notify("update", detail=note or None, chat_channel=action.channel)
-        if self._view.state not in ("recovered", "needs_human"):
-            if any(record.outcome == "would_have" for record in self._view.actions):
-                self._set_state("shadowed")
+        if state.view.state not in ("recovered", "needs_human"):
+            if any(record.outcome == "would_have" for record in state.view.actions):
+                self._move_to("shadowed")
                 await self._notify("shadowed")
             elif acted:
                 # Remediated without an explicit verify step: recovery is not shown, so a human checks.
                 await self._needs_human("remediation applied but the runbook did not verify recovery")
-            elif any(record.action == "page" and record.mode != "shadow" for record in self._view.actions):
-                notes = [r.message for r in self._view.actions if r.action == "record" and r.message]
-                runbook = self._view.decision.runbook if self._view.decision else None
+            elif any(record.action == "page" and record.mode != "shadow" for record in state.view.actions):
+                notes = [r.message for r in state.view.actions if r.action == "record" and r.message]
+                runbook = state.view.decision.runbook if state.view.decision else None
                 await self._needs_human(notes[-1] if notes else f"runbook {runbook} pages a human")
             else:
-                self._set_state("no_action")
-                if self._view.decision is not None and self._view.decision.runbook is None:
+                self._move_to("no_action")
+                if state.view.decision is not None and state.view.decision.runbook is None:
                     await self._needs_human("no runbook matched this incident")
 
     async def _request_approval(self, action: ApprovalAction) -> bool:
+        state = self.state
         now = workflow.now()
-        proposed = [a.type for a in (self._view.decision.actions if self._view.decision else [])]
-        self._approval_result = None
-        self._approval_timed_out = False
-        self._view.approval = ApprovalRequest(
+        proposed = [a.type for a in (state.view.decision.actions if state.view.decision else [])]
+        state.approval_result = None
+        state.approval_timed_out = False
+        state.view.approval = ApprovalRequest(
             request_id=str(workflow.uuid4()),
             approvers=action.approvers,
             expires_at=now + timedelta(seconds=action.timeout_s),
             proposed=[p for p in proposed if p in MUTATING_ACTIONS],
         )
-        self._set_state("awaiting_approval")
+        self._move_to("awaiting_approval")
         await self._notify("approval_requested")
         try:
             await workflow.wait_condition(
-                lambda: self._approval_result is not None, timeout=timedelta(seconds=action.timeout_s)
+                lambda: state.approval_result is not None, timeout=timedelta(seconds=action.timeout_s)
             )
         except TimeoutError:
-            self._approval_timed_out = True
+            state.approval_timed_out = True
             self._log("decision", "approval", f"no answer within {action.timeout_s}s: {action.on_timeout}")
             if action.on_timeout == "proceed":
                 return True
             if action.on_timeout == "abort":
-                self._set_state("no_action")
+                self._move_to("no_action")
                 return False
             await self._needs_human(f"approval not given within {action.timeout_s}s")
             return False
-        result = self._approval_result
+        result = state.approval_result
         assert result is not None
         if result.approve:
             await self._notify("approved", detail=f"approved by {result.user}")
@@ -343,8 +299,8 @@ class IncidentWorkflow(RecoveryChecks):
         )
         return False
 
-    async def _shadow(self, action: PlannedAction) -> None:
-        target = self._describe_target(action)
+    def _shadow(self, action: PlannedAction) -> None:
+        target = self.state.describe_target(action)
         self._record(
             action.type,
             "shadow",
@@ -355,11 +311,10 @@ class IncidentWorkflow(RecoveryChecks):
         self._log("action", action.type, f"shadow: would have run {action.type} on {target}")
 
     async def _mutate(self, action: PlannedAction) -> None:
-        change = self._change_for(action)
-        request = action.request(change, self._input.incident_id, self._input.key.namespace)
+        request = self.state.remediation_for(action)
         if isinstance(request, str):
             raise IncidentFailure(request)
-        self._set_state("remediating")
+        self._move_to("remediating")
         result = await workflow.execute_activity_method(
             KubeActivities.remediate,
             request,
@@ -384,56 +339,88 @@ class IncidentWorkflow(RecoveryChecks):
             raise IncidentFailure(
                 f"{action.type} of {result.target} {result.outcome.lower()}: {result.message}"
             )
-        self._last_remediation = request
+        self.state.last_remediation = request
         if request.operation == "rollback":
             await self._notify("rollback_performed", detail=result.message)
         await self._notify("update", detail=f"{action.type} {result.target}: {result.message}")
+
+    async def _verify(self, action: WaitVerifyAction) -> None:
+        self._move_to("verifying")
+        await verify_recovery(self.state, action)
+        self._move_to("recovered")
+        self._log("step", "verify", "service recovered")
+        await self._notify("recovered")
 
     async def _cooldown(self, params: IncidentInput) -> None:
         """Stay open a while: a re-fire now is the same incident, never a second rollback."""
         if params.cooldown_s <= 0:
             return
-        self._in_cooldown = True
+        state = self.state
+        state.in_cooldown = True
         try:
-            await workflow.wait_condition(lambda: self._refired, timeout=timedelta(seconds=params.cooldown_s))
+            await workflow.wait_condition(lambda: state.refired, timeout=timedelta(seconds=params.cooldown_s))
         except TimeoutError:
             return
-        if self._view.state == "needs_human":
+        if state.view.state == "needs_human":
             self._log("note", "cooldown", "the symptom was reported again; a human is already paged")
             return
         await self._needs_human(
             "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
         )
 
-    # --- Helpers --------------------------------------------------------------------------
+    # --- Telling people ---------------------------------------------------------------------
 
-    def _context_request(self, params: IncidentInput) -> ContextRequest:
-        starts = [a.starts_at for a in self._alerts.values()]
-        detected = (
-            min(starts) if starts else (self._view.eval.observed_at if self._view.eval else workflow.now())
-        )
-        return ContextRequest(
-            incident_id=params.incident_id,
-            service=params.key.service,
-            namespace=params.key.namespace,
-            source=params.source,
-            detected_at=detected,
-            labels=self._labels(),
-            eval=self._view.eval,
-            lookback_s=params.lookback_s,
-            alerts=list(self._alerts.values()),
-        )
+    async def _needs_human(self, reason: str, team: str | None = None) -> None:
+        self._move_to("needs_human")
+        self._log("error", "escalate", reason)
+        if team:
+            self.state.team = team
+        await self._notify("needs_human", detail=reason)
 
-    def _change_for(self, action: PlannedAction) -> Change | None:
-        changes = self._bundle.changes if self._bundle else []
-        wanted = action.names_change()
-        if wanted is None and self._view.attribution and self._view.attribution.ranking:
-            wanted = self._view.attribution.ranking[0].change_id
-        return next((c for c in changes if c.id == wanted), None)
+    async def _opened(self) -> None:
+        """Wait for the opening notification, so later ones reply in its chat thread."""
+        if self._opening is not None:
+            opening, self._opening = self._opening, None
+            await opening
 
-    def _describe_target(self, action: PlannedAction) -> str:
-        change = self._change_for(action)
-        request = action.request(change, self._input.incident_id, self._input.key.namespace)
-        if isinstance(request, str):
-            return request
-        return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")
+    async def _notify(
+        self, event: NotifyEvent, detail: str | None = None, chat_channel: str | None = None
+    ) -> None:
+        if event != "opened":
+            await self._opened()
+        state = self.state
+        channels = channels_named(state.input.channels)
+        decision = state.view.decision
+        if (
+            decision is not None
+            and decision.runbook is not None
+            and decision.mode == "shadow"
+            and event != "needs_human"
+        ):
+            # A runbook on trial in shadow mode reports to chat only; it never pages anyone.
+            channels = [channel for channel in channels if not channel.pages]
+        outcome = await notify_channels(channels, event, state.report(), state.threads, detail, chat_channel)
+        state.threads = outcome.threads
+        for problem in outcome.errors:
+            self._log("error", "notify", f"not delivered: {problem}")
+        for name, result in outcome.results.items():
+            if result.outcome == "Successful":
+                self._log(
+                    "action",
+                    f"notify_{name}",
+                    f"{event} delivered" + (f": {result.message}" if result.message else ""),
+                )
+            else:
+                self._log("note", f"notify_{name}", f"{event}: {result.outcome}: {result.message}")
+
+    # --- Bookkeeping, stamped with workflow time --------------------------------------------
+
+    def _log(self, kind: TimelineKind, step: str, message: str, data: dict[str, Any] | None = None) -> None:
+        self.state.log(workflow.now(), kind, step, message, data)
+
+    def _record(self, action: str, mode: Any, outcome: Any, **details: Any) -> None:
+        self.state.record(workflow.now(), action, mode, outcome, **details)
+
+    def _move_to(self, name: IncidentStateName) -> None:
+        if self.state.move_to(workflow.now(), name):
+            workflow.upsert_memo({"state": name})

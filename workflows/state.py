@@ -1,0 +1,252 @@
+"""What an incident knows and has done: one serializable model, and the functions that read and
+change it.
+
+Pure: no clock (every change takes `now`, which the workflow reads from workflow.now()), no I/O,
+no Temporal calls, so it is tested as plain data and replays the same. The workflow
+(workflows/incident.py) owns the flow; this module owns the bookkeeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from incidents.actions import PlannedAction, Severity
+from incidents.bundle import AttributionOutput, Change, IncidentBundle
+from incidents.models import (
+    ActionRecord,
+    Alert,
+    ApprovalDecision,
+    ChatThread,
+    ContextRequest,
+    DecisionContext,
+    IncidentInput,
+    IncidentReport,
+    IncidentSignal,
+    IncidentStateName,
+    IncidentView,
+    TimelineEntry,
+)
+from incidents.remediation import RemediationRequest
+from workflows.summary import render_report
+
+TimelineKind = Literal["step", "decision", "action", "signal", "error", "note"]
+
+
+class IncidentFailure(Exception):
+    """A step failed in a way a human must hear about."""
+
+
+class IncidentState(BaseModel):
+    """Everything one incident holds between steps; `view` is what the API shows."""
+
+    input: IncidentInput
+    view: IncidentView
+    alerts: dict[str, Alert] = Field(default_factory=dict)
+    signals: int = 0
+    duplicates: int = 0
+    bundle: IncidentBundle | None = None
+    threads: dict[str, ChatThread] = Field(default_factory=dict)  # chat thread per paging channel
+    team: str | None = None
+    severity: Severity = "critical"
+    approval_result: ApprovalDecision | None = None
+    approval_timed_out: bool = False
+    in_cooldown: bool = False
+    refired: bool = False
+    last_remediation: RemediationRequest | None = None
+
+    @classmethod
+    def opened(cls, params: IncidentInput, now: datetime) -> IncidentState:
+        view = IncidentView(
+            id=params.incident_id,
+            state="open",
+            source=params.source,
+            service=params.key.service,
+            namespace=params.key.namespace,
+            group=params.key.group,
+            opened_at=now,
+            updated_at=now,
+        )
+        return cls(input=params, view=view)
+
+    # --- the timeline and the action log -------------------------------------------------------
+
+    def log(
+        self, now: datetime, kind: TimelineKind, step: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        self.view.timeline.append(
+            TimelineEntry(at=now, kind=kind, step=step, message=message, data=data or {})
+        )
+        self.view.updated_at = now
+
+    def record(
+        self,
+        now: datetime,
+        action: str,
+        mode: Any,
+        outcome: Any,
+        target: str | None = None,
+        message: str = "",
+        diff: str = "",
+    ) -> None:
+        self.view.actions.append(
+            ActionRecord(
+                at=now, action=action, mode=mode, outcome=outcome, target=target, message=message, diff=diff
+            )
+        )
+
+    def move_to(self, now: datetime, state: IncidentStateName) -> bool:
+        """Change the incident's state (logged); False when it was already there."""
+        if self.view.state == state:
+            return False
+        self.log(now, "step", state, f"state {self.view.state} -> {state}")
+        self.view.state = state
+        return True
+
+    # --- signals -------------------------------------------------------------------------------
+
+    def add_signal(self, now: datetime, signal: IncidentSignal) -> None:
+        self.signals += 1
+        if signal.eval is not None:
+            first = self.view.eval is None
+            if self.in_cooldown and signal.eval.regression:
+                self.refired = True
+            self.view.eval = signal.eval
+            self.log(
+                now,
+                "signal",
+                "eval",
+                f"eval {signal.eval.manifest}: {signal.eval.metric} {signal.eval.baseline:.3f} -> "
+                f"{signal.eval.candidate:.3f}" + ("" if first else " (repeat)"),
+            )
+        for alert in signal.alerts:
+            self.merge_alert(now, alert)
+
+    def merge_alert(self, now: datetime, alert: Alert) -> None:
+        known = self.alerts.get(alert.fingerprint)
+        if known is not None and known.status == alert.status:
+            self.duplicates += 1
+            return
+        self.alerts[alert.fingerprint] = alert
+        name = alert.labels.get("alertname", alert.fingerprint)
+        message = (
+            f"alert {name} {alert.status}"
+            if known is None
+            else f"alert {name} {known.status} -> {alert.status}"
+        )
+        if alert.status == "firing" and self.in_cooldown:
+            # Firing again (or newly) after the incident was handled: the symptom is back.
+            self.refired = True
+        self.log(now, "signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
+        self.view.alerts = list(self.alerts.values())
+
+    # --- what the incident knows ---------------------------------------------------------------
+
+    def labels(self) -> dict[str, str]:
+        """Every alert's labels merged (a later alert's value wins): what runbooks and reports see."""
+        labels: dict[str, str] = {}
+        for alert in self.alerts.values():
+            labels.update(alert.labels)
+        return labels
+
+    def all_alerts_resolved(self) -> bool:
+        return bool(self.alerts) and all(alert.status == "resolved" for alert in self.alerts.values())
+
+    def alerts_about_resolved(self, metric: str) -> bool:
+        """Every alert about `metric` resolved (and there is one)."""
+        about = [alert for alert in self.alerts.values() if alert.is_about(metric)]
+        return bool(about) and all(alert.status == "resolved" for alert in about)
+
+    def context_request(self, now: datetime) -> ContextRequest:
+        starts = [alert.starts_at for alert in self.alerts.values()]
+        detected = min(starts) if starts else (self.view.eval.observed_at if self.view.eval else now)
+        return ContextRequest(
+            incident_id=self.input.incident_id,
+            service=self.input.key.service,
+            namespace=self.input.key.namespace,
+            source=self.input.source,
+            detected_at=detected,
+            labels=self.labels(),
+            eval=self.view.eval,
+            lookback_s=self.input.lookback_s,
+            alerts=list(self.alerts.values()),
+        )
+
+    def decision_context(
+        self, now: datetime, attribution: AttributionOutput, changes: list[Change], recent_rollbacks: int
+    ) -> DecisionContext:
+        """What runbook conditions may look at, for this incident now."""
+        labels = self.labels()
+        return DecisionContext(
+            incident_id=self.input.incident_id,
+            service=self.input.key.service,
+            namespace=self.input.key.namespace,
+            source=self.input.source,
+            severity=labels.get("severity"),
+            alertnames=sorted(
+                {a.labels["alertname"] for a in self.alerts.values() if "alertname" in a.labels}
+            ),
+            labels=labels,
+            attribution=attribution,
+            changes=changes,
+            eval=self.view.eval,
+            now=now,
+            recent_rollbacks=recent_rollbacks,
+        )
+
+    def change_for(self, action: PlannedAction) -> Change | None:
+        """The change an action is about: the one it names, else the top attributed one."""
+        changes = self.bundle.changes if self.bundle else []
+        wanted = action.names_change()
+        if wanted is None and self.view.attribution and self.view.attribution.ranking:
+            wanted = self.view.attribution.ranking[0].change_id
+        return next((change for change in changes if change.id == wanted), None)
+
+    def remediation_for(self, action: PlannedAction) -> RemediationRequest | str:
+        return action.request(self.change_for(action), self.input.incident_id, self.input.key.namespace)
+
+    def describe_target(self, action: PlannedAction) -> str:
+        change = self.change_for(action)
+        request = self.remediation_for(action)
+        if isinstance(request, str):
+            return request
+        return f"{request.target_type}/{request.name}" + (f" (change {change.id})" if change else "")
+
+    def report(self) -> IncidentReport:
+        """A self-contained snapshot for the paging channels, its words written (workflows/summary.py)."""
+        view = self.view
+        title_service = view.service or "unknown service"
+        names = sorted({alert.labels.get("alertname", "") for alert in self.alerts.values()} - {""})
+        what = (
+            ", ".join(names)
+            if names
+            else (f"eval {view.eval.manifest} regressed" if view.eval else view.source)
+        )
+        links = {"backout": f"{self.input.public_url.rstrip('/')}/v1/incidents/{view.id}"}
+        if self.input.temporal_ui_url:
+            links["temporal"] = (
+                f"{self.input.temporal_ui_url.rstrip('/')}/namespaces/default/workflows/{view.id}"
+            )
+        report = IncidentReport(
+            incident_id=view.id,
+            title=f"{what} on {title_service}" + (f" ({view.namespace})" if view.namespace else ""),
+            state=view.state,
+            service=view.service,
+            namespace=view.namespace,
+            source=view.source,
+            severity=self.severity,
+            team=self.team,
+            detected_at=self.bundle.incident.detected_at if self.bundle else view.opened_at,
+            labels=self.labels(),
+            attribution=view.attribution,
+            changes=self.bundle.changes if self.bundle else [],
+            actions=view.actions,
+            approval=view.approval,
+            eval=view.eval,
+            links=links,
+        )
+        report = render_report(report)
+        view.summary = report.summary
+        return report
