@@ -17,16 +17,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter
 
 from incidents.actions import PlannedAction
-from incidents.bundle import AttributionOutput, BundleError, describe_validation_error, load_bundle
+from incidents.bundle import AttributionOutput
 from incidents.models import Decision
+from incidents.scenarios import ScenarioError, case_folders, load_case
 from runbooks.engine import decide, matching_runbooks, run_runbook
 from runbooks.models import Runbook
-from runbooks.simulate import SimulationError, attribute_with_available_model, context_from_bundle
+from runbooks.simulate import attribute_with_available_model, context_from_bundle
 
 _ACTIONS = TypeAdapter(list[PlannedAction])
+EXPECTATION_FILE = "decision.json"
 
 
 class ExpectedDecision(BaseModel):
@@ -89,28 +91,20 @@ def taken_branches(decision: Decision) -> set[str]:
 
 
 def load_expectation(folder: Path) -> ScenarioExpectation | None:
-    file = folder / "decision.json"
-    if not file.exists():
-        return None
-    try:
-        return ScenarioExpectation.model_validate(json.loads(file.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as exc:
-        raise SimulationError(f"{file}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except ValidationError as exc:
-        raise SimulationError(f"{file}: {describe_validation_error(exc)}") from None
+    return load_case(folder, ScenarioExpectation, EXPECTATION_FILE).expected
 
 
 def scenario_folders(root: Path) -> list[Path]:
-    return sorted(path.parent for path in root.glob("*/bundle.json"))
+    return case_folders(root)
 
 
 def run_scenario(folder: Path, runbooks: list[Runbook], covered: dict[str, set[str]]) -> ScenarioOutcome:
     name = folder.name
     try:
-        bundle = load_bundle(folder / "bundle.json")
-        expected = load_expectation(folder)
-    except (BundleError, SimulationError) as exc:
+        case = load_case(folder, ScenarioExpectation, EXPECTATION_FILE)
+    except ScenarioError as exc:
         return ScenarioOutcome(scenario=name, ok=False, problems=[str(exc)])
+    bundle, expected = case.bundle, case.expected
     if expected is None:
         note = "no decision.json beside the bundle: not checked (record one with --record)"
         return ScenarioOutcome(scenario=name, ok=True, skipped=True, problems=[note])
@@ -148,8 +142,8 @@ def run_scenario(folder: Path, runbooks: list[Runbook], covered: dict[str, set[s
 
 def record_scenario(folder: Path, runbooks: list[Runbook]) -> ScenarioExpectation:
     """Write decision.json from what the runbooks decide now (review the diff before committing)."""
-    bundle = load_bundle(folder / "bundle.json")
-    previous = load_expectation(folder)
+    case = load_case(folder, ScenarioExpectation, EXPECTATION_FILE)
+    bundle, previous = case.bundle, case.expected
     if previous is not None:
         context, attribution = previous.context, previous.attribution
     else:
@@ -165,7 +159,7 @@ def record_scenario(folder: Path, runbooks: list[Runbook]) -> ScenarioExpectatio
         context=context, attribution=attribution, selected=decide(runbooks, ctx).runbook, decisions=decisions
     )
     text = json.dumps(expectation.model_dump(mode="json", exclude_none=False), indent=2) + "\n"
-    (folder / "decision.json").write_text(text, encoding="utf-8")
+    (folder / EXPECTATION_FILE).write_text(text, encoding="utf-8")
     return expectation
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from incidents.bundle import AttributionOutput, BundleError, load_bundle
+from incidents.scenarios import ScenarioError
 from runbooks.lint import discover, lint_paths
 from runbooks.loader import LIBRARY_DIR, RunbookLoadError, load_runbooks
 from runbooks.models import Runbook
@@ -140,7 +141,7 @@ def test_command(
         for folder in scenario_folders(scenarios):
             try:
                 expectation = record_scenario(folder, runbooks)
-            except (BundleError, SimulationError) as exc:
+            except (ScenarioError, SimulationError) as exc:
                 typer.echo(f"{folder.name}: skipped: {exc}", err=True)
                 continue
             typer.echo(f"{folder.name}: recorded ({expectation.selected or 'no runbook'})")
