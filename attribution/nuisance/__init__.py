@@ -27,8 +27,10 @@ API (stable):
 Conventions shared by culprits and the other changes: start times (all drawn from one
 distribution, the culprit picked uniformly among them), id scheme, authors,
 descriptions, version spelling, rollout style per kind, `completed_at` rules and
-which series exist. `python -m attribution.nuisance FAMILY SEED N --out DIR` writes
-bundles to disk.
+which series exist. `attribution.nuisance.audit.audit(pairs)` checks that claim on any
+labelled bundles (this generator's, PetShop's): per convention, culprits against the
+other changes of the same kind, and a model on conventions against one on kind alone.
+`python -m attribution.nuisance FAMILY SEED N --out DIR` writes bundles to disk.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from attribution.nuisance.__main__ import main as nuisance_main
 from attribution.nuisance.audit import LeakAudit, audit
 from incidents.bundle import IncidentBundle, parse_bundle
 
-PER_FAMILY = 8
+PER_FAMILY = 10
 SEED = 2024
 
 
@@ -206,7 +206,8 @@ def test_invisible_symptoms_are_flat_or_missing_from_the_bundle(
             assert own == [], item.describe()
         else:
             assert item.facts["visibility"] == "flat"
-    assert set(visibility) <= {"flat", "absent"}
+            assert own, "a flat symptom is in the bundle, just without the degradation"
+    assert set(visibility) == {"flat", "absent"}
 
 
 def test_pod_telemetry_has_pods_and_sometimes_no_service_level_series(
@@ -321,7 +322,7 @@ def test_no_convention_separates_culprits_from_the_other_changes(
 ) -> None:
     items = [(item.bundle, item.culprit) for item in _all(sample)]
     report = audit(items)
-    assert report.incidents >= 90
+    assert report.incidents >= 110
     _assert_no_leak(report)
     completed = {gap.value: gap for gap in report.gaps if gap.convention == "completed_at recorded"}
     assert abs(completed["True"].culprit_share - completed["True"].rest_share) <= 0.15
