@@ -10,20 +10,84 @@ resolved-only batch reaches an open incident and never opens one.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Literal
 
 from prometheus_client import Counter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.incidents import open_or_join, signal_if_open
 from api.common import Services, temporal_call
-from incidents.key import IncidentKey
-from incidents.models import IncidentSignal, OpenIncidentRequest
+from incidents.key import IncidentKey, service_from_labels
+from incidents.models import Alert, IncidentSignal, OpenIncidentRequest
 
-ALERTS_RECEIVED = Counter("backout_alerts_received_total", "Alerts received from Alertmanager", ["status"])
+ALERTS_RECEIVED = Counter(
+    "backout_alerts_received_total", "Alerts received from the alert sources", ["status"]
+)
 DUPLICATES_ABSORBED = Counter(
     "backout_duplicate_notifications_total", "Notifications identical to one delivered moments before"
 )
+
+
+# Alertmanager writes this year for a firing alert's end: "no end".
+_ZERO_TIME_YEAR = 1
+
+
+class TemplateAlert(BaseModel):
+    """One alert as Alertmanager's webhook template data carries it (Grafana alerting sends the
+    same shape, with a few fields of its own); unknown fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str | None = None
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("timestamp needs a UTC offset (RFC 3339)")
+        return value
+
+    def stable_fingerprint(self) -> str:
+        if self.fingerprint:
+            return self.fingerprint
+        canonical = "\x1f".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_alert(self) -> Alert:
+        ends = self.endsAt if self.endsAt and self.endsAt.year > _ZERO_TIME_YEAR else None
+        return Alert(
+            fingerprint=self.stable_fingerprint(),
+            status=self.status,
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.startsAt,
+            ends_at=ends,
+            generator_url=self.generatorURL or None,
+        )
+
+
+def incident_key_of(
+    common_labels: dict[str, str], alerts: Sequence[TemplateAlert], group: str
+) -> IncidentKey:
+    """namespace + service/workload (from the labels all alerts share, else the one value they all
+    name) + the alert group: the same key for a storm, an HA pair or a retry."""
+    namespace = common_labels.get("namespace") or _unique(alert.labels.get("namespace") for alert in alerts)
+    service = service_from_labels(common_labels) or _unique(
+        service_from_labels(alert.labels) for alert in alerts
+    )
+    return IncidentKey(namespace=namespace, service=service, group=group)
+
+
+def _unique(values: Iterable[str | None]) -> str | None:
+    found = {value for value in values if value}
+    return found.pop() if len(found) == 1 else None
 
 
 class AlertBatch(BaseModel):

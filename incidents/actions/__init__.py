@@ -57,8 +57,8 @@ def _discover() -> dict[str, type[Action]]:
             for value in vars(loaded).values()
             if isinstance(value, type)
             and issubclass(value, Action)
-            and value is not Action
             and value.__module__ == loaded.__name__
+            and isinstance(value.model_fields["type"].default, str)  # a concrete action names itself
         )
     ordered = sorted(found, key=lambda cls: (cls.position, cls.action_name()))
     return {cls.action_name(): cls for cls in ordered}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from incidents.bundle import Change
 from incidents.remediation import RemediationRequest
@@ -77,6 +77,27 @@ class Action(BaseModel):
     def names_change(self) -> str | None:
         """The change this action is about when it names one (else the top attributed change)."""
         return None
+
+
+class DeploymentAction(Action):
+    """An action on one Deployment: the one named, else the top attributed change's, else the service's."""
+
+    mutates = True
+
+    deployment: str | None = Field(
+        default=None, description="default: the attributed change's deployment, else the incident's service"
+    )
+
+    def plan(self, mode: Mode, ctx: DecisionContext) -> Planned:
+        top_id = ctx.attribution.ranking[0].change_id if ctx.attribution and ctx.attribution.ranking else None
+        rolled_out = deployment_of(next((change for change in ctx.changes if change.id == top_id), None))
+        deployment = self.deployment or (rolled_out[0] if rolled_out else None) or ctx.service
+        return Planned(self.model_copy(update={"mode": mode, "deployment": deployment}))
+
+    def request(
+        self, change: Change | None, incident_id: str, default_namespace: str | None
+    ) -> RemediationRequest | str:
+        return deployment_target(self, self.deployment, change, incident_id, default_namespace)
 
 
 def effective_mode(runbook_mode: Mode, override: Mode | None) -> Mode:
