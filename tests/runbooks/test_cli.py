@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from incidents.actions import ACTIONS
 from worker.cli import app
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "runbooks"
@@ -172,7 +173,9 @@ def test_schema_describes_the_yaml_keys() -> None:
     assert "source" not in schema["properties"]
     node = schema["$defs"]["TreeNode"]["properties"]
     assert {"if", "then", "else", "actions", "next"} <= set(node)
-    assert set(schema["$defs"]["ActionStep"]["properties"]) == {
+    steps = set(schema["$defs"]["ActionStep"]["properties"])
+    assert steps == set(ACTIONS)  # every action class, found by incidents.actions
+    assert steps >= {
         "rollback",
         "pause_rollout",
         "scale",
