@@ -1,4 +1,5 @@
-"""The Flux controllers backout tests against, built from Go modules by devstack.gobuild.
+"""The GitOps reconcilers backout tests against, built from Go modules by devstack.gobuild:
+Flux's source-controller and kustomize-controller, and Argo CD.
 
 `go install github.com/fluxcd/<controller>@vX` is refused because each controller's
 go.mod replaces its `./api` submodule with a local path, so they build through a wrapper
@@ -12,7 +13,6 @@ version is served, fluxcd/pkg/masktoken v0.10.0, apis/crypto v0.5.0, http/fetch 
 artifact v0.27.x, cosign v3.1.4). The newest releases whose whole requirement list is
 served are source-controller v1.9.3 (v1.9.4+ need fluxcd/pkg/artifact v0.18.2+) and
 kustomize-controller v1.9.6; both say `go 1.26.0`, so the machine's Go builds them.
-`FLUX_TOOLCHAIN` stays for the day the pins move to v1.10.
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ from pathlib import Path
 
 from devstack import gobuild
 
-FLUX_TOOLCHAIN = "go1.27.3"
 CRD_FOLDER = "config/crd/bases"
 
 
-def _flux_controller(name: str, version: str, toolchain: str | None = None) -> gobuild.GoTool:
+def _flux_controller(name: str, version: str) -> gobuild.GoTool:
     return gobuild.GoTool(
         name=f"flux-{name}",
         module=f"github.com/fluxcd/{name}",
         version=version,
         binaries={name: f"github.com/fluxcd/{name}"},
-        toolchain=toolchain,
         module_files=[CRD_FOLDER],
         wrapper=True,
     )
@@ -64,3 +62,19 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Argo CD ships every component in one binary (`./cmd`), which picks its role from the name it
+# runs under (or ARGOCD_BINARY_NAME). Its go.mod replaces gitops-engine with a local path; the
+# wrapper module drops that line and uses the gitops-engine release of the same version.
+ARGOCD = gobuild.GoTool(
+    name="argocd",
+    module="github.com/argoproj/argo-cd/v3",
+    version="v3.6.1",
+    binaries={"argocd": "github.com/argoproj/argo-cd/v3/cmd"},
+    toolchain="go1.27.3",
+    wrapper=True,
+    ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=3.6.1",
+    # The repo-server runs these by name (its image puts them in /usr/local/bin).
+    module_files=["hack/git-verify-wrapper.sh", "hack/gpg-wrapper.sh"],
+)
