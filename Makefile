@@ -29,7 +29,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 # Production parts the tests run, built from Go modules into ~/.cache/backout (once per version).
-GO_TOOLS ?= helm,temporal,flux-source-controller,flux-kustomize-controller
+GO_TOOLS ?= helm,temporal,flux-source-controller,flux-kustomize-controller,argocd
 
 cluster-binaries: venv
 	$(BACKOUT) cluster build --with $(GO_TOOLS)

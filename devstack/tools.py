@@ -5,7 +5,7 @@ The chart's documentation, the compose file and the tests name these same versio
 
 from __future__ import annotations
 
-from devstack.gitops.build import FLUX_TOOLS
+from devstack.gitops.build import ARGOCD, FLUX_TOOLS
 from devstack.gobuild import GoTool
 
 HELM = GoTool(
@@ -42,4 +42,4 @@ TEMPORAL = GoTool(
     module_files=["schema/postgresql/v12"],
 )
 
-TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, TEMPORAL, *FLUX_TOOLS)}
+TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (HELM, TEMPORAL, *FLUX_TOOLS, ARGOCD)}

@@ -11,6 +11,8 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# Argo CD's controller and repo-server keep their caches in Redis (the GitOps tests run them).
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -22,6 +24,6 @@ echo "installing Debian packages: ${need[*]}"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Stop any system instances the package scripts started; they would hold the default ports.
-for svc in prometheus prometheus-alertmanager postgresql; do
+for svc in prometheus prometheus-alertmanager postgresql redis-server; do
   (command -v service >/dev/null && service "$svc" stop >/dev/null 2>&1) || true
 done
