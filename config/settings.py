@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_channel: str | None = None
+    webhook_url: str | None = Field(
+        default=None, description="a generic JSON webhook that gets every incident event (unset: not called)"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="signs each webhook body: X-Backout-Signature = sha256=HMAC(secret, timestamp.body)",
+    )
 
     # Optional LLM rewrite of summaries / LLM judge
     llm_endpoint: str | None = None
