@@ -23,6 +23,8 @@ class SeriesData:
     bad_sign: float  # +1 when up is worse, -1 when down is worse
     times: np.ndarray
     values: np.ndarray
+    pod: str | None = None
+    peer: str | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +69,8 @@ def case_from_bundle(bundle: IncidentBundle) -> Case:
                 bad_sign=1.0 if metric.bad_direction == "up" else -1.0,
                 times=times[finite][order],
                 values=values[finite][order],
+                pod=metric.pod,
+                peer=metric.peer,
             )
         )
     changes = [
@@ -136,6 +140,8 @@ def case_to_bundle_dict(case: Case, namespace: str = "prod") -> dict[str, Any]:
                 "name": s.name,
                 "service": s.service,
                 "version": s.version,
+                "pod": s.pod,
+                "peer": s.peer,
                 "bad_direction": "up" if s.bad_sign > 0 else "down",
                 "points": [
                     [_rfc3339(float(t)), float(f"{v:.9g}")] for t, v in zip(s.times, s.values, strict=True)

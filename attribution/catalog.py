@@ -1,4 +1,4 @@
-"""The service catalog the scenario generator draws from: call graphs, change kinds, faults, metrics."""
+"""What the training generator draws from: call graphs, change kinds, metric names and levels."""
 
 from __future__ import annotations
 
@@ -35,11 +35,19 @@ UNRELATED_EDGES: list[list[tuple[str, str]]] = [
     [("notifier", "email-relay")],
     [("eval-runner", "judge-llm")],
 ]
+# Names for randomly drawn microservice graphs (a shop, a bank, a media site...).
+SHOP_NAMES: tuple[str, ...] = (
+    "cart", "checkout", "catalog", "payment", "shipping", "currency", "recommendation", "ads",
+    "email", "users", "orders", "inventory", "search", "auth", "profile", "reviews", "pricing",
+    "notification", "session", "media", "ledger", "fraud", "loyalty", "geo", "tax", "quotes",
+)  # fmt: skip
+LEAF_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "mongo", "s3-proxy", "memcached", "elastic")
+AI_SERVICES = frozenset(
+    {"rag-api", "chat-api", "agent-api", "retriever", "reranker", "llm-server", "embedder"}
+)
 KINDS_BY_SERVICE: dict[str, list[str]] = {
     "llm-server": ["model", "config", "image", "scale", "infra"],
-    "judge-llm": ["model", "image", "config"],
     "embedder": ["model", "image", "scale"],
-    "embedder-batch": ["model", "image", "scale"],
     "reranker": ["model", "image", "config"],
     "retriever": ["corpus", "config", "image", "scale"],
     "vector-db": ["corpus", "scale", "config", "infra", "image"],
@@ -48,31 +56,37 @@ KINDS_BY_SERVICE: dict[str, list[str]] = {
     "agent-api": ["prompt", "image", "config", "flag"],
     "gateway": ["config", "image", "flag", "scale", "secret"],
 }
-DEFAULT_KINDS = ["image", "config", "scale", "flag", "secret", "infra", "other"]
-FAULT_CLASSES: dict[str, tuple[list[str], list[float]]] = {
-    "image": (["errors", "latency", "quality"], [0.5, 0.4, 0.1]),
-    "config": (["errors", "latency", "quality"], [0.35, 0.35, 0.3]),
+DEFAULT_KINDS = ["image", "image", "config", "scale", "flag", "secret", "infra", "other"]
+# Kinds that replace pods (a rolling update); the others apply at once to every pod.
+POD_KINDS = frozenset({"image", "model", "scale", "infra", "other"})
+FAULT_FAMILIES: dict[str, tuple[list[str], list[float]]] = {
+    "image": (["errors", "latency", "quality"], [0.55, 0.35, 0.1]),
+    "config": (["errors", "latency", "quality"], [0.4, 0.35, 0.25]),
     "secret": (["errors"], [1.0]),
-    "prompt": (["quality", "latency"], [0.8, 0.2]),
-    "model": (["quality", "latency", "errors"], [0.5, 0.4, 0.1]),
+    "prompt": (["quality", "latency", "errors"], [0.75, 0.15, 0.1]),
+    "model": (["quality", "latency", "errors"], [0.45, 0.35, 0.2]),
     "corpus": (["quality", "latency"], [0.8, 0.2]),
-    "flag": (["errors", "latency", "quality"], [0.4, 0.3, 0.3]),
+    "flag": (["errors", "latency", "quality"], [0.45, 0.3, 0.25]),
     "scale": (["latency", "errors"], [0.7, 0.3]),
     "infra": (["errors", "latency"], [0.5, 0.5]),
     "other": (["errors", "latency"], [0.5, 0.5]),
 }
-QUALITY_METRIC = {"retriever": "retrieval_precision"}
-# name -> (low level, high level, relative noise, bad sign)
-METRIC_SPECS: dict[str, tuple[float, float, float, float]] = {
-    "error_rate": (0.001, 0.02, 0.35, 1.0),
-    "latency_ms": (20.0, 1500.0, 0.08, 1.0),
-    "latency_p99_ms": (100.0, 4000.0, 0.15, 1.0),
-    "ttft_ms": (150.0, 900.0, 0.1, 1.0),
-    "eval_score": (0.7, 0.92, 0.02, -1.0),
-    "retrieval_precision": (0.6, 0.9, 0.03, -1.0),
-    "gpu_cache_usage": (0.3, 0.8, 0.05, 1.0),
-    "cpu": (0.2, 0.7, 0.08, 1.0),
-    "memory": (0.3, 0.8, 0.03, 1.0),
-    "requests": (50.0, 3000.0, 0.06, 1.0),
+# Metric names per family: (name, bad direction, how the value is derived from the health state).
+ERROR_NAMES: tuple[tuple[str, str], ...] = (
+    ("error_rate", "rate"),
+    ("error_rate", "rate"),
+    ("success_rate", "success"),
+    ("availability", "percent"),
+    ("http_5xx_ratio", "rate"),
+)
+LATENCY_NAMES: tuple[str, ...] = ("latency_ms", "latency_ms", "latency_p99_ms", "request_duration_seconds")
+QUALITY_NAMES: dict[str, tuple[str, ...]] = {
+    "retriever": ("retrieval_precision",),
+    "rag-api": ("eval_score", "hallucination_rate"),
+    "chat-api": ("eval_score", "hallucination_rate"),
+    "agent-api": ("eval_score",),
+    "reranker": ("rerank_precision",),
+    "llm-server": ("judge_score",),
+    "embedder": ("embedding_recall",),
 }
-PROGRESSIVE_KINDS = {"image", "model", "scale", "infra", "corpus", "other"}
+RESOURCE_NAMES: tuple[str, ...] = ("cpu", "memory")

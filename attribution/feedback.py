@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from attribution.case import case_from_bundle
-from attribution.features import extract
+from attribution.evidence import extract
 from attribution.model import LabelledIncident
 from incidents.bundle import (
     BundleError,
@@ -94,16 +94,24 @@ def feedback_incidents(records: list[FeedbackRecord]) -> list[LabelledIncident]:
     for labels in latest.values():
         newest = max(labels.values(), key=lambda r: r.recorded_at)
         case = case_from_bundle(parse_bundle(newest.bundle))
-        features, _ = extract(case)
+        features, _, incident = extract(case)
         row_of = {change.id: row for row, change in enumerate(case.changes)}
         confirmed = [r for r in labels.values() if r.confirmed and r.change_id in row_of]
         if confirmed:
             culprit = max(confirmed, key=lambda r: r.recorded_at).change_id
-            incidents.append(LabelledIncident(features, row_of[culprit], FEEDBACK_WEIGHT))
+            incidents.append(
+                LabelledIncident(features, incident.null_features, row_of[culprit], FEEDBACK_WEIGHT)
+            )
             continue
         rejected = [row_of[r.change_id] for r in labels.values() if r.change_id in row_of]
         if rejected:
             incidents.append(
-                LabelledIncident(features, None, FEEDBACK_WEIGHT, known_rows=np.array(sorted(rejected)))
+                LabelledIncident(
+                    features,
+                    incident.null_features,
+                    None,
+                    FEEDBACK_WEIGHT,
+                    rejected_rows=np.array(sorted(rejected)),
+                )
             )
     return incidents

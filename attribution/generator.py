@@ -1,61 +1,177 @@
-"""Synthetic incidents on AI service graphs with concurrent changes, for training and held-out tests.
+"""Synthetic incidents for training: rolling updates seen through pods and versions.
 
-Each incident has a random call graph (gateway, RAG API, retriever, vector DB, LLM
-server, reranker, embedder...), metric series with autocorrelated noise, spikes,
-gaps and missing series, several concurrent changes (image, config, prompt, model,
-corpus, flag, scale...), and either one culprit change whose effect starts on its
-service and propagates to the callers, or no culprit at all (load, a failing
-dependency).
+Each incident has a call graph (AI applications or a randomly drawn microservice
+shop), a health state per service that propagates from callees to callers, several
+changes (rolling updates that replace pods, and changes applied at once), and either
+one culprit whose new version is broken, or no culprit (a load surge, or a dependency
+outside the change list failing).
+
+What the telemetry shows is drawn independently of which change is the culprit:
+per-service, per-version or per-pod series (or none), per-peer series on callers,
+binomial error rates for low-traffic pods, noisy and seasonal baselines, unrelated
+level shifts. Every rollout, harmless or not, shifts its fresh pods' CPU and memory
+(up to tens of times) and warms up slowly; some harmless low-traffic rollouts never
+report. Broken versions may fail loudly, slowly, intermittently (flapping), only for
+their callers (crash-looping pods that never report, or idle pods), or after a delay.
+Concurrent rollouts started within minutes and still rolling at detection are common.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import lfilter
 
 from attribution.case import Case, ChangeData, SeriesData
 from attribution.catalog import (
+    AI_SERVICES,
     APP_EDGES,
     DEFAULT_KINDS,
-    FAULT_CLASSES,
+    ERROR_NAMES,
+    FAULT_FAMILIES,
     KINDS_BY_SERVICE,
-    METRIC_SPECS,
-    PROGRESSIVE_KINDS,
-    QUALITY_METRIC,
+    LATENCY_NAMES,
+    LEAF_NAMES,
+    POD_KINDS,
+    QUALITY_NAMES,
+    RESOURCE_NAMES,
+    SHOP_NAMES,
     UNRELATED_EDGES,
 )
 
+FAMILIES = ("errors", "latency", "quality")
+MAX_POINTS = 360
+
 
 @dataclass(slots=True)
-class _Effect:
-    service: str
-    fault: str  # errors | latency | quality | load
-    start: float
-    ramp_s: float
-    strength: float  # in multiples of the metric's noise, before attenuation
-    decay_s: float = 0.0
+class _Service:
+    name: str
+    replicas: int
+    telemetry: str  # service | version | pod | pod-unlabelled | none
+    rps: float
+    error_name: tuple[str, str] | None
+    latency_name: str | None
+    quality_names: tuple[str, ...]
+    resources: tuple[str, ...]
+    requests: bool
+    base_error: float
+    base_latency: float
+    base_quality: float
+    base_cpu: float
+    base_memory: float
+    noise: float  # relative noise of latency-like series
+
+
+@dataclass(slots=True)
+class _Change:
+    change: ChangeData
+    pods: bool
+    labelled: bool  # telemetry versions of the service follow this change
+    duration: float
+    fresh_memory: float = 1.0
+    fresh_cpu: float = 1.0
+    warmup: float = 0.0
+    warmup_s: float = 60.0
+    quiet: bool = False  # harmless low-traffic rollout whose new pods never report
+    canary: float = 1.0  # share of traffic the new version ends up with (< 1: a canary that stays)
+    fault: str | None = None  # errors | latency | quality | silent | idle
+    magnitude: float = 0.0
+    delay: float = 0.0
+    flap: float = 0.0  # period of an intermittent fault (0 = steady)
+
+    def share_new(self, times: np.ndarray) -> np.ndarray:
+        """Share of the service's traffic served by the new version."""
+        if not self.pods:
+            return (times >= self.change.started).astype(float)
+        return self.canary * np.clip((times - self.change.started) / max(self.duration, 1.0), 0.0, 1.0)
+
+    def fault_curve(self, times: np.ndarray) -> np.ndarray:
+        active = (times >= self.change.started + self.delay).astype(float)
+        if self.flap > 0:
+            phase = np.floor((times - self.change.started - self.delay) / self.flap)
+            active *= (phase % 2 == 0).astype(float)
+        return self.magnitude * active
+
+
+@dataclass(slots=True)
+class _World:
+    times: np.ndarray
+    services: dict[str, _Service]
+    edges: list[tuple[str, str]]
+    changes: list[_Change]
+    load: np.ndarray
+    outside: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # no-change faults
+
+
+def _layered_graph(rng: np.random.Generator) -> list[tuple[str, str]]:
+    names = list(rng.choice(SHOP_NAMES, size=int(rng.integers(5, 12)), replace=False))
+    leaves = list(rng.choice(LEAF_NAMES, size=int(rng.integers(1, 4)), replace=False))
+    entry = str(rng.choice(["frontend", "web", "api-gateway", "edge"]))
+    layers: list[list[str]] = [[entry]]
+    remaining = names[:]
+    while remaining:
+        size = int(rng.integers(1, 4))
+        layers.append([str(n) for n in remaining[:size]])
+        remaining = remaining[size:]
+    layers.append([str(n) for n in leaves])
+    edges: list[tuple[str, str]] = []
+    for depth in range(len(layers) - 1):
+        below = [s for layer in layers[depth + 1 :] for s in layer]
+        for caller in layers[depth]:
+            direct = layers[depth + 1]
+            for callee in rng.choice(direct, size=int(rng.integers(1, len(direct) + 1)), replace=False):
+                edges.append((caller, str(callee)))
+            if rng.random() < 0.4 and len(below) > len(direct):
+                extra = str(rng.choice(below))
+                if (caller, extra) not in edges:
+                    edges.append((caller, extra))
+    for layer in layers[1:]:
+        for service in layer:
+            if not any(callee == service for _, callee in edges):
+                edges.append((str(rng.choice(layers[0])), service))
+    return edges
 
 
 def _topology(rng: np.random.Generator) -> list[tuple[str, str]]:
-    apps = [app for app in ("rag", "chat", "agent") if rng.random() < 0.55] or ["rag"]
-    edges: list[tuple[str, str]] = []
-    for app in [*apps, "auth"]:
-        for edge in APP_EDGES[app]:
-            if edge not in edges and (edge[0] == "gateway" or rng.random() < 0.9):
-                edges.append(edge)
-    for index in rng.choice(len(UNRELATED_EDGES), size=int(rng.integers(1, 4)), replace=False):
+    if rng.random() < 0.45:
+        edges = _layered_graph(rng)
+    else:
+        apps = [app for app in ("rag", "chat", "agent") if rng.random() < 0.55] or ["rag"]
+        edges = []
+        for app in [*apps, "auth"]:
+            for edge in APP_EDGES[app]:
+                if edge not in edges and (edge[0] == "gateway" or rng.random() < 0.9):
+                    edges.append(edge)
+    for index in rng.choice(len(UNRELATED_EDGES), size=int(rng.integers(0, 3)), replace=False):
         edges.extend(UNRELATED_EDGES[int(index)])
-    reachable = {"gateway"}
-    for _ in range(4):
-        reachable |= {callee for caller, callee in edges if caller in reachable}
-    unrelated = {s for edge in edges for s in edge if s not in reachable}
-    return [(a, b) for a, b in edges if a in reachable | unrelated]
+    return edges
 
 
-def _ancestors(edges: list[tuple[str, str]], service: str) -> list[tuple[str, int]]:
-    found: dict[str, int] = {service: 0}
+def _order_callees_first(edges: list[tuple[str, str]], services: list[str]) -> list[str]:
+    callees: dict[str, set[str]] = {s: set() for s in services}
+    for caller, callee in edges:
+        callees[caller].add(callee)
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node: str, path: set[str]) -> None:
+        if node in seen or node in path:
+            return
+        path.add(node)
+        for nxt in sorted(callees[node]):
+            visit(nxt, path)
+        path.discard(node)
+        seen.add(node)
+        done.append(node)
+
+    for service in services:
+        visit(service, set())
+    return done
+
+
+def _ancestors(edges: list[tuple[str, str]], service: str) -> dict[str, int]:
+    found = {service: 0}
     frontier = [service]
     while frontier:
         nxt = []
@@ -65,79 +181,17 @@ def _ancestors(edges: list[tuple[str, str]], service: str) -> list[tuple[str, in
                     found[caller] = found[node] + 1
                     nxt.append(caller)
         frontier = nxt
-    return sorted(found.items(), key=lambda item: item[1])
+    return found
 
 
-def _metrics_for(service: str, rng: np.random.Generator) -> list[str]:
-    names = ["error_rate", "latency_ms"]
-    for name, chance in (("requests", 0.5), ("cpu", 0.4), ("memory", 0.25)):
-        if rng.random() < chance:
-            names.append(name)
-    if service.endswith("-api") and rng.random() < 0.7:
-        names.append("eval_score")
-    if service in QUALITY_METRIC and rng.random() < 0.7:
-        names.append(QUALITY_METRIC[service])
-    if "llm" in service:
-        names += ["ttft_ms", "gpu_cache_usage"]
-    if service == "gateway" and rng.random() < 0.6:
-        names.append("latency_p99_ms")
-    return names
-
-
-def _fault_metric(fault: str, metrics: list[str]) -> list[str]:
-    if fault == "errors":
-        return ["error_rate"]
-    if fault == "latency":
-        return [m for m in ("latency_ms", "latency_p99_ms", "ttft_ms", "cpu") if m in metrics] or [
-            "latency_ms"
-        ]
-    if fault == "quality":
-        return [m for m in ("eval_score", "retrieval_precision") if m in metrics]
-    return ["requests", "latency_ms", "cpu", "error_rate"]
-
-
-def _baseline(name: str, times: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    low, high, rel_noise, _ = METRIC_SPECS[name]
-    level = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-    noise = level * rel_noise * rng.uniform(0.5, 1.6)
-    phi = rng.uniform(0.0, 0.8)
-    shocks = rng.normal(0.0, noise * np.sqrt(1 - phi**2), times.size)
-    values = lfilter([1.0], [1.0, -phi], shocks)
-    span = max(float(times[-1] - times[0]), 1.0)
-    values += level + level * rng.uniform(0, 0.1) * np.sin(
-        2 * np.pi * (times - times[0]) / (span * rng.uniform(1, 4))
-    )
-    spikes = rng.random(times.size) < 0.01
-    values[spikes] += noise * rng.uniform(3, 8, spikes.sum()) * METRIC_SPECS[name][3]
-    return values, noise
-
-
-def _apply(
-    values: np.ndarray, times: np.ndarray, effect: _Effect, amount: float, versioned_new: bool
-) -> None:
-    if versioned_new:
-        fraction = (times >= effect.start).astype(float)
-    else:
-        fraction = np.clip((times - effect.start) / max(effect.ramp_s, 1.0), 0.0, 1.0) * (
-            times >= effect.start
-        )
-    if effect.decay_s > 0:  # retries, autoscaling or caches partly absorb the fault over time
-        fraction *= np.exp(-np.clip(times - effect.start - effect.ramp_s, 0.0, None) / effect.decay_s)
-    values += amount * fraction
-
-
-def _strength(rng: np.random.Generator) -> float:
-    return float(np.exp(rng.uniform(np.log(2), np.log(40))))
-
-
-def _decay(rng: np.random.Generator) -> float:
-    return float(rng.uniform(300, 1800)) if rng.random() < 0.2 else 0.0
-
-
-def _clip(name: str, values: np.ndarray) -> np.ndarray:
-    if name in ("eval_score", "retrieval_precision", "gpu_cache_usage", "cpu", "memory"):
-        return np.clip(values, 0.0, 1.0)
-    return np.clip(values, 0.0, None)
+def _descendants(edges: list[tuple[str, str]], service: str) -> set[str]:
+    found = {service}
+    frontier = [service]
+    while frontier:
+        nxt = [callee for caller, callee in edges if caller in frontier and callee not in found]
+        found |= set(nxt)
+        frontier = nxt
+    return found - {service}
 
 
 class ScenarioGenerator:
@@ -153,225 +207,629 @@ class ScenarioGenerator:
     def generate(self, number: int) -> Case:
         rng = np.random.default_rng([self.seed, number])
         edges = _topology(rng)
-        services = sorted({s for edge in edges for s in edge})
-        step = float(rng.choice([15, 30, 60, 60, 60, 300]))
-        lookback = (
-            float(rng.choice([1500, 3600, 7200, 10800])) if step < 300 else float(rng.choice([1500, 7200]))
-        )
-        detected = 1.79e9 + float(rng.integers(0, 10_000_000))
-        post = float(rng.uniform(0, 600)) if rng.random() < 0.5 else 0.0
-        times = np.arange(detected - lookback, detected + post + 1e-6, step)
-        # Most symptoms alert within minutes; slow burns (quality drift, low traffic) take much longer.
-        slow_detection = rng.random() < 0.2
-        detection_delay = float(rng.uniform(60, min(5400 if slow_detection else 1200, lookback / 2)))
-        onset = detected - detection_delay
-        has_culprit = rng.random() >= self.no_culprit_rate
-        changes: list[ChangeData] = []
+        names = sorted({s for edge in edges for s in edge})
+        all_pods = rng.random() < 0.2  # no service-level series at all in this bundle
+        services = {name: self._service(rng, name, all_pods) for name in names}
+        entry_points = sorted({a for a, _ in edges} - {b for _, b in edges})
 
+        step = float(rng.choice([10, 15, 30, 30, 60, 60, 60, 120, 300]))
+        detection_delay = float(np.exp(rng.uniform(np.log(60), np.log(5400))))
+        lookback = float(rng.choice([600, 900, 1200, 1800, 3600, 5400, 7200, 10800]))
+        if rng.random() < 0.7:  # most bundles reach back past the onset; some start after it
+            lookback = max(lookback, detection_delay + float(rng.uniform(300, 1800)))
+        step = max(step, (lookback + 600) / MAX_POINTS)
+        detected = 1.79e9 + float(rng.integers(0, 10_000_000))
+        post = float(rng.uniform(0, 300)) if rng.random() < 0.3 else 0.0
+        times = np.arange(detected - lookback, detected + post + 1e-6, step)
+        onset = detected - detection_delay
+
+        has_culprit = rng.random() >= self.no_culprit_rate
+        changes: list[_Change] = []
+        load = np.ones(times.size)
+        outside: dict[str, dict[str, np.ndarray]] = {}
         if has_culprit:
-            culprit_service = str(rng.choice(services[:]))
-            kind = str(rng.choice(KINDS_BY_SERVICE.get(culprit_service, DEFAULT_KINDS)))
-            classes, weights = FAULT_CLASSES[kind]
-            fault = str(rng.choice(classes, p=weights))
-            delay = float(rng.uniform(0, 900 if kind in ("corpus", "model") else 180))
-            if rng.random() < 0.12:  # caches expire, traffic shifts, a cron job first uses the change
-                delay += float(rng.uniform(600, 3600))
-            started = onset - delay
-            duration = (
-                float(rng.uniform(60, 900)) if kind in PROGRESSIVE_KINDS and rng.random() < 0.7 else 0.0
-            )
-            culprit = self._change(rng, "culprit", culprit_service, kind, started, duration)
+            culprit_service = str(rng.choice(names))
+            culprit = self._culprit(rng, services[culprit_service], onset)
             changes.append(culprit)
-            effect = _Effect(
-                culprit_service, fault, onset, max(duration - delay, 0.0), _strength(rng), _decay(rng)
+            origin = culprit_service
+            fault_family = {"silent": "errors", "idle": "errors"}.get(
+                culprit.fault or "", culprit.fault or "errors"
             )
         else:
             culprit = None
-            fault = str(rng.choice(["load", "errors", "latency"]))
-            origin = "gateway" if fault == "load" else str(rng.choice(services))
-            effect = _Effect(origin, fault, onset, float(rng.uniform(0, 600)), _strength(rng), _decay(rng))
+            story = str(rng.choice(["load", "dependency", "dependency"]))
+            if story == "load":
+                surge = float(np.exp(rng.uniform(np.log(1.5), np.log(5))))
+                load = 1 + (surge - 1) * np.clip((times - onset) / float(rng.uniform(30, 600)), 0, 1)
+                origin = str(rng.choice(entry_points)) if entry_points else str(rng.choice(names))
+                fault_family = "latency"
+            else:
+                origin = str(rng.choice(names))
+                fault_family = str(rng.choice(FAMILIES, p=[0.5, 0.35, 0.15]))
+                curve = _outside_fault(rng, times, onset, fault_family)
+                outside[origin] = {fault_family: curve}
+                if rng.random() < 0.3:  # the failing dependency is not even in the telemetry
+                    services[origin].telemetry = "none"
 
-        affected = _ancestors(edges, effect.service)
-        if effect.fault == "load":
-            affected = [(s, 0) for s in services if s == "gateway" or any(s == b for _, b in edges)]
-        candidates = [(s, d) for s, d in affected if d > 0 or rng.random() < 0.5] or affected
-        symptom_service, symptom_depth = candidates[int(rng.integers(0, len(candidates)))]
-        metric_names = {s: _metrics_for(s, rng) for s in services}
-        symptom_fault = "latency" if effect.fault == "load" else effect.fault
-        wanted = _fault_metric(symptom_fault, metric_names[symptom_service])
-        if not wanted:
-            wanted = ["eval_score"]
-        symptom_metric = wanted[0]
-        if symptom_metric not in metric_names[symptom_service]:
-            metric_names[symptom_service].append(symptom_metric)
+        ancestors = _ancestors(edges, origin)
+        if fault_family == "latency" and not has_culprit and outside == {}:
+            ancestors = {s: 0 for s in names if s in entry_points or rng.random() < 0.5} or {origin: 0}
+        symptom_service = self._symptom_service(rng, ancestors, entry_points)
+        symptom = services[symptom_service]
+        if symptom.telemetry == "none" and rng.random() < 0.7:
+            symptom.telemetry = "service"
+        symptom_metric = _symptom_metric(rng, symptom, fault_family)
+
         changes += self._distractors(
-            rng, services, edges, symptom_service, detected, lookback, culprit, onset
+            rng, services, edges, symptom_service, culprit, onset, detected, lookback
         )
-        series = self._series(rng, times, metric_names, affected, effect, culprit, changes, symptom_service)
+        world = _World(times, services, edges, changes, load, outside)
+        series = _emit(rng, world)
 
+        if rng.random() < 0.1:  # the alert fired on data the bundle does not carry
+            series = [
+                s
+                for s in series
+                if not (s.service == symptom_service and s.name == symptom_metric and s.peer is None)
+            ]
         rng.shuffle(changes)  # type: ignore[arg-type]
-        ids = [f"chg-{n}" for n in rng.permutation(1000)[: len(changes)]]
-        culprit_id = None
-        for change, new_id in zip(changes, ids, strict=True):
-            if change is culprit:
-                culprit_id = new_id
-            change.id = new_id
-        keep_topology = rng.random() >= 0.08
+        ids = rng.permutation(9000)[: len(changes)] + 1000
+        for item, number_id in zip(changes, ids, strict=True):
+            item.change.id = f"chg-{number_id}"
+        keep_topology = rng.random() >= 0.06
         return Case(
-            incident_id=f"syn-{self.seed}-{number}",
+            incident_id=f"gen-{self.seed}-{number}",
             detected_at=detected,
             symptom_service=symptom_service if rng.random() >= 0.03 else None,
             symptom_metric=symptom_metric if rng.random() >= 0.08 else None,
             edges=edges if keep_topology else [],
-            changes=changes,
+            changes=[item.change for item in changes],
             series=series,
-            culprit_id=culprit_id,
-            extra={"fault": effect.fault, "symptom_depth": symptom_depth},
+            culprit_id=culprit.change.id if culprit else None,
+            extra={"fault": culprit.fault if culprit else f"none:{fault_family}", "origin": origin},
         )
 
-    def _change(
-        self, rng: np.random.Generator, tag: str, service: str, kind: str, started: float, duration: float
-    ) -> ChangeData:
-        build = int(rng.integers(100, 999))
-        return ChangeData(
-            id=tag,
-            service=service,
-            kind=kind,
-            started=started,
-            completed=started + duration if duration > 0 or rng.random() < 0.5 else None,
-            from_version=f"{kind}-{build}",
-            to_version=f"{kind}-{build + 1}",
+    # --- the parts of one incident --------------------------------------------------------
+    def _service(self, rng: np.random.Generator, name: str, all_pods: bool) -> _Service:
+        modes = ["service", "version", "pod", "pod-unlabelled", "none"]
+        weights = [0.3, 0.2, 0.3, 0.05, 0.15] if not all_pods else [0.0, 0.25, 0.55, 0.05, 0.15]
+        telemetry = str(rng.choice(modes, p=weights))
+        quality = QUALITY_NAMES.get(name, ())
+        if name not in AI_SERVICES and rng.random() < 0.05:
+            quality = ("quality_score",)
+        error_index = int(rng.integers(0, len(ERROR_NAMES)))
+        return _Service(
+            name=name,
+            replicas=int(rng.integers(1, 7)),
+            telemetry=telemetry,
+            rps=float(np.exp(rng.uniform(np.log(0.2), np.log(400)))),
+            error_name=ERROR_NAMES[error_index] if rng.random() < 0.9 else None,
+            latency_name=str(rng.choice(LATENCY_NAMES)) if rng.random() < 0.85 else None,
+            quality_names=tuple(q for q in quality if rng.random() < 0.75),
+            resources=tuple(r for r in RESOURCE_NAMES if rng.random() < 0.6)
+            + (("gpu_cache_usage",) if "llm" in name and rng.random() < 0.6 else ()),
+            requests=rng.random() < 0.6,
+            base_error=float(np.exp(rng.uniform(np.log(1e-4), np.log(0.03)))),
+            base_latency=float(np.exp(rng.uniform(np.log(5), np.log(2000)))),
+            base_quality=float(rng.uniform(0.6, 0.95)),
+            base_cpu=float(rng.uniform(0.05, 0.6)),
+            base_memory=float(rng.uniform(0.1, 0.7)),
+            noise=float(rng.uniform(0.02, 0.15)),
         )
+
+    def _new_change(
+        self,
+        rng: np.random.Generator,
+        service: _Service,
+        started: float,
+        detected: float,
+        labelled_taken: bool,
+        allow_pods: bool = True,
+    ) -> _Change:
+        kinds = KINDS_BY_SERVICE.get(service.name, DEFAULT_KINDS)
+        if not allow_pods:  # one rolling update per service at a time; others apply at once
+            kinds = [k for k in kinds if k not in POD_KINDS] or ["config"]
+        kind = str(rng.choice(kinds))
+        pods = kind in POD_KINDS or (allow_pods and kind == "config" and rng.random() < 0.3)
+        duration = float(np.exp(rng.uniform(np.log(60), np.log(1500)))) if pods else 0.0
+        build = int(rng.integers(10, 99))
+        style = int(rng.integers(0, 3))
+        old, new = (
+            (f"{service.name}:1.{build}.0", f"{service.name}:1.{build + 1}.0")
+            if style == 0
+            else (f"v{build}", f"v{build + 1}")
+            if style == 1
+            else (f"{kind}-{build}a", f"{kind}-{build}b")
+        )
+        finished = started + duration
+        completed = finished if finished <= detected and rng.random() < 0.8 else None
+        if not pods and rng.random() < 0.5:
+            completed = started
+        change = ChangeData("", service.name, kind, started, completed, old, new)
+        labelled = (
+            not labelled_taken
+            and service.telemetry in ("version", "pod")
+            and (pods or rng.random() < 0.4)  # an instant change relabels series (prompt or config version)
+        )
+        item = _Change(change, pods, labelled, duration)
+        if pods and rng.random() < 0.2:
+            item.canary = float(rng.uniform(0.1, 0.5))
+            item.change.completed = None
+        if pods:
+            item.fresh_memory = float(np.exp(rng.uniform(0, np.log(30)))) if rng.random() < 0.8 else 1.0
+            item.fresh_cpu = float(np.exp(rng.uniform(0, np.log(8)))) if rng.random() < 0.7 else 1.0
+            item.warmup = float(rng.uniform(0.2, 5.0)) if rng.random() < 0.7 else 0.0
+            item.warmup_s = float(rng.uniform(20, 300))
+        return item
+
+    def _culprit(self, rng: np.random.Generator, service: _Service, onset: float) -> _Change:
+        delay = float(rng.uniform(0, 240)) if rng.random() < 0.85 else float(rng.uniform(600, 2400))
+        item = self._new_change(rng, service, onset - delay, onset + 3600, False)
+        families, weights = FAULT_FAMILIES[item.change.kind]
+        fault = str(rng.choice(families, p=weights))
+        if item.pods and service.telemetry in ("version", "pod", "pod-unlabelled") and rng.random() < 0.15:
+            fault = str(rng.choice(["silent", "idle"]))
+        if fault == "quality" and not service.quality_names and rng.random() < 0.5:
+            fault = "errors"
+        item.fault = fault
+        item.delay = delay if delay > 600 else float(rng.uniform(0, min(delay, 120)))
+        if item.pods:  # a rolling update reaches the symptom as its new pods take traffic
+            item.delay = max(item.delay - float(rng.uniform(0, 0.3)) * item.duration, 0.0)
+        strength = float(np.exp(rng.uniform(np.log(0.15), 0.0)))
+        item.magnitude = {
+            "errors": strength * 0.6,
+            "latency": strength * 4.0,
+            "quality": strength * 0.5,
+            "silent": 0.5 + 0.5 * strength,
+            "idle": 0.5 + 0.5 * strength,
+        }[fault]
+        item.flap = float(rng.uniform(120, 900)) if rng.random() < 0.1 else 0.0
+        return item
+
+    def _symptom_service(
+        self, rng: np.random.Generator, ancestors: dict[str, int], entry_points: list[str]
+    ) -> str:
+        entries = [s for s in ancestors if s in entry_points]
+        if entries and rng.random() < 0.55:
+            return str(rng.choice(entries))
+        return str(rng.choice(sorted(ancestors)))
 
     def _distractors(
         self,
         rng: np.random.Generator,
-        services: list[str],
+        services: dict[str, _Service],
         edges: list[tuple[str, str]],
         symptom_service: str,
+        culprit: _Change | None,
+        onset: float,
         detected: float,
         lookback: float,
-        culprit: ChangeData | None,
-        onset: float,
-    ) -> list[ChangeData]:
-        on_path = [s for s, _ in _ancestors(edges, symptom_service)] + [
-            b for a, b in edges if a == symptom_service
-        ]
-        count = int(rng.choice(np.arange(0, 13), p=_DISTRACTOR_COUNTS))
-        out: list[ChangeData] = []
-
-        def add(service: str, started: float) -> None:
-            kind = str(rng.choice(KINDS_BY_SERVICE.get(service, DEFAULT_KINDS)))
-            duration = float(rng.uniform(30, 600)) if kind in PROGRESSIVE_KINDS else 0.0
-            out.append(self._change(rng, f"d{len(out)}", service, kind, started, duration))
-
+    ) -> list[_Change]:
+        names = sorted(services)
+        on_path = sorted(_descendants(edges, symptom_service) | {symptom_service})
+        labelled = {culprit.change.service} if culprit and culprit.labelled else set()
+        rolling = {culprit.change.service} if culprit and culprit.pods else set()
+        anchor = culprit.change.started if culprit else onset - float(rng.uniform(0, 600))
+        out: list[_Change] = []
+        burst = rng.random() < 0.4
+        count = int(rng.integers(3, 11)) if burst else int(rng.integers(1, 9))
         for _ in range(count):
-            service = str(rng.choice(on_path if rng.random() < 0.3 else services))
-            started = detected - float(rng.uniform(-300 if rng.random() < 0.08 else 0, lookback + 1800))
-            add(service, started)
-        anchor = culprit.started if culprit else onset - 300
-        if rng.random() < 0.3:
-            add(str(rng.choice(services)), float(rng.uniform(anchor, detected)))
-        if culprit is not None and rng.random() < 0.1:
-            add(culprit.service, culprit.started + float(rng.uniform(-180, 180)))
-        if rng.random() < 0.15:
-            add(str(rng.choice(services)), onset + float(rng.uniform(-300, 300)))
+            service = services[str(rng.choice(on_path if rng.random() < 0.5 else names))]
+            if burst:
+                started = anchor + float(rng.uniform(-420, 420))
+            elif rng.random() < 0.1:
+                started = detected + float(rng.uniform(0, 300))
+            else:
+                started = detected - float(rng.uniform(0, max(lookback, detected - onset) + 1800))
+            item = self._new_change(
+                rng, service, started, detected, service.name in labelled, service.name not in rolling
+            )
+            if item.labelled:
+                labelled.add(service.name)
+            if item.pods:
+                rolling.add(service.name)
+            if (
+                item.pods
+                and service.telemetry in ("version", "pod", "pod-unlabelled")
+                and rng.random() < 0.15
+            ):
+                item.quiet = True  # low traffic: its new pods never report
+            out.append(item)
+        if culprit is not None and rng.random() < 0.08:  # another change on the culprit's own service
+            service = services[culprit.change.service]
+            started = culprit.change.started + float(rng.uniform(-300, 300))
+            item = self._new_change(rng, service, started, detected, True, service.name not in rolling)
+            item.labelled = False
+            out.append(item)
         return out
 
-    def _series(
-        self,
-        rng: np.random.Generator,
-        times: np.ndarray,
-        metric_names: dict[str, list[str]],
-        affected: list[tuple[str, int]],
-        effect: _Effect,
-        culprit: ChangeData | None,
-        changes: list[ChangeData],
-        symptom_service: str,
-    ) -> list[SeriesData]:
-        depth_of = dict(affected)
-        fault_metrics = set(
-            _fault_metric(effect.fault, [m for names in metric_names.values() for m in names])
-        )
-        attenuation = {s: float(rng.uniform(0.4, 1.0)) ** d for s, d in affected}
-        benign = {c.id: rng.random() for c in changes if c is not culprit}
-        canary_for = {
-            c.id
-            for c in changes
-            if c.kind in ("image", "model", "config", "prompt", "flag") and rng.random() < 0.3
-        }
-        out: list[SeriesData] = []
-        # Some services export nothing at all (managed services, lambdas without dashboards).
-        silent = {s for s in metric_names if s != symptom_service and rng.random() < 0.12}
-        for service, names in metric_names.items():
-            for name in names:
-                drop = service in silent or rng.random() < (0.03 if service == symptom_service else 0.12)
-                values, noise = _baseline(name, times, rng)
-                sign = METRIC_SPECS[name][3]
-                hit = service in depth_of and name in fault_metrics
-                if (
-                    effect.fault == "quality"
-                    and hit
-                    and service == effect.service
-                    and service not in QUALITY_METRIC
-                ):
-                    hit = name == "eval_score"  # a prompt/corpus change shows in its own quality metric only
-                if hit:
-                    _apply(
-                        values, times, effect, sign * effect.strength * noise * attenuation[service], False
-                    )
-                own_changes = [c for c in changes if c.service == service and c is not culprit]
-                for change in own_changes:
-                    roll = benign[change.id]
-                    if change.kind == "scale" and roll < 0.6 and name in ("cpu", "latency_ms"):
-                        bump = _Effect(service, "benign", change.started, 120.0, 0.0)
-                        _apply(values, times, bump, -sign * rng.uniform(1, 6) * noise, False)
-                    elif roll < 0.25:
-                        bump = _Effect(service, "benign", change.started, 60.0, 0.0)
-                        _apply(values, times, bump, rng.normal(0, 1.5) * noise, False)
-                    elif roll > 0.95 and service not in depth_of:
-                        bump = _Effect(service, "own-problem", change.started, 60.0, 0.0)
-                        _apply(values, times, bump, sign * rng.uniform(3, 20) * noise, False)
-                if not drop:
-                    keep = rng.random(times.size) >= 0.03
-                    out.append(SeriesData(name, service, None, sign, times[keep], _clip(name, values[keep])))
-                for change in changes:
-                    if (
-                        change.id in canary_for
-                        and change.service == service
-                        and name
-                        in ("error_rate", "latency_ms", "eval_score", "retrieval_precision", "ttft_ms")
-                    ):
-                        out += self._canary(
-                            rng, times, name, change, change is culprit and hit, effect, noise, sign
-                        )
-        return out
 
-    def _canary(
-        self,
-        rng: np.random.Generator,
-        times: np.ndarray,
-        name: str,
-        change: ChangeData,
-        broken: bool,
-        effect: _Effect,
-        noise: float,
-        sign: float,
-    ) -> list[SeriesData]:
-        live = times >= change.started
-        if live.sum() < 2:
-            return []
-        old, _ = _baseline(name, times, rng)
-        new = old + rng.normal(0, noise, times.size)
-        if broken:
-            _apply(new, times, effect, sign * effect.strength * noise, True)
-        else:
-            new += rng.normal(0, 0.5) * noise
+def _symptom_metric(rng: np.random.Generator, service: _Service, family: str) -> str:
+    if family == "quality" and service.quality_names:
+        return service.quality_names[0]
+    if family == "latency" and service.latency_name:
+        return service.latency_name
+    if service.error_name:
+        return service.error_name[0]
+    if service.latency_name:
+        return service.latency_name
+    service.error_name = ("error_rate", "rate")
+    return "error_rate"
+
+
+def _outside_fault(rng: np.random.Generator, times: np.ndarray, onset: float, family: str) -> np.ndarray:
+    magnitude = (
+        float(np.exp(rng.uniform(np.log(0.15), 0.0)))
+        * {"errors": 0.6, "latency": 4.0, "quality": 0.4}[family]
+    )
+    curve = magnitude * np.clip((times - onset) / float(rng.uniform(10, 300)), 0, 1)
+    if rng.random() < 0.2:  # flapping
+        period = float(rng.uniform(120, 900))
+        curve *= (np.floor(np.clip(times - onset, 0, None) / period) % 2 == 0).astype(float)
+    return curve
+
+
+# --- the health state and what the telemetry shows of it ----------------------------------------
+@dataclass(slots=True)
+class _State:
+    """Damage per family of one service: what every pod inherits, and what only the new version adds."""
+
+    inherited: dict[str, np.ndarray]
+    own_new: dict[str, np.ndarray]
+    own_all: dict[str, np.ndarray]
+    rollout: _Change | None  # the change the service's versions follow
+    silent_share: np.ndarray  # share of traffic lost to a silent or idle new version
+
+
+def _emit(rng: np.random.Generator, world: _World) -> list[SeriesData]:
+    states = _propagate(world, rng)
+    out: list[SeriesData] = []
+    for name in sorted(world.services):
+        service = world.services[name]
+        state = states[name]
+        out += _service_series(rng, world, service, state)
+    out += _peer_series(rng, world, states)
+    _benign_shifts(rng, out, world.times)
+    return out
+
+
+def _propagate(world: _World, rng: np.random.Generator) -> dict[str, _State]:
+    """Health damage per service, callees first: each caller inherits what its callees show it."""
+    states: dict[str, _State] = {}
+    names = sorted(world.services)
+    callees: dict[str, list[str]] = {s: [] for s in names}
+    for caller, callee in world.edges:
+        callees[caller].append(callee)
+    zeros = np.zeros(world.times.size)
+    by_service: dict[str, list[_Change]] = {}
+    for item in world.changes:
+        by_service.setdefault(item.change.service, []).append(item)
+    for service in _order_callees_first(world.edges, names):
+        mine = by_service.get(service, [])
+        rollout = next((c for c in mine if c.labelled), None) or next((c for c in mine if c.pods), None)
+        own_new = {f: zeros.copy() for f in FAMILIES}
+        own_all = {f: zeros.copy() for f in FAMILIES}
+        silent_share = zeros.copy()
+        for item in mine:
+            if item.fault is None:
+                continue
+            curve = item.fault_curve(world.times)
+            if item.fault in ("silent", "idle"):
+                lost = item.share_new(world.times) * (curve > 0)
+                silent_share = np.maximum(silent_share, lost)
+            elif item is rollout:
+                own_new[item.fault] += curve
+            else:
+                own_all[item.fault] += curve * item.share_new(world.times)
+        for family, curve in world.outside.get(service, {}).items():
+            own_all[family] += curve
+        inherited = {f: zeros.copy() for f in FAMILIES}
+        for callee in callees[service]:
+            callee_state = states[callee]
+            visible = _visible(callee_state, world.times)
+            factors = {
+                "errors": rng.uniform(0.5, 1.0),
+                "latency": rng.uniform(0.2, 0.9),
+                "quality": rng.uniform(0.5, 1.0),
+            }
+            for family in FAMILIES:
+                inherited[family] += factors[family] * visible[family]
+            # Calls that land on a silent new version fail for the caller.
+            inherited["errors"] += factors["errors"] * callee_state.silent_share * 0.9
+        load_damage = np.clip(world.load - 1.0, 0, None)
+        if load_damage.any():
+            inherited["latency"] += load_damage * rng.uniform(0.3, 1.5)
+            inherited["errors"] += load_damage * rng.uniform(0.0, 0.02)
+        states[service] = _State(inherited, own_new, own_all, rollout, silent_share)
+    return states
+
+
+def _visible(state: _State, times: np.ndarray) -> dict[str, np.ndarray]:
+    """The service's damage as its callers experience it (the new version weighted by its share)."""
+    share = state.rollout.share_new(times) if state.rollout is not None else np.zeros(times.size)
+    return {f: state.inherited[f] + state.own_all[f] + share * state.own_new[f] for f in FAMILIES}
+
+
+@dataclass(slots=True)
+class _Instance:
+    """A pod, a version or the whole service: what one series reports on."""
+
+    version: str | None
+    pod: str | None
+    start: float
+    stop: float
+    new: bool
+    share: np.ndarray  # share of the service's traffic it serves
+    fresh_since: float | None  # when a fresh pod started (warm-up, resource shift), else None
+
+
+def _instances(rng: np.random.Generator, world: _World, service: _Service, state: _State) -> list[_Instance]:
+    times = world.times
+    rollout = state.rollout
+    begin, end = float(times[0]) - 1, float(times[-1]) + 1
+    whole = [_Instance(None, None, begin, end, False, np.ones(times.size), None)]
+    if service.telemetry == "service":
+        return whole
+    if rollout is None or not (rollout.pods or rollout.labelled):
+        if service.telemetry in ("pod", "pod-unlabelled"):
+            return [
+                _Instance(
+                    None,
+                    f"{service.name}-{i}",
+                    begin,
+                    end,
+                    False,
+                    np.full(times.size, 1 / service.replicas),
+                    None,
+                )
+                for i in range(service.replicas)
+            ]
+        return whole
+    change = rollout.change
+    share_new = rollout.share_new(times)
+    label_old = change.from_version if rollout.labelled else None
+    label_new = change.to_version if rollout.labelled else None
+    if service.telemetry == "version" or not rollout.pods:
+        if service.telemetry == "pod-unlabelled":
+            return whole
         return [
-            SeriesData(name, change.service, change.from_version, sign, times[live], _clip(name, old[live])),
-            SeriesData(name, change.service, change.to_version, sign, times[live], _clip(name, new[live])),
+            _Instance(
+                label_old,
+                None,
+                begin,
+                change.started if not rollout.pods else end,
+                False,
+                1 - share_new,
+                None,
+            ),
+            _Instance(
+                label_new,
+                None,
+                change.started,
+                end,
+                True,
+                share_new,
+                change.started if rollout.pods else None,
+            ),
         ]
+    pods: list[_Instance] = []
+    n = service.replicas
+    labelled = service.telemetry == "pod"
+    replaced = n if rollout.canary >= 1 else max(1, round(rollout.canary * n))
+    for i in range(n):
+        swap = change.started + (i + 0.5) * rollout.duration / n if i < replaced else end + 1
+        old_share = np.where(times < swap, 1.0 / n, 0.0)
+        new_share = np.where(times >= swap, 1.0 / n, 0.0)
+        suffix = "".join(rng.choice(list("abcdefghjkmnpqrstvwxz"), size=5))
+        pods.append(
+            _Instance(
+                label_old if labelled else None,
+                f"{service.name}-old-{suffix}",
+                begin,
+                swap + 20,
+                False,
+                old_share,
+                None,
+            )
+        )
+        if i < replaced:
+            pods.append(
+                _Instance(
+                    label_new if labelled else None,
+                    f"{service.name}-{suffix}x",
+                    swap,
+                    end,
+                    True,
+                    new_share,
+                    swap,
+                )
+            )
+    return pods
 
 
-_DISTRACTOR_COUNTS = np.array([2, 4, 8, 10, 10, 9, 8, 7, 6, 5, 4, 3, 2], dtype=float)
-_DISTRACTOR_COUNTS /= _DISTRACTOR_COUNTS.sum()
+def _service_series(
+    rng: np.random.Generator, world: _World, service: _Service, state: _State
+) -> list[SeriesData]:
+    if service.telemetry == "none":
+        return []
+    times = world.times
+    step = float(times[1] - times[0]) if times.size > 1 else 60.0
+    season = 1 + float(rng.uniform(0, 0.25)) * np.sin(
+        2 * np.pi * (times / float(rng.uniform(1800, 14400))) + rng.uniform(0, 6.3)
+    )
+    traffic = service.rps * season * world.load
+    rollout = state.rollout
+    out: list[SeriesData] = []
+    for instance in _instances(rng, world, service, state):
+        live = (times >= instance.start) & (times < instance.stop)
+        if instance.new and rollout is not None and (rollout.quiet or rollout.fault == "silent"):
+            continue  # a low-traffic rollout that never reports, or a crash-looping version
+        if live.sum() < 1:
+            continue
+        sparse = instance.new and instance.pod is not None and rng.random() < 0.2
+        keep = live & (rng.random(times.size) >= (0.6 if sparse else 0.02))
+        if keep.sum() < 1:
+            continue
+        t = times[keep]
+        share = (
+            instance.share[keep]
+            if instance.pod is not None or instance.version is not None
+            else np.ones(t.size)
+        )
+        idle = instance.new and rollout is not None and rollout.fault == "idle"
+        requests = traffic[keep] * share * (0.0 if idle else 1.0)
+        if idle:  # its pods report that they serve nothing, and nothing else
+            out.append(
+                SeriesData(
+                    "requests",
+                    service.name,
+                    instance.version,
+                    1.0,
+                    t,
+                    np.round(requests * step) / step,
+                    pod=instance.pod,
+                )
+            )
+            continue
+        damage = _damage(state, instance, times)
+        age = t - instance.fresh_since if instance.fresh_since is not None else None
+        out += _health(rng, service, instance, t, keep, damage, requests, step, age, rollout)
+        out += _resources(rng, service, instance, t, world.load[keep], age, rollout)
+        if service.requests:
+            noisy = requests * np.exp(rng.normal(0, 0.05, t.size))
+            out.append(
+                SeriesData("requests", service.name, instance.version, 1.0, t, noisy, pod=instance.pod)
+            )
+    return out
+
+
+def _damage(state: _State, instance: _Instance, times: np.ndarray) -> dict[str, np.ndarray]:
+    rollout = state.rollout
+    if rollout is None:
+        return {f: state.inherited[f] + state.own_all[f] for f in FAMILIES}
+    if instance.version is None and instance.pod is None:
+        share = rollout.share_new(times)
+        return {f: state.inherited[f] + state.own_all[f] + share * state.own_new[f] for f in FAMILIES}
+    new = 1.0 if instance.new else 0.0
+    return {f: state.inherited[f] + state.own_all[f] + new * state.own_new[f] for f in FAMILIES}
+
+
+def _ar_noise(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
+    phi = float(rng.uniform(0.0, 0.8))
+    return np.asarray(lfilter([1.0], [1.0, -phi], rng.normal(0.0, scale * np.sqrt(1 - phi**2), size)))
+
+
+def _health(
+    rng: np.random.Generator,
+    service: _Service,
+    instance: _Instance,
+    t: np.ndarray,
+    keep: np.ndarray,
+    damage: dict[str, np.ndarray],
+    requests: np.ndarray,
+    step: float,
+    age: np.ndarray | None,
+    rollout: _Change | None,
+) -> list[SeriesData]:
+    out: list[SeriesData] = []
+    version, pod = instance.version, instance.pod
+    if service.error_name is not None:
+        name, form = service.error_name
+        probability = np.clip(service.base_error + damage["errors"][keep], 0.0, 1.0)
+        counts = np.maximum(requests * step, 0.0)
+        calls = np.maximum(np.round(counts), 1).astype(np.int64)
+        failures = rng.binomial(calls, probability)
+        rate = failures / calls
+        rate = np.where(counts < 0.5, probability * rng.uniform(0, 2, t.size), rate)
+        values = {"rate": rate, "success": 1 - rate, "percent": 100 * (1 - rate)}[form]
+        bad = "up" if form == "rate" else "down"
+        out.append(SeriesData(name, service.name, version, 1.0 if bad == "up" else -1.0, t, values, pod=pod))
+    if service.latency_name is not None:
+        latency = (
+            service.base_latency
+            * (1 + damage["latency"][keep])
+            * np.exp(_ar_noise(rng, t.size, service.noise))
+        )
+        if age is not None and rollout is not None and rollout.warmup > 0:
+            latency *= 1 + rollout.warmup * np.exp(-np.clip(age, 0, None) / rollout.warmup_s)
+        spikes = rng.random(t.size) < 0.01
+        latency[spikes] *= rng.uniform(1.5, 4, spikes.sum())
+        unit = 1e-3 if service.latency_name.endswith("_seconds") else 1.0
+        out.append(SeriesData(service.latency_name, service.name, version, 1.0, t, latency * unit, pod=pod))
+    for index, quality_name in enumerate(service.quality_names):
+        noise = _ar_noise(rng, t.size, float(rng.uniform(0.005, 0.03)))
+        drop = damage["quality"][keep]
+        if quality_name == "hallucination_rate":
+            values = np.clip(0.05 + 0.6 * drop + np.abs(noise), 0, 1)
+            out.append(SeriesData(quality_name, service.name, version, 1.0, t, values, pod=pod))
+        else:
+            values = np.clip(service.base_quality - (0.8 + 0.2 * index) * drop + noise, 0, 1)
+            out.append(SeriesData(quality_name, service.name, version, -1.0, t, values, pod=pod))
+    return out
+
+
+def _resources(
+    rng: np.random.Generator,
+    service: _Service,
+    instance: _Instance,
+    t: np.ndarray,
+    load: np.ndarray,
+    age: np.ndarray | None,
+    rollout: _Change | None,
+) -> list[SeriesData]:
+    out: list[SeriesData] = []
+    fresh = instance.new and rollout is not None and rollout.pods
+    for name in service.resources:
+        noise = np.exp(_ar_noise(rng, t.size, 0.05))
+        if name == "memory":
+            values = service.base_memory * noise * (rollout.fresh_memory if fresh and rollout else 1.0)
+        elif name == "cpu":
+            boost = 1.0
+            if fresh and rollout is not None and age is not None:
+                boost = rollout.fresh_cpu * (1 + 2 * np.exp(-np.clip(age, 0, None) / 120.0))
+            values = service.base_cpu * load * noise * boost
+        else:
+            values = np.clip(service.base_memory * load * noise, 0, 1)
+        out.append(SeriesData(name, service.name, instance.version, 1.0, t, values, pod=instance.pod))
+    return out
+
+
+def _peer_series(rng: np.random.Generator, world: _World, states: dict[str, _State]) -> list[SeriesData]:
+    """Client-side series per call edge (a service mesh's view), in some bundles."""
+    if rng.random() >= 0.25:
+        return []
+    times = world.times
+    step = float(times[1] - times[0]) if times.size > 1 else 60.0
+    out: list[SeriesData] = []
+    for caller, callee in world.edges:
+        if world.services[caller].telemetry == "none" and rng.random() < 0.5:
+            continue
+        state = states[callee]
+        visible = _visible(state, times)
+        callee_service = world.services[callee]
+        probability = np.clip(callee_service.base_error + visible["errors"] + 0.9 * state.silent_share, 0, 1)
+        calls = np.maximum(np.round(callee_service.rps * step * 0.5), 1).astype(np.int64)
+        rate = rng.binomial(calls, probability, times.size) / calls
+        out.append(SeriesData("error_rate", caller, None, 1.0, times, rate, peer=callee))
+        latency = (
+            callee_service.base_latency
+            * 1.1
+            * (1 + visible["latency"])
+            * np.exp(_ar_noise(rng, times.size, 0.06))
+        )
+        out.append(SeriesData("latency_ms", caller, None, 1.0, times, latency, peer=callee))
+    return out
+
+
+def _benign_shifts(rng: np.random.Generator, series: list[SeriesData], times: np.ndarray) -> None:
+    """Unrelated level shifts (a cron job, a cache flush, a neighbour): noisy baselines."""
+    if not series or rng.random() >= 0.35:
+        return
+    for index in rng.choice(len(series), size=min(len(series), int(rng.integers(1, 4))), replace=False):
+        item = series[int(index)]
+        if item.values.size < 4:
+            continue
+        at = float(rng.uniform(times[0], times[-1]))
+        size = float(rng.uniform(0.1, 0.8)) * (abs(float(np.median(item.values))) + 1e-3)
+        sign = 1.0 if rng.random() < 0.6 else -1.0
+        item.values = item.values + sign * item.bad_sign * size * (item.times >= at)

@@ -1,15 +1,16 @@
-"""The attribution model: a gradient-boosted scorer plus a listwise calibration with a 'no culprit' option.
+"""The attribution model: a conditional logit over the candidate changes and a 'no culprit' option.
 
-Stage 1 (scikit-learn HistGradientBoostingClassifier) scores each candidate change
-from its features. Stage 2 turns the scores of one incident into probabilities:
+    score(change i)   = w . x_i        (x_i: the evidence row of change i, evidence.FEATURE_NAMES)
+    score(no culprit) = u . z          (z: the incident's row, evidence.NULL_FEATURE_NAMES)
+    P(i) = exp(score_i) / (exp(score_null) + sum_j exp(score_j))
 
-    P(change i is the culprit) = exp(a * s_i) / (exp(c) + sum_j exp(a * s_j))
-
-with the temperature `a` and the 'no culprit' logit `c` fitted by maximum likelihood
-on incidents the scorer never saw. Because exactly one change (or none) is the
-culprit, these per-incident probabilities are the quantity that has to be
-calibrated; the 'no culprit' term lets every change stay low when nothing explains
-the symptom.
+Exactly one change or none caused an incident, so the probabilities of one incident are
+fitted together, by maximum likelihood over whole incidents: they are calibrated by
+construction on data like the training data. The few weights are signed where the
+evidence has a known direction (a worse new version never counts against a change,
+'looked and clean' never for it), so what the model learns from generated incidents
+cannot turn a piece of evidence on its head elsewhere. The artifact is the weights
+themselves, named (`weights_table()`), so a reader can see what each piece of evidence is worth.
 """
 
 from __future__ import annotations
@@ -23,17 +24,43 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from attribution.case import Case, case_from_bundle
-from attribution.features import FEATURE_NAMES, extract
-from attribution.forest import CompactForest
+from attribution.evidence import FEATURE_NAMES, NULL_FEATURE_NAMES, extract
 from attribution.reasons import explain
 from incidents.bundle import AttributionOutput, IncidentBundle, ModelInfo, RankedChange
 
-MODEL_NAME = "backout-gbdt-listwise"
+MODEL_NAME = "backout-evidence-logit"
 PACKAGED_MODEL = "model.json"
-ARTIFACT_FORMAT = 3
+ARTIFACT_FORMAT = 4
+L2 = 1e-3
+
+# Sign constraints: +1 the weight is >= 0, -1 it is <= 0, 0 free.
+SIGNS: dict[str, int] = {
+    "after_detection": -1,
+    "after_onset": -1,
+    "pre_degraded": -1,
+    "version_worse": 1,
+    "version_better": 1,  # the column is <= 0, so a positive weight counts a better version against
+    "version_measured": -1,
+    "silent_new_version": 1,
+    "before_after_worse": 1,
+    "before_after_better": 1,
+    "before_after_measured": -1,
+    "callers_worse": 1,
+    "callers_better": 1,
+    "callers_measured": -1,
+    "upstream_worse": 1,
+    "symptom_worse_after": 1,
+    "symptom_better_after": 1,
+    "symptom_flat_after": -1,
+    "silent_and_callers_worse": 1,
+    "own_pre_degraded": -1,
+    "own_worse_at_onset": 1,
+    "own_magnitude": 1,
+    "log_min_after_onset": -1,
+}
+NULL_SIGNS: dict[str, int] = {"traffic_surge": 1, "unexplained_origin": 1}
 
 
 class ModelError(RuntimeError):
@@ -42,45 +69,43 @@ class ModelError(RuntimeError):
 
 @dataclass(slots=True)
 class LabelledIncident:
-    """Feature rows of one incident and which row (if any) is the culprit."""
+    """Feature rows of one incident, its 'no culprit' row, and which row (if any) is the culprit."""
 
     features: np.ndarray
+    null_features: np.ndarray
     culprit_row: int | None
     weight: float = 1.0
-    known_rows: np.ndarray | None = None  # rows whose label is known (feedback rejections); None = all
+    rejected_rows: np.ndarray | None = None  # feedback: these rows are not the culprit (nothing else known)
 
 
 @dataclass
 class AttributionModel:
-    forest: CompactForest
-    temperature: float
-    null_logit: float
+    weights: np.ndarray
+    null_weights: np.ndarray
     version: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def scores(self, features: np.ndarray) -> np.ndarray:
-        return self.forest.decision(features)
+    def probabilities(self, features: np.ndarray, null_features: np.ndarray) -> np.ndarray:
+        if features.shape[0] == 0:
+            return np.zeros(0)
+        scores = features @ self.weights
+        null = float(null_features @ self.null_weights)
+        top = max(float(scores.max()), null)
+        weights = np.exp(scores - top)
+        return np.asarray(weights / (weights.sum() + math.exp(null - top)))
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        return listwise_probabilities(self.scores(features), self.temperature, self.null_logit)
-
-    def probabilities_many(self, feature_groups: list[np.ndarray]) -> list[np.ndarray]:
-        """Per-incident probabilities for many incidents with one batched scorer call."""
-        if not feature_groups:
-            return []
-        stacked = np.vstack(feature_groups)
-        groups = split_scores(self.scores(stacked), [f.shape[0] for f in feature_groups])
-        return [listwise_probabilities(g, self.temperature, self.null_logit) for g in groups]
+    def probabilities_many(self, incidents: list[LabelledIncident]) -> list[np.ndarray]:
+        return [self.probabilities(i.features, i.null_features) for i in incidents]
 
     def attribute_case(self, case: Case) -> AttributionOutput:
-        features, evidence = extract(case)
-        probabilities = self.probabilities(features)
+        features, evidence, incident = extract(case)
+        probabilities = self.probabilities(features, incident.null_features)
         order = sorted(range(len(case.changes)), key=lambda i: (-probabilities[i], case.changes[i].id))
         ranking = [
             RankedChange(
                 change_id=case.changes[i].id,
                 probability=math.floor(float(probabilities[i]) * 1e4) / 1e4,  # never sums above 1
-                reasons=explain(evidence[i], case.symptom_service),
+                reasons=explain(evidence[i], incident, case.symptom_service),
             )
             for i in order
         ]
@@ -93,6 +118,15 @@ class AttributionModel:
     def attribute(self, bundle: IncidentBundle) -> AttributionOutput:
         return self.attribute_case(case_from_bundle(bundle))
 
+    def weights_table(self) -> dict[str, dict[str, float]]:
+        return {
+            "change": {name: round(float(w), 4) for name, w in zip(FEATURE_NAMES, self.weights, strict=True)},
+            "no_culprit": {
+                name: round(float(w), 4)
+                for name, w in zip(NULL_FEATURE_NAMES, self.null_weights, strict=True)
+            },
+        }
+
     def save(self, path: Path) -> int:
         """Write the artifact as JSON text; returns its size in bytes."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,105 +135,91 @@ class AttributionModel:
             "name": MODEL_NAME,
             "version": self.version,
             "feature_names": list(FEATURE_NAMES),
-            "temperature": self.temperature,
-            "null_logit": self.null_logit,
+            "null_feature_names": list(NULL_FEATURE_NAMES),
+            "weights": [float(f"{w:.10g}") for w in self.weights],
+            "null_weights": [float(f"{w:.10g}") for w in self.null_weights],
             "meta": self.meta,
-            "forest": self.forest.to_json(),
         }
-        path.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         return path.stat().st_size
 
 
-def _decision(classifier: HistGradientBoostingClassifier, features: np.ndarray) -> np.ndarray:
-    if features.shape[0] == 0:
-        return np.zeros(0)
-    return np.asarray(classifier.decision_function(features), dtype=float)
-
-
-def listwise_probabilities(scores: np.ndarray, temperature: float, null_logit: float) -> np.ndarray:
-    if scores.size == 0:
-        return scores
-    logits = temperature * scores
-    top = max(float(logits.max()), null_logit)
-    weights = np.exp(logits - top)
-    return np.asarray(weights / (weights.sum() + np.exp(null_logit - top)))
-
-
-def _fit_listwise(score_groups: list[np.ndarray], culprits: list[int | None]) -> tuple[float, float]:
-    """Maximum-likelihood temperature and 'no culprit' logit over held-out incidents."""
-    scores = np.concatenate(score_groups) if score_groups else np.zeros(0)
-    group = np.repeat(np.arange(len(score_groups)), [g.size for g in score_groups])
-    offsets = np.concatenate([[0], np.cumsum([g.size for g in score_groups])[:-1]]).astype(int)
-    has_culprit = np.array([c is not None for c in culprits], dtype=bool)
-    chosen_index = np.array([offsets[i] + (c or 0) for i, c in enumerate(culprits)], dtype=int)
-
-    def loss(params: np.ndarray) -> float:
-        temperature, null_logit = float(params[0]), float(params[1])
-        logits = np.clip(temperature * scores, -60.0, 60.0)
-        sums = np.bincount(group, weights=np.exp(logits), minlength=len(score_groups)) + np.exp(null_logit)
-        chosen = np.where(has_culprit, logits[chosen_index] if scores.size else 0.0, null_logit)
-        return float(np.mean(np.log(sums) - chosen))
-
-    # The conditional-logit likelihood is convex in (temperature, null logit): quasi-Newton converges.
-    result = minimize(loss, x0=np.array([1.0, 0.0]), method="L-BFGS-B")
-    if not result.success:
-        raise RuntimeError(f"listwise calibration did not converge: {result.message}")
-    return float(result.x[0]), float(result.x[1])
-
-
-def split_scores(model_scores: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
-    return np.split(model_scores, np.cumsum(sizes)[:-1]) if sizes else []
-
-
-def _rows(incidents: list[LabelledIncident]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    features, labels, weights = [], [], []
-    for incident in incidents:
-        rows = np.arange(incident.features.shape[0])
-        keep = rows if incident.known_rows is None else incident.known_rows
-        label = np.zeros(rows.size)
-        if incident.culprit_row is not None:
-            label[incident.culprit_row] = 1.0
-        features.append(incident.features[keep])
-        labels.append(label[keep])
-        weights.append(np.full(keep.size, incident.weight))
-    return np.vstack(features), np.concatenate(labels), np.concatenate(weights)
+def _bounds(names: tuple[str, ...], signs: dict[str, int]) -> list[tuple[float | None, float | None]]:
+    out: list[tuple[float | None, float | None]] = []
+    for name in names:
+        sign = signs.get(name, 0)
+        out.append((0.0, None) if sign > 0 else (None, 0.0) if sign < 0 else (None, None))
+    return out
 
 
 def fit(
-    incidents: list[LabelledIncident], seed: int, version: str, calibration_share: float = 0.2
+    incidents: list[LabelledIncident],
+    version: str,
+    l2: float = L2,
+    fixed: dict[str, float] | None = None,
 ) -> AttributionModel:
-    """Fit the scorer on most incidents and the listwise calibration on the rest."""
-    rng = np.random.default_rng(seed)
-    complete = [i for i, incident in enumerate(incidents) if incident.known_rows is None]
-    calibration = set(
-        rng.choice(complete, size=int(len(complete) * calibration_share), replace=False).tolist()
-    )
-    train = [incident for i, incident in enumerate(incidents) if i not in calibration]
-    features, labels, weights = _rows(train)
-    classifier = HistGradientBoostingClassifier(
-        max_iter=600,
-        learning_rate=0.08,
-        max_leaf_nodes=31,
-        min_samples_leaf=40,
-        l2_regularization=1.0,
-        early_stopping=False,
-        random_state=seed,
-    )
-    classifier.fit(features, labels, sample_weight=weights)
-    held_out = [incidents[i] for i in sorted(calibration)]
-    stacked = np.vstack([incident.features for incident in held_out])
-    groups = split_scores(
-        _decision(classifier, stacked), [incident.features.shape[0] for incident in held_out]
-    )
-    temperature, null_logit = _fit_listwise(groups, [incident.culprit_row for incident in held_out])
-    forest = CompactForest.from_classifier(classifier)
-    meta = {
-        "seed": seed,
-        "incidents": len(incidents),
-        "training_rows": int(features.shape[0]),
-        "calibration_incidents": len(groups),
-    }
-    return AttributionModel(forest, temperature, null_logit, version, meta)
+    """Maximum-likelihood weights over whole incidents (a convex problem: the optimum is unique).
+
+    `fixed` pins named change weights (a choice made on validation, not learned).
+    """
+    incidents = [i for i in incidents if i.features.shape[0] > 0]  # nothing to rank, nothing to learn
+    if not incidents:
+        raise ValueError("no incidents to fit")
+    n_features, n_null = len(FEATURE_NAMES), len(NULL_FEATURE_NAMES)
+    rows = np.vstack([i.features for i in incidents])
+    nulls = np.vstack([i.null_features for i in incidents])
+    sizes = np.array([i.features.shape[0] for i in incidents])
+    group = np.repeat(np.arange(len(incidents)), sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    weights = np.array([i.weight for i in incidents], dtype=float)
+    weights = weights / weights.sum()
+    # What the label says, as the set of alternatives it allows: the culprit's row; 'no culprit';
+    # or, for an operator's rejection, every alternative but the rejected rows.
+    chosen_rows = np.zeros(rows.shape[0], dtype=bool)
+    chosen_null = np.zeros(len(incidents), dtype=bool)
+    for k, incident in enumerate(incidents):
+        if incident.rejected_rows is not None:
+            mask = np.ones(sizes[k], dtype=bool)
+            mask[incident.rejected_rows] = False
+            chosen_rows[offsets[k] : offsets[k] + sizes[k]] = mask
+            chosen_null[k] = True
+        elif incident.culprit_row is not None:
+            chosen_rows[offsets[k] + incident.culprit_row] = True
+        else:
+            chosen_null[k] = True
+    bounds = _bounds(FEATURE_NAMES, SIGNS) + _bounds(NULL_FEATURE_NAMES, NULL_SIGNS)
+    for name, value in (fixed or {}).items():
+        bounds[FEATURE_NAMES.index(name)] = (value, value)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, u = params[:n_features], params[n_features:]
+        scores = rows @ w
+        null = nulls @ u
+        top = np.maximum(np.maximum.reduceat(scores, offsets), null)
+        exp_rows = np.exp(scores - top[group])
+        exp_null = np.exp(null - top)
+        total = np.bincount(group, weights=exp_rows, minlength=len(incidents)) + exp_null
+        chosen_rows_exp = np.where(chosen_rows, exp_rows, 0.0)
+        chosen_total = np.bincount(group, weights=chosen_rows_exp, minlength=len(incidents)) + np.where(
+            chosen_null, exp_null, 0.0
+        )
+        value = float(weights @ (np.log(total) - np.log(chosen_total))) + l2 * float(params @ params)
+        # Gradient: features expected under the model minus those expected under the label.
+        row_weight = (exp_rows / total[group] - chosen_rows_exp / chosen_total[group]) * weights[group]
+        null_weight = (exp_null / total - np.where(chosen_null, exp_null, 0.0) / chosen_total) * weights
+        gradient = np.concatenate([rows.T @ row_weight, nulls.T @ null_weight]) + 2 * l2 * params
+        return value, gradient
+
+    start = np.zeros(n_features + n_null)
+    for index, (low, high) in enumerate(bounds):
+        if low is not None and low == high:
+            start[index] = low
+    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
+    if not result.success:
+        raise RuntimeError(f"attribution model did not converge: {result.message}")
+    params = result.x
+    meta = {"incidents": len(incidents), "rows": int(rows.shape[0]), "loss": round(float(result.fun), 6)}
+    return AttributionModel(params[:n_features].copy(), params[n_features:].copy(), version, meta)
 
 
 def load_model(path: Path | None = None) -> AttributionModel:
@@ -213,22 +233,28 @@ def load_model(path: Path | None = None) -> AttributionModel:
     except FileNotFoundError as exc:
         raise ModelError(f"attribution model {where}: no such file") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"attribution model {where}: cannot load ({exc})") from exc
+        raise ModelError(f"attribution model {where}: cannot read ({exc})") from exc
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ModelError(f"attribution model {where}: cannot load (not JSON: {exc.msg})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-        raise ModelError(f"attribution model {where}: unknown format (expected {ARTIFACT_FORMAT})")
-    if payload.get("feature_names") != list(FEATURE_NAMES):
+    if not isinstance(payload, dict):
+        raise ModelError(f"attribution model {where}: cannot load (not a JSON object)")
+    if payload.get("format") != ARTIFACT_FORMAT:
         raise ModelError(
-            f"attribution model {where}: built for other features; run `backout attribution train`"
+            f"attribution model {where}: cannot load (format {payload.get('format')!r}, expected {ARTIFACT_FORMAT};"
+            " retrain with `backout attribution train`)"
+        )
+    if payload.get("feature_names") != list(FEATURE_NAMES) or payload.get("null_feature_names") != list(
+        NULL_FEATURE_NAMES
+    ):
+        raise ModelError(
+            f"attribution model {where}: cannot load (built for other features; retrain with `backout attribution train`)"
         )
     try:
         return AttributionModel(
-            forest=CompactForest.from_json(payload["forest"]),
-            temperature=float(payload["temperature"]),
-            null_logit=float(payload["null_logit"]),
+            weights=np.array(payload["weights"], dtype=float),
+            null_weights=np.array(payload["null_weights"], dtype=float),
             version=str(payload["version"]),
             meta=dict(payload.get("meta", {})),
         )

@@ -1,11 +1,19 @@
-"""One-line evidence sentences per candidate change, from the same numbers the model saw."""
+"""Evidence sentences per candidate change, from the same comparisons the model scored.
+
+The first sentence places the change (kind, service, relation to the symptom, timing);
+the next ones name the deciding evidence, strongest first: the version comparison, a
+silent new version, the service's own before/after shift (and what explains it away),
+what its callers measured, the symptom's movement; then what was weighed and set aside
+(a fresh pod's resource shift) and what was not measured at all.
+"""
 
 from __future__ import annotations
 
-from attribution.features import Evidence
-from attribution.stats import Shift
+from attribution.evidence import Evidence, Finding, Incident
+from attribution.stats import Effect
 
-STRONG_Z = 3.0
+STRONG = 0.5  # a finding this strong (after family weighting) is called out as evidence
+CLEAN = 0.2
 
 
 def _minutes(value: float) -> str:
@@ -34,85 +42,139 @@ def _relation(evidence: Evidence, symptom_service: str | None) -> str:
     return "relation to the symptom unknown (no topology)"
 
 
-def _movement(shift: Shift) -> str:
-    if shift.ratio >= 1:
-        return f"rose {shift.ratio:.1f}x" if shift.ratio >= 1.1 else f"rose {100 * (shift.ratio - 1):.1f}%"
-    drop = 1 - shift.ratio
+def _movement(finding: Finding | Effect) -> str:
+    """How the metric moved, in its own terms (a success rate falls, it does not 'rise 105x')."""
+    effect = finding.effect if isinstance(finding, Finding) else finding
+    ceiling = finding.ceiling if isinstance(finding, Finding) else None
+    before, after = effect.before_level, effect.after_level
+    if ceiling is not None:
+        before, after = ceiling - before, ceiling - after
+        unit = "%" if ceiling == 100.0 else ""
+        return (
+            f"fell from {_number(before)}{unit} to {_number(after)}{unit}"
+            if after < before
+            else (f"rose from {_number(before)}{unit} to {_number(after)}{unit}")
+        )
+    if abs(before) <= 1e-3 * max(abs(after), 1e-12):
+        return f"rose from {_number(before)} to {_number(after)}"
+    ratio = effect.ratio
+    if ratio >= 1:
+        return f"rose {ratio:.1f}x" if ratio >= 1.1 else f"rose {100 * (ratio - 1):.1f}%"
+    drop = 1 - ratio
     return f"fell {100 * drop:.0f}%" if drop >= 0.01 else f"fell {100 * drop:.2f}%"
 
 
-def explain(evidence: Evidence, symptom_service: str | None) -> list[str]:
+def _levels(finding: Finding) -> str:
+    effect = finding.effect
+    return f"{effect.n_before}/{effect.n_after} points, strength {effect.strength:.2f}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _version_sentence(change_service: str, finding: Finding) -> str:
+    worse = finding.effect.strength > 0
+    verb = "worse" if worse else "better"
+    what = f"{finding.metric} of {change_service} {finding.detail}" if finding.detail else finding.metric
+    return f"{what}: new version {verb} ({_movement(finding)}; {_levels(finding)})"
+
+
+def explain(evidence: Evidence, incident: Incident, symptom_service: str | None) -> list[str]:
     change = evidence.change
     if evidence.minutes_before_detection < 0:
         timing = f"started {_minutes(evidence.minutes_before_detection)} after detection"
     else:
         timing = f"{_minutes(evidence.minutes_before_detection)} before detection"
     reasons = [f"{change.kind} change on {change.service}, {_relation(evidence, symptom_service)}, {timing}"]
-    if evidence.after_onset and evidence.minutes_before_detection >= 0:
+    if evidence.minutes_before_detection < 0:
+        reasons.append("started after the incident was detected, so it cannot explain it")
+        return reasons
+    if evidence.after_onset:
         reasons.append(
-            f"started {_minutes(evidence.minutes_before_onset)} after the symptom began, so it cannot explain it"
+            f"started {_minutes(evidence.minutes_before_onset)} after the symptom began"
+            f" ({incident.symptom_series or 'symptom'} onset estimated from the data), so it cannot explain it"
         )
-    elif evidence.progress is not None and evidence.progress < 1.0:
-        reasons.append(f"rollout was {evidence.progress:.0%} complete when the symptom began")
-    if evidence.canary is not None:
-        metric, shift = evidence.canary
-        version = change.to_version or "new"
-        if shift.z >= STRONG_Z:
+    elif evidence.pre_degraded >= STRONG:
+        reasons.append("the symptom was already degrading before this change started")
+    elif incident.onset_known:
+        reasons.append(
+            f"started {_minutes(evidence.minutes_before_onset)} before the symptom's estimated onset"
+        )
+    found_any = False
+    if (
+        evidence.version is not None
+        and evidence.version.effect.strength >= CLEAN
+        and evidence.version.weight >= STRONG
+    ):
+        reasons.append(_version_sentence(change.service, evidence.version))
+        found_any = True
+    elif evidence.version_measured:
+        clean = ", ".join(evidence.version_clean) or "its health metrics"
+        reasons.append(f"new version looks like the old one ({clean} compared over the same window)")
+        found_any = True
+    if evidence.silent:
+        reasons.append(f"{evidence.silent}: a broken rollout often looks like this")
+        found_any = True
+    if evidence.before_after is not None and evidence.before_after_measured:
+        found_any = True
+        finding = evidence.before_after
+        if finding.score >= CLEAN:
+            text = f"{finding.metric} of {change.service} {_movement(finding)} after the change ({_levels(finding)})"
+            if evidence.explained_by is not None and evidence.discount >= CLEAN:
+                below, cause = evidence.explained_by
+                text += (
+                    f"; but {below}, which it calls, degraded at the same time ({cause.metric}"
+                    f" {_movement(cause)}), so the fault may come from further down"
+                )
+            reasons.append(text)
+        else:
+            reasons.append(f"no worsening of {change.service}'s own health metrics after the change")
+    if evidence.callers is not None and evidence.callers_measured:
+        found_any = True
+        finding = evidence.callers
+        if finding.score >= CLEAN:
             reasons.append(
-                f"{metric} of {change.service} version {version} {_movement(shift)} over the old version"
-                f" (robust z {shift.z:.1f})"
+                f"{finding.metric} of calls to {change.service} {_movement(finding)} after the change"
+                f" ({_levels(finding)})"
             )
         else:
-            reasons.append(f"{metric} of {change.service} version {version} looks like the old version")
-    if evidence.own is not None:
-        metric, shift = evidence.own
-        if shift.z >= STRONG_Z:
-            reasons.append(
-                f"{metric} of {change.service} {_movement(shift)} after the change (robust z {shift.z:.1f})"
-            )
-        else:
-            reasons.append(f"no clear worsening of {change.service}'s metrics after the change")
-    elif evidence.canary is None:
-        reasons.append(f"no metrics of {change.service} in the bundle")
-    if (
-        evidence.own_at_onset is not None
-        and evidence.own_at_onset[1].z >= STRONG_Z
-        and (evidence.own is None or evidence.own[1].z < STRONG_Z)
-        and evidence.minutes_before_onset > 5
-    ):
-        metric, shift = evidence.own_at_onset
+            reasons.append(f"calls to {change.service} look the same before and after the change")
+    if evidence.upstream is not None and evidence.upstream[1].score >= STRONG:
+        caller, finding = evidence.upstream
         reasons.append(
-            f"{metric} of {change.service} {_movement(shift)} when the symptom began,"
-            f" {_minutes(evidence.minutes_before_onset)} after the change (a delayed effect?)"
+            f"{finding.metric} of {caller}, which calls {change.service} on the symptom's path,"
+            f" {_movement(finding)} after the change ({_levels(finding)})"
         )
-    if evidence.path_caller is not None and evidence.path_caller[2].z >= STRONG_Z:
-        caller, metric, shift = evidence.path_caller
-        reasons.append(
-            f"{metric} of {caller}, which calls {change.service}, {_movement(shift)} after the change"
-        )
-    if evidence.callee is not None and evidence.own is not None:
-        callee, metric, shift = evidence.callee
-        if shift.z >= STRONG_Z and shift.z >= evidence.own[1].z:
+    if not found_any:
+        reasons.append(f"no health metrics of {change.service} in the bundle: not measured (neutral)")
+    if evidence.symptom is not None and evidence.relation != "same":
+        effect = evidence.symptom.effect
+        if effect.strength >= STRONG:
             reasons.append(
-                f"its callee {callee} worsened as much ({metric}), so the fault may come from further down"
+                f"the symptom {evidence.symptom.metric} {_movement(evidence.symptom)} after the change started"
             )
-    if (
-        evidence.symptom is not None
-        and evidence.relation != "same"
-        and evidence.minutes_before_detection >= 0
-    ):
-        metric, shift = evidence.symptom
-        if shift.z >= STRONG_Z:
-            reasons.append(f"the symptom {metric} {_movement(shift)} in the window after the change")
-        else:
-            reasons.append(f"the symptom {metric} did not move in the window after the change")
-    if (
-        evidence.traffic is not None
-        and evidence.traffic[1].z >= STRONG_Z
-        and evidence.traffic[1].ratio >= 1.2
-    ):
-        service, shift = evidence.traffic
+        elif effect.strength <= CLEAN:
+            reasons.append(f"the symptom {evidence.symptom.metric} did not worsen after the change started")
+    resource = evidence.resource
+    if resource is not None and resource.effect.strength >= STRONG and resource.weight < STRONG:
         reasons.append(
-            f"requests to {service} rose {shift.ratio:.1f}x when the symptom began: load may explain it"
+            f"{resource.metric} of {change.service} {_movement(resource)} ({resource.basis});"
+            " fresh pods differ in resources, so this only breaks ties"
+        )
+    if (
+        incident.traffic is not None
+        and incident.traffic[1].strength >= STRONG
+        and incident.traffic[1].ratio >= 1.2
+    ):
+        service, effect = incident.traffic
+        reasons.append(
+            f"requests to {service} rose {effect.ratio:.1f}x when the symptom began: load may explain it"
+        )
+    if incident.unexplained is not None and incident.unexplained[1].score >= STRONG:
+        service, finding = incident.unexplained
+        reasons.append(
+            f"{service} degraded ({finding.metric} {_movement(finding)}) with no change on it or below it:"
+            " the cause may be outside the change list"
         )
     return reasons

@@ -15,6 +15,6 @@ def packaged_model() -> AttributionModel:
 
 @pytest.fixture(scope="session")
 def small_model() -> AttributionModel:
-    """Trained in the test on 400 generated incidents (a few seconds), never the packaged artifact."""
-    model, _ = train(TrainingConfig(seed=3, synthetic=400, petshop=False))
+    """Trained in the test on 400 generated incidents (seconds), never the packaged artifact."""
+    model, _ = train(TrainingConfig(seed=3, synthetic=400, nuisance_per_family=0))
     return model

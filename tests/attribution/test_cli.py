@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from attribution.petshop import default_root
 from worker.cli import app
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "attribution" / "001_recent_unrelated_deploy" / "bundle.json"
+SCENARIO = (
+    Path(__file__).resolve().parents[1]
+    / "scenarios"
+    / "attribution"
+    / "001_recent_unrelated_deploy"
+    / "bundle.json"
+)
 runner = CliRunner()
 
 
@@ -75,7 +80,7 @@ def test_human_output_is_a_table_with_the_culprit_first() -> None:
 def test_train_writes_a_loadable_artifact(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     result = runner.invoke(
-        app, ["attribution", "train", "--out", str(out), "--synthetic", "200", "--no-petshop", "--json"],
+        app, ["attribution", "train", "--out", str(out), "--synthetic", "200", "--nuisance-per-family", "1", "--json"],
         env={"BACKOUT_STATE_DIR": str(tmp_path)},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -93,23 +98,30 @@ def test_train_rejects_a_missing_feedback_file(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--feedback" in result.stderr
 
 
-def test_bench_json_reports_every_set_and_ranker() -> None:
-    if not default_root().exists():
-        pytest.skip("PetShop dataset not present")
+def test_bench_json_reports_intervals_baselines_abstention_and_rollback(tmp_path: Path) -> None:
+    png = tmp_path / "reliability.png"
     result = runner.invoke(
-        app, ["attribution", "bench", "--json", "--synthetic", "40", "--training-incidents", "0"]
-    )
+        app,
+        ["attribution", "bench", "--json", "--sets", "petshop-validation,generator", "--variants", "1",
+         "--generated", "30", "--bootstrap", "20", "--no-latency", "--png", str(png)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["training"] is None
-    assert report["latency"]["changes"] == 50 and report["latency"]["series"] == 200
-    for name in ("synthetic-heldout", "petshop-test"):
-        rankers = report["sets"][name]["rankers"]
-        assert set(rankers) == {"model", "recency", "graph+recency", "random"}
-        for scores in rankers.values():
-            assert 0 <= scores["hr_at_1"] <= scores["hr_at_3"] <= 1
-            assert 0 <= scores["ece"] <= 1
-    assert "CC-BY-4.0" in report["sets"]["petshop-test"]["source"]
-    bins = report["sets"]["synthetic-heldout"]["rankers"]["model"]["reliability"]
-    assert bins and all(b["low"] <= b["mean_probability"] <= b["high"] for b in bins)
-    assert sum(b["candidates"] for b in bins) > report["sets"]["synthetic-heldout"]["incidents"]
+    assert set(report["sets"]) == {"petshop-validation", "generator"}
+    for name, item in report["sets"].items():
+        assert set(item["rankers"]) == {"model", "recency", "graph+recency", "canary", "random"}
+        for scores in item["rankers"].values():
+            for metric in ("hr_at_1", "hr_at_3", "mrr", "ece", "brier"):
+                interval = scores[metric]
+                assert interval["low"] <= interval["value"] <= interval["high"], (name, metric)
+        assert "attribution.top.probability" in item["auto_rollback"]["rule"]
+        assert item["groups"] <= item["incidents"]
+    assert report["sets"]["petshop-validation"]["groups"] == 20  # bootstrap resamples PetShop issues
+    assert "CC-BY-4.0" in report["sets"]["petshop-validation"]["source"]
+    assert report["sets"]["generator"]["no_culprit_top_probability"]["model"]["incidents"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_rejects_an_unknown_set() -> None:
+    result = runner.invoke(app, ["attribution", "bench", "--sets", "nope", "--no-latency"])
+    assert result.exit_code == 2 and "nope" in result.stderr

@@ -1,0 +1,870 @@
+"""Evidence for and against each candidate change, and the feature rows the model scores.
+
+For every change, in order of how directly it speaks to the change:
+- version: its new version against its old version over the same window, pooled over
+  pods (or, when the old version stopped reporting at the change, against the old
+  version's last values before it). Both versions call the same dependencies, so a
+  difference is the change's own doing. Fresh pods' first minutes are left out.
+- silent: its service reports per version, but the new version never reports (or serves
+  no requests): a broken rollout often looks like this.
+- before/after: the changed service's own series after the change against before it,
+  discounted when a service it calls degraded at the same time (the fault may come from
+  further down).
+- callers: what the service's callers measure on their calls to it, before and after.
+- timing: when it started relative to the symptom's estimated onset; a change that
+  started after the onset, or while the symptom was already degraded, cannot explain it.
+- graph: where its service sits relative to the symptom's (same, callee at depth d,
+  caller, unrelated, unknown).
+
+Every shift is weighed by its signal family against the symptom's (see signals.py).
+"Not measured" leaves a column at zero: neutral, never exoneration; "looked and clean"
+sets the measured flag with no positive strength, which the model scores against.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from attribution.case import Case, ChangeData
+from attribution.signals import Family, family_weight, symptom_family
+from attribution.stats import Effect, compare, fast_median, onset, paired, sample_step
+from attribution.telemetry import (
+    Series,
+    Telemetry,
+    level_view,
+    merged,
+    pooled,
+    values_after,
+    values_before,
+    window,
+)
+
+Basis = Literal["version", "before-after", "callers", "symptom"]
+RELATIONS: tuple[str, ...] = ("same", "callee", "caller", "unrelated", "unknown")
+# Kinds that replace pods, so that the service's latency and resources pass through a warm-up.
+POD_KINDS = frozenset({"image", "model", "scale", "infra", "other"})
+WARMUP_S = 300.0  # a fresh pod's first minutes (warm-up latency, cold caches) are not evidence
+BEFORE_S = 1800.0  # how far back a before-window reaches (at least 4 samples)
+SILENT_GRACE_S = 120.0  # a new version gets this long to report before its silence counts
+DEPTH_DISCOUNT = 0.85  # a degradation k hops further down explains this much of it per hop
+MEASURED_WEIGHT = 0.5  # a family counts as 'looked at' when its weight reaches this
+REFERENCE_FLOOR = 0.1
+LOAD_FROM, LOAD_FULL = 1.1, 1.6  # a traffic surge explains shifts from this ratio, fully from that one
+WARMING_FAMILIES = frozenset({"latency", "resource"})  # what a fresh pod's first minutes distort
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "relation_same",
+    "relation_callee",
+    "callee_extra_depth",
+    "relation_caller",
+    "relation_unrelated",
+    "relation_unknown",
+    "after_detection",
+    "after_onset",
+    "pre_degraded",
+    "log_min_to_onset",
+    "version_worse",
+    "version_better",
+    "version_measured",
+    "silent_new_version",
+    "before_after_worse",
+    "before_after_better",
+    "before_after_measured",
+    "callers_worse",
+    "callers_better",
+    "callers_measured",
+    "upstream_worse",
+    "symptom_worse_after",
+    "symptom_better_after",
+    "symptom_flat_after",
+    "started_before_window",
+    "silent_and_callers_worse",
+    "own_pre_degraded",
+    "own_worse_at_onset",
+    "own_magnitude",
+    "before_window_no_onset",
+    "log_min_after_onset",
+)
+FEATURE_INDEX: dict[str, int] = {name: index for index, name in enumerate(FEATURE_NAMES)}
+NULL_FEATURE_NAMES: tuple[str, ...] = (
+    "bias",
+    "log_n_changes",
+    "traffic_surge",
+    "unexplained_origin",
+    "onset_known",
+)
+
+
+@dataclass(slots=True)
+class Finding:
+    """One comparison behind a feature, kept for the reasons text."""
+
+    basis: Basis
+    metric: str
+    family: Family
+    weight: float
+    effect: Effect
+    detail: str = ""
+    paired: bool = True  # a version comparison over the same instants (not a full switch)
+    ceiling: float | None = None  # the metric was compared as its failure share (ceiling - value)
+
+    @property
+    def score(self) -> float:
+        return self.weight * self.effect.strength
+
+
+@dataclass(slots=True)
+class Evidence:
+    change: ChangeData
+    relation: str
+    depth: int
+    minutes_before_detection: float
+    minutes_before_onset: float
+    onset_known: bool
+    after_onset: bool
+    pre_degraded: float = 0.0
+    before_window: bool = False  # started before the bundle's first data point: no before-window anywhere
+    own_pre_degraded: Finding | None = None  # the service was already degrading before the change
+    at_onset: Finding | None = None  # the service worsened when the symptom began (a delayed effect)
+    version: Finding | None = None
+    version_measured: float = 0.0
+    version_clean: list[str] = field(default_factory=list)
+    silent: str | None = None
+    before_after: Finding | None = None
+    before_after_measured: float = 0.0
+    explained_by: tuple[str, Finding] | None = None
+    discount: float = 0.0
+    callers: Finding | None = None
+    callers_measured: float = 0.0
+    upstream: tuple[str, Finding] | None = None  # a caller on the symptom's path that worsened then
+    symptom: Finding | None = None
+    resource: Finding | None = None  # the largest resource shift seen (a tie-breaker at most)
+
+
+@dataclass(slots=True)
+class Incident:
+    """What was learned about the incident as a whole (onset, load, unexplained degradation)."""
+
+    symptom_family: Family
+    onset: float
+    onset_known: bool
+    tolerance: float
+    symptom_series: str | None
+    traffic: tuple[str, Effect] | None
+    unexplained: tuple[str, Finding] | None
+    null_features: np.ndarray
+
+
+def graph_relations(edges: list[tuple[str, str]], symptom_service: str | None) -> dict[str, tuple[str, int]]:
+    """Relation of every known service to the symptom's service: same, callee at depth d, or caller."""
+    if symptom_service is None:
+        return {}
+    callees: dict[str, list[str]] = {}
+    callers: dict[str, list[str]] = {}
+    for caller, callee in edges:
+        callees.setdefault(caller, []).append(callee)
+        callers.setdefault(callee, []).append(caller)
+    relations: dict[str, tuple[str, int]] = {symptom_service: ("same", 0)}
+    for adjacency, name in ((callees, "callee"), (callers, "caller")):
+        queue: deque[tuple[str, int]] = deque([(symptom_service, 0)])
+        while queue:
+            node, depth = queue.popleft()
+            for neighbour in adjacency.get(node, []):
+                if neighbour not in relations:
+                    relations[neighbour] = (name, depth + 1)
+                    queue.append((neighbour, depth + 1))
+    return relations
+
+
+def downstream(edges: list[tuple[str, str]], service: str) -> list[tuple[str, int]]:
+    """Every service `service` calls, directly or not, with its depth (breadth first)."""
+    callees: dict[str, list[str]] = {}
+    for caller, callee in edges:
+        callees.setdefault(caller, []).append(callee)
+    found: dict[str, int] = {service: 0}
+    queue: deque[str] = deque([service])
+    while queue:
+        node = queue.popleft()
+        for nxt in callees.get(node, []):
+            if nxt not in found:
+                found[nxt] = found[node] + 1
+                queue.append(nxt)
+    return [(name, depth) for name, depth in found.items() if depth > 0]
+
+
+class _Extractor:
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        self.telemetry = Telemetry(case)
+        self.family = symptom_family(case.symptom_metric)
+        self.relations = graph_relations(case.edges, case.symptom_service)
+        self.before_s = max(BEFORE_S, 4 * self.telemetry.step)
+        self._version_cache: dict[str, tuple[Finding | None, float, list[str], frozenset[str]]] = {}
+        self.until = float("inf")  # the end of the symptom's bad episode, when it recovered before the end
+        self.load = 0.0  # how much of any before/after shift a traffic surge at the onset explains
+        self._before_after_cache: dict[
+            tuple[str, float, bool, frozenset[str]], tuple[Finding | None, float]
+        ] = {}
+
+    # --- the symptom -------------------------------------------------------------------
+    def symptom_series(self) -> tuple[str, Series] | None:
+        """The symptom as one series: its service's own, else pooled pods, else as its callers see it."""
+        case, telemetry = self.case, self.telemetry
+        if case.symptom_service is None:
+            return None
+        own = telemetry.metrics(case.symptom_service)
+        seen = telemetry.seen_by_callers.get(case.symptom_service, {})
+        wanted = case.symptom_metric
+        candidates: list[list[Series]] = []
+        if wanted:
+            candidates += [own.get(wanted, []), seen.get(wanted, [])]
+        for source in (own, seen):
+            candidates += [
+                found
+                for name, found in sorted(source.items())
+                if found and family_weight(found[0].family, self.family) >= 1.0 and name != wanted
+            ]
+        for found in candidates:
+            if found:
+                times, values = merged(level_view(found))
+                first = found[0]
+                return first.name, Series(
+                    first.name,
+                    first.family,
+                    first.service,
+                    None,
+                    None,
+                    None,
+                    first.bad_sign,
+                    times,
+                    values,
+                    first.ceiling,
+                )
+        return None
+
+    def onset(self, symptom: Series | None) -> tuple[float, bool, float]:
+        """Estimated symptom onset, whether the data showed it, and a tolerance in seconds.
+
+        Also notes when the symptom was last bad: a symptom that recovered before
+        detection (a transient) bounds the after-window of every before/after comparison.
+        """
+        case = self.case
+        if symptom is None or symptom.times.size < 3:
+            return case.detected_at, False, 120.0
+        visible = symptom.times <= case.detected_at + 600
+        times, values = symptom.times[visible], symptom.values[visible]
+        if times.size < 3:
+            return case.detected_at, False, 120.0
+        reference = self.telemetry.reference.get(symptom.name, 0.0) if symptom.family == "errors" else 0.0
+        when, _, last_bad = onset(times, values, symptom.bad_sign, REFERENCE_FLOOR * reference)
+        if not np.isfinite(when):
+            return case.detected_at, False, 120.0
+        self.until = last_bad + sample_step(times)
+        return when, True, 60.0
+
+    # --- comparisons -------------------------------------------------------------------
+    def _effect(self, later: np.ndarray, earlier: np.ndarray, series: Series) -> Effect | None:
+        reference = self.telemetry.reference.get(series.name, 0.0) if series.family == "errors" else 0.0
+        return compare(later, earlier, series.bad_sign, reference)
+
+    def _versions_effect(self, versions: _Versions, series: Series) -> Effect | None:
+        reference = self.telemetry.reference.get(series.name, 0.0) if series.family == "errors" else 0.0
+        if versions.paired:
+            return paired(versions.new, versions.old, series.bad_sign, versions.bin_s, reference)
+        return compare(versions.new[1], versions.old[1], series.bad_sign, reference)
+
+    def before_after(
+        self,
+        service: str,
+        split: float,
+        source: dict[str, list[Series]] | None = None,
+        rollout: bool = False,
+        skip: frozenset[str] = frozenset(),
+    ) -> tuple[Finding | None, float]:
+        """The service's strongest family-weighted shift at `split` and how relevant what was compared is.
+
+        Own series unless `source`; metrics in `skip` (compared per version already) are
+        left out. With `rollout` (the split is a change that replaces pods on this
+        service), latency and resource series skip the first minutes after it: fresh
+        pods warm up.
+        """
+        key = (service, split, rollout, skip)
+        if source is None and key in self._before_after_cache:
+            return self._before_after_cache[key]
+        best: Finding | None = None
+        measured = 0.0
+        for name, found in sorted(
+            (source if source is not None else self.telemetry.metrics(service)).items()
+        ):
+            family = found[0].family
+            weight = family_weight(family, self.family)
+            if weight <= 0 or name in skip:
+                continue
+            view = level_view(found)
+            start = split
+            if rollout and family in WARMING_FAMILIES:
+                start = split + min(WARMUP_S, 0.5 * max(self.telemetry.end - split, 0.0))
+            later = values_after(view, start, self.until if self.until > split else float("inf"))
+            effect = self._effect(later, values_before(view, split, self.before_s), found[0])
+            if effect is None:
+                continue
+            measured = max(measured, _health_weight(family, weight))
+            finding = Finding("before-after", name, family, weight, effect, ceiling=found[0].ceiling)
+            if best is None or finding.score > best.score:
+                best = finding
+        if source is None:
+            self._before_after_cache[key] = (best, measured)
+        return best, measured
+
+    def version_comparison(
+        self, change: ChangeData
+    ) -> tuple[Finding | None, float, list[str], frozenset[str]]:
+        """New version against old version of the changed service.
+
+        Returns the strongest finding, how relevant the compared families were, the
+        health metrics that looked clean, and every metric compared.
+        """
+        metrics = self.telemetry.metrics(change.service)
+        best: Finding | None = None
+        measured = 0.0
+        clean: list[str] = []
+        compared: set[str] = set()
+        for name, found in sorted(metrics.items()):
+            family = found[0].family
+            weight = family_weight(family, self.family)
+            if weight <= 0:
+                continue
+            split = _version_split(found, change)
+            if split is None:
+                continue
+            new, old, label = split
+            versions = _aligned(new, old, change.started, self.before_s)
+            effect = self._versions_effect(versions, found[0])
+            if effect is None:
+                continue
+            compared.add(name)
+            if (
+                versions.young and family in WARMING_FAMILIES
+            ):  # only warm-up minutes of the new version so far
+                weight = min(weight, family_weight("resource", self.family))
+            relevance = _health_weight(family, weight)
+            measured = max(measured, relevance)
+            if relevance >= MEASURED_WEIGHT and effect.strength < 0.2:
+                clean.append(name)
+            if not versions.paired:
+                # A full switch (the old version stopped at the change) compares the old
+                # version's last values with the new one's first: confounded by whatever
+                # else happened then (load), like a before/after comparison.
+                label += ", a full switch (old version before, new version after)"
+            finding = Finding(
+                "version", name, family, weight, effect, label, versions.paired, found[0].ceiling
+            )
+            if best is None or finding.score > best.score:
+                best = finding
+        return best, measured, clean, frozenset(compared)
+
+    def silent_new_version(self, change: ChangeData) -> str | None:
+        """Why the new version counts as silent, if it does.
+
+        Its service reports health per version (the old version does), but the new
+        version reports no health series after the change, or reports that it serves
+        (almost) no requests.
+        """
+        if not change.to_version:
+            return None
+        by_version: dict[str, list[Series]] = {}
+        for found in self.telemetry.metrics(change.service).values():
+            for series in found:
+                if series.version is not None:
+                    by_version.setdefault(series.version, []).append(series)
+        if change.to_version in by_version and len(by_version) < 2:
+            return None
+        if change.to_version not in by_version and (
+            not change.from_version or change.from_version not in by_version
+        ):
+            return None  # the telemetry is not labelled with this change's versions
+        deadline = change.started + SILENT_GRACE_S
+        others = [s for v, found in by_version.items() if v != change.to_version for s in found]
+        others_health = [s for s in others if s.family not in ("resource", "traffic") and s.last >= deadline]
+        if not others_health or self.telemetry.end < deadline:
+            return None
+        new = [s for s in by_version.get(change.to_version, []) if s.last >= change.started]
+        if not any(s.family not in ("resource", "traffic") for s in new):
+            traffic = [s for s in new if s.family == "traffic"]
+            if not traffic:
+                return f"version {change.to_version} of {change.service} never reported health metrics while the old version did"
+        traffic = [s for s in new if s.family == "traffic"]
+        reference = pooled(
+            [s for s in others if s.family == "traffic"], change.started, self.telemetry.end + 1
+        )
+        served = pooled(traffic, deadline, self.telemetry.end + 1)
+        if (
+            traffic
+            and reference.size
+            and served.size
+            and float(np.median(served)) <= 0.02 * float(np.median(reference))
+        ):
+            return f"version {change.to_version} of {change.service} serves no requests while the old version does"
+        if not any(s.family not in ("resource", "traffic") for s in new):
+            return f"version {change.to_version} of {change.service} reports no health metrics while the old version does"
+        return None
+
+    def explained_below(
+        self, service: str, split: float, own: Finding | None
+    ) -> tuple[tuple[str, Finding] | None, float]:
+        """How much of the service's own shift a degradation below it explains, and which one.
+
+        Only a callee's shift in the same signal family explains it (a slower database
+        does not explain a rise in errors), discounted by depth, and only as far as it is
+        at least as strong as the service's own: a callee that barely moved explains little.
+        """
+        if not self.case.edges or own is None or own.score <= 0:
+            return None, 0.0
+        best: tuple[str, Finding] | None = None
+        discount = 0.0
+        for callee, depth in downstream(self.case.edges, service):
+            sources = [self.telemetry.metrics(callee), self.telemetry.seen_by_callers.get(callee, {})]
+            for source in sources:
+                same = {name: found for name, found in source.items() if found[0].family == own.family}
+                if not same:
+                    continue
+                found, _ = self.before_after(callee, split, same)
+                if found is None or found.score <= 0:
+                    continue
+                value = (
+                    _explained_share(found, own) * min(found.score / 0.5, 1.0) * DEPTH_DISCOUNT ** (depth - 1)
+                )
+                if value > discount:
+                    discount, best = value, (callee, found)
+        return best, float(min(discount, 1.0))
+
+    def already_degrading(self, service: str, split: float) -> Finding | None:
+        """The service's strongest shift in the minutes before `split` against the half hour before those."""
+        settle = max(300.0, 2 * self.telemetry.step)
+        best: Finding | None = None
+        for name, found in sorted(self.telemetry.metrics(service).items()):
+            family = found[0].family
+            weight = _health_weight(family, family_weight(family, self.family))
+            if weight < MEASURED_WEIGHT:
+                continue
+            view = level_view(found)
+            recent = values_before(view, split, settle)
+            earlier = values_before(view, split - settle, self.before_s)
+            effect = self._effect(recent, earlier, found[0])
+            if effect is None:
+                continue
+            finding = Finding("before-after", name, family, weight, effect, ceiling=found[0].ceiling)
+            if best is None or finding.score > best.score:
+                best = finding
+        return best
+
+    def upstream_on_path(self, service: str, split: float) -> tuple[str, Finding] | None:
+        """The strongest shift at `split` among the service's direct callers on the symptom's path.
+
+        A callee whose change broke it shows first in the callers that measure what it
+        does (a corpus change in its caller's retrieval precision).
+        """
+        best: tuple[str, Finding] | None = None
+        for caller, callee in self.case.edges:
+            if callee != service or caller == service:
+                continue
+            if self.relations.get(caller, ("unrelated", 0))[0] not in ("same", "callee"):
+                continue
+            found, _ = self.before_after(caller, split)
+            if found is None or found.score <= 0:
+                continue
+            if best is None or found.score > best[1].score:
+                best = (caller, found)
+        return best
+
+    def version_score(self, change: ChangeData) -> float:
+        """The change's version-comparison score (cached per change)."""
+        if change.id not in self._version_cache:
+            self._version_cache[change.id] = self.version_comparison(change)
+        found = self._version_cache[change.id][0]
+        return max(found.score, 0.0) if found is not None else 0.0
+
+    def traffic_surge(self, onset: float) -> tuple[str, Effect] | None:
+        """The strongest rise in requests at the onset on the symptom's path (load can explain a symptom)."""
+        best: tuple[str, Effect] | None = None
+        for service, metrics in self.telemetry.own.items():
+            if self.relations and service not in self.relations:
+                continue
+            for found in metrics.values():
+                if found[0].family != "traffic":
+                    continue
+                view = level_view(found)
+                effect = compare(values_after(view, onset), values_before(view, onset, self.before_s), 1.0)
+                if effect is None or effect.before_level <= 0:
+                    continue
+                if best is None or _surge(effect) > _surge(best[1]):
+                    best = (service, effect)
+        return best
+
+    def unexplained_origin(self, onset: float) -> tuple[str, Finding] | None:
+        """A degraded service on the symptom's path with no change on it or below it: load or a dependency."""
+        case = self.case
+        if not case.edges or case.symptom_service is None:
+            return None
+        changed = {c.service for c in case.changes if c.started <= onset + 60}
+        best: tuple[str, Finding] | None = None
+        for service, (relation, _) in self.relations.items():
+            if relation != "callee":
+                continue
+            below = {name for name, _ in downstream(case.edges, service)}
+            if service in changed or below & changed:
+                continue
+            found, _ = self.before_after(service, onset)
+            if found is not None and found.score > 0 and (best is None or found.score > best[1].score):
+                best = (service, found)
+        return best
+
+
+def _surge(effect: Effect) -> float:
+    return max(effect.strength, 0.0) * float(np.log(max(effect.ratio, 1.0)))
+
+
+def _load_share(traffic: tuple[str, Effect] | None) -> float:
+    """How much a traffic surge at the onset explains before/after shifts (0..1).
+
+    Load raises latency and errors everywhere at once. Traffic wanders by a few per
+    cent around any change, so a surge counts from 1.1x, fully from 1.6x (thresholds
+    chosen on the validation sets: surges in load incidents ran 1.15-3x, elsewhere
+    at most 1.12x).
+    """
+    if traffic is None or traffic[1].strength <= 0 or traffic[1].before_level <= 0:
+        return 0.0
+    rise = float(np.log(max(traffic[1].ratio, 1.0)))
+    low, high = np.log(LOAD_FROM), np.log(LOAD_FULL)
+    return float(np.clip((rise - low) / (high - low), 0.0, 1.0) * traffic[1].strength)
+
+
+def _explained_share(below: Finding, own: Finding) -> float:
+    """How much of the service's own shift a callee's shift can account for (0..1).
+
+    The same metric name shares units, so absolute rises compare (a callee 30 ms slower
+    explains a caller 30 ms slower, not one 800 ms slower); otherwise relative rises do.
+    """
+    if below.metric == own.metric:
+        own_rise = abs(own.effect.after_level - own.effect.before_level)
+        below_rise = abs(below.effect.after_level - below.effect.before_level)
+    else:
+        own_rise = abs(np.log(max(own.effect.ratio, 1e-9)))
+        below_rise = abs(np.log(max(below.effect.ratio, 1e-9)))
+    if own_rise <= 0:
+        return 1.0
+    return float(min(below_rise / own_rise, 1.0))
+
+
+def _health_weight(family: Family, weight: float) -> float:
+    """A resource or traffic series never makes a change 'looked at and clean'."""
+    return 0.0 if family in ("resource", "traffic") else weight
+
+
+def _version_split(found: list[Series], change: ChangeData) -> tuple[list[Series], list[Series], str] | None:
+    """(new-version series, old-version series, description) for one metric of the changed service."""
+    versions = {s.version for s in found if s.version is not None}
+    if change.to_version and change.to_version in versions:
+        new = [s for s in found if s.version == change.to_version]
+        if change.from_version and change.from_version in versions:
+            old = [s for s in found if s.version == change.from_version]
+        else:
+            old = [s for s in found if s.version is not None and s.version != change.to_version]
+        if not old:
+            return None
+        old_name = change.from_version if change.from_version in versions else "the other versions"
+        return new, old, f"version {change.to_version} against {old_name}" + _pods(new, old)
+    pods = [s for s in found if s.pod is not None and s.version is None]
+    if not pods:
+        return None
+    step = max(float(np.median(np.diff(s.times))) if s.times.size > 1 else 60.0 for s in pods)
+    fresh = [s for s in pods if s.first >= change.started - step]
+    old = [s for s in pods if s.first < change.started - step]
+    if not fresh or not old:
+        return None
+    return fresh, old, "pods started after the change against older pods" + _pods(fresh, old)
+
+
+def _pods(new: list[Series], old: list[Series]) -> str:
+    new_pods = len({s.pod for s in new if s.pod})
+    old_pods = len({s.pod for s in old if s.pod})
+    return f" ({new_pods} pods against {old_pods})" if new_pods and old_pods else ""
+
+
+@dataclass(slots=True)
+class _Versions:
+    """New- and old-version samples of one metric, ready to compare."""
+
+    new: tuple[np.ndarray, np.ndarray]  # times, values
+    old: tuple[np.ndarray, np.ndarray]
+    paired: bool  # both versions reported over the same instants
+    young: bool  # all the new version has shown so far is its warm-up
+    bin_s: float
+
+
+def _sample(series: list[Series], low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    times, values = [], []
+    for s in series:
+        lo, hi = np.searchsorted(s.times, [low, high], side="left")
+        times.append(s.times[lo:hi])
+        values.append(s.values[lo:hi])
+    if not times:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(times), np.concatenate(values)
+
+
+def _aligned(new: list[Series], old: list[Series], started: float, before_s: float) -> _Versions:
+    """New- and old-version samples over the same window.
+
+    The window starts when the new version's warm-up is over (at most half its life so
+    far is skipped) and ends when the old version stopped reporting: both versions then
+    served the same traffic and called the same dependencies. When the old version
+    stopped at the change (a full switch), its last values before the change stand in.
+    """
+    since = float("inf")
+    for s in new:
+        begin = max(s.first, started)
+        since = min(since, begin + min(WARMUP_S, 0.5 * max(s.last - begin, 0.0)))
+    young = all(s.last - max(s.first, started) < 2 * WARMUP_S for s in new) and _fading(new, old, started)
+    bin_s = max(sample_step(s.times) for s in [*new, *old])
+    old_last = max((s.last for s in old), default=started)
+    if old_last > since:
+        newer = _sample(new, since, old_last + 1)
+        older = _sample(old, since, old_last + 1)
+        if newer[1].size >= 2 and older[1].size >= 2:
+            return _Versions(newer, older, True, young, bin_s)
+    newer = _sample(new, since, float("inf"))
+    before = values_before(old, started, before_s)
+    return _Versions(newer, (np.zeros(before.size), before), False, young, bin_s)
+
+
+def _fading(new: list[Series], old: list[Series], started: float) -> bool:
+    """Whether the new version's excess over the old one fades with its age (a warm-up, not a fault)."""
+    times = np.concatenate([s.times for s in new]) if new else np.zeros(0)
+    values = np.concatenate([s.values for s in new]) if new else np.zeros(0)
+    keep = times >= started
+    times, values = times[keep], values[keep]
+    reference = pooled(old, started, float("inf"))
+    if reference.size == 0:
+        reference = np.concatenate([s.values for s in old]) if old else np.zeros(0)
+    if times.size < 4 or reference.size == 0:
+        return True  # too little to tell: assume the worst case, a warm-up
+    sign = new[0].bad_sign
+    level = fast_median(reference)
+    middle = fast_median(times)
+    early = sign * (fast_median(values[times <= middle]) - level)
+    late = sign * (fast_median(values[times > middle]) - level) if (times > middle).any() else early
+    return early > 0 and late < 0.5 * early
+
+
+def _signed_log(value: float) -> float:
+    return float(np.sign(value) * np.log1p(abs(value)))
+
+
+def extract(case: Case) -> tuple[np.ndarray, list[Evidence], Incident]:
+    """Feature rows (FEATURE_NAMES, one per change), the evidence behind them, and the incident view."""
+    ex = _Extractor(case)
+    symptom = ex.symptom_series()
+    symptom_series = symptom[1] if symptom else None
+    onset, onset_known, tolerance = ex.onset(symptom_series)
+    traffic = ex.traffic_surge(onset) if onset_known else None
+    ex.load = _load_share(traffic)
+    unexplained = ex.unexplained_origin(onset) if onset_known else None
+    rows = np.zeros((len(case.changes), len(FEATURE_NAMES)))
+    evidence: list[Evidence] = []
+    for row, change in zip(rows, case.changes, strict=True):
+        item = _change_evidence(ex, change, onset, onset_known, tolerance, symptom_series)
+        evidence.append(item)
+        _fill(row, item, ex.load)
+    null = np.array(
+        [
+            1.0,
+            float(np.log(max(len(case.changes), 1))),
+            ex.load,
+            max(unexplained[1].score, 0.0) if unexplained else 0.0,
+            float(onset_known),
+        ]
+    )
+    incident = Incident(
+        symptom_family=ex.family,
+        onset=onset,
+        onset_known=onset_known,
+        tolerance=tolerance,
+        symptom_series=symptom[0] if symptom else None,
+        traffic=traffic,
+        unexplained=unexplained,
+        null_features=null,
+    )
+    return rows, evidence, incident
+
+
+def _change_evidence(
+    ex: _Extractor,
+    change: ChangeData,
+    onset: float,
+    onset_known: bool,
+    tolerance: float,
+    symptom: Series | None,
+) -> Evidence:
+    case = ex.case
+    if case.symptom_service is not None and change.service == case.symptom_service:
+        relation, depth = "same", 0
+    elif not ex.relations or not case.edges:
+        relation, depth = "unknown", 0
+    else:
+        relation, depth = ex.relations.get(change.service, ("unrelated", 0))
+    item = Evidence(
+        change=change,
+        relation=relation,
+        depth=depth,
+        minutes_before_detection=(case.detected_at - change.started) / 60.0,
+        minutes_before_onset=(onset - change.started) / 60.0,
+        onset_known=onset_known,
+        after_onset=change.started > onset + tolerance,
+    )
+    if change.started > case.detected_at:
+        return item
+    item.before_window = change.started <= ex.telemetry.start
+    ex.version_score(change)
+    item.version, item.version_measured, item.version_clean, compared = ex._version_cache[change.id]
+    item.silent = ex.silent_new_version(change)
+    rollout = change.kind in POD_KINDS
+    # A metric compared per version is not compared again before/after: the version
+    # comparison is not confounded by whatever else changed at the same time.
+    item.before_after, item.before_after_measured = ex.before_after(
+        change.service, change.started, rollout=rollout, skip=compared
+    )
+    seen = ex.telemetry.seen_by_callers.get(change.service)
+    if seen:
+        item.callers, _ = ex.before_after(change.service, change.started, seen)
+        item.callers_measured = (
+            _health_weight(item.callers.family, item.callers.weight) if item.callers else 0.0
+        )
+        if item.callers is not None:
+            item.callers.basis = "callers"
+    strongest = max(
+        (f for f in (item.before_after, item.callers) if f is not None), key=lambda f: f.score, default=None
+    )
+    item.explained_by, item.discount = ex.explained_below(change.service, change.started, strongest)
+    item.upstream = ex.upstream_on_path(change.service, change.started)
+    if symptom is not None:
+        before = values_before([symptom], change.started, ex.before_s)
+        until = ex.until if ex.until > change.started else float("inf")
+        effect = ex._effect(values_after([symptom], change.started, until), before, symptom)
+        if effect is not None:
+            item.symptom = Finding(
+                "symptom", symptom.name, symptom.family, 1.0, effect, ceiling=symptom.ceiling
+            )
+        settle = max(300.0, 2 * ex.telemetry.step)
+        recent = window(symptom, change.started - settle, change.started)
+        earlier = window(symptom, change.started - ex.before_s - settle, change.started - settle)
+        pre = ex._effect(recent, earlier, symptom)
+        item.pre_degraded = max(pre.strength, 0.0) if pre is not None else 0.0
+    item.resource = _largest_resource(ex, change)
+    item.own_pre_degraded = ex.already_degrading(change.service, change.started)
+    if onset_known and item.minutes_before_onset > 5 and not item.after_onset:
+        found, _ = ex.before_after(change.service, onset)
+        if found is not None and found.score > 0:
+            _, below = ex.explained_below(change.service, onset, found)
+            item.at_onset = Finding(
+                "before-after",
+                found.metric,
+                found.family,
+                found.weight * (1 - below),
+                found.effect,
+                ceiling=found.ceiling,
+            )
+    return item
+
+
+def _largest_resource(ex: _Extractor, change: ChangeData) -> Finding | None:
+    """The biggest resource shift of the changed service (reported so a reader sees it was weighed)."""
+    best: Finding | None = None
+    for name, found in ex.telemetry.metrics(change.service).items():
+        if found[0].family != "resource":
+            continue
+        split = _version_split(found, change)
+        if split is not None:
+            effect = ex._versions_effect(_aligned(split[0], split[1], change.started, ex.before_s), found[0])
+            basis: Basis = "version"
+        else:
+            view = level_view(found)
+            effect = ex._effect(
+                values_after(view, change.started), values_before(view, change.started, ex.before_s), found[0]
+            )
+            basis = "before-after"
+        if effect is None:
+            continue
+        finding = Finding(basis, name, "resource", family_weight("resource", ex.family), effect)
+        if best is None or effect.strength > best.effect.strength:
+            best = finding
+    return best
+
+
+def _fill(row: np.ndarray, item: Evidence, load: float) -> None:
+    values: dict[str, float] = {
+        f"relation_{item.relation}": 1.0,
+        "callee_extra_depth": float(max(item.depth - 1, 0)) if item.relation == "callee" else 0.0,
+        "after_detection": float(item.minutes_before_detection < 0),
+        "after_onset": float(item.after_onset),
+        "pre_degraded": item.pre_degraded,
+        "log_min_to_onset": _signed_log(max(item.minutes_before_onset, 0.0)) if item.onset_known else 0.0,
+        "log_min_after_onset": _signed_log(max(-item.minutes_before_onset, 0.0)) if item.onset_known else 0.0,
+    }
+    version = item.version.score if item.version else 0.0
+    if item.version is not None and not item.version.paired and version > 0:
+        version *= 1.0 - load
+    explained = 1.0 - (1.0 - item.discount) * (1.0 - load)
+    before_after = _discounted(item.before_after, explained)
+    callers = _discounted(item.callers, explained)
+    symptom = item.symptom.effect.strength if item.symptom else 0.0
+    values.update(
+        {
+            "version_worse": max(version, 0.0),
+            "version_better": min(version, 0.0),
+            "version_measured": item.version_measured,
+            "silent_new_version": float(item.silent is not None),
+            "before_after_worse": max(before_after, 0.0),
+            "before_after_better": min(before_after, 0.0),
+            "before_after_measured": item.before_after_measured,
+            "callers_worse": max(callers, 0.0),
+            "callers_better": min(callers, 0.0),
+            "callers_measured": item.callers_measured,
+            "upstream_worse": item.upstream[1].score * (1.0 - explained) if item.upstream else 0.0,
+            "symptom_worse_after": max(symptom, 0.0) * (1.0 - load),
+            "symptom_better_after": min(symptom, 0.0),
+            "symptom_flat_after": float(item.symptom is not None and abs(symptom) < 0.2),
+            "started_before_window": float(item.before_window),
+            "silent_and_callers_worse": float(item.silent is not None)
+            * max(callers, item.upstream[1].score if item.upstream else 0.0, 0.0),
+            "own_pre_degraded": max(item.own_pre_degraded.score, 0.0) if item.own_pre_degraded else 0.0,
+            "own_worse_at_onset": max(item.at_onset.score, 0.0) * (1.0 - load) if item.at_onset else 0.0,
+            "own_magnitude": _magnitude(item),
+            "before_window_no_onset": float(item.before_window and not item.onset_known),
+        }
+    )
+    for name, value in values.items():
+        row[FEATURE_INDEX[name]] = value
+
+
+def _magnitude(item: Evidence) -> float:
+    """How large the deciding shift of the change's own service is (log10 of its ratio, 0..1.5)."""
+    best = 0.0
+    for finding in (item.version, item.before_after):
+        if finding is None or finding.weight < MEASURED_WEIGHT or finding.effect.strength < 0.2:
+            continue
+        best = max(best, abs(float(np.log10(max(finding.effect.ratio, 1e-9)))))
+    if item.before_after is not None and item.discount > 0 and item.version is None:
+        best *= 1.0 - item.discount
+    return float(min(best, 1.5))
+
+
+def _discounted(finding: Finding | None, discount: float) -> float:
+    if finding is None:
+        return 0.0
+    score = finding.score
+    return score * (1.0 - discount) if score > 0 else score
