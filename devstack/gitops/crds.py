@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from devstack.cluster import build as cluster_build
 
@@ -26,19 +28,26 @@ def apply_crds(kubeconfig: Path, files: list[Path], timeout_s: float = 60.0) -> 
         )
     names = [line.split()[0] for line in completed.stdout.splitlines() if line.strip()]
     # `kubectl wait` right after an apply fails on a CRD that has no conditions yet: poll instead.
-    query = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}'
     deadline = time.monotonic() + timeout_s
     while True:
         listed = subprocess.run(
-            [kubectl, f"--kubeconfig={kubeconfig}", "get", *names, "-o", f"jsonpath={query}"],
+            [kubectl, f"--kubeconfig={kubeconfig}", "get", *names, "-o", "json"],
             capture_output=True,
             text=True,
             timeout=timeout_s,
         )
-        if listed.returncode == 0 and listed.stdout.split() == ["True"] * len(names):
+        if listed.returncode == 0 and all(_established(crd) for crd in _items(json.loads(listed.stdout))):
             return names
         if time.monotonic() > deadline:
-            raise CrdError(
-                f"CRDs not Established after {timeout_s:.0f}s: {listed.stdout} {listed.stderr.strip()[-1000:]}"
-            )
+            raise CrdError(f"CRDs not Established after {timeout_s:.0f}s: {listed.stderr.strip()[-1000:]}")
         time.sleep(0.3)
+
+
+def _items(listed: dict[str, Any]) -> list[dict[str, Any]]:
+    """`kubectl get` answers one object for one name and a List for several."""
+    return list(listed.get("items", [listed]))
+
+
+def _established(crd: dict[str, Any]) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)

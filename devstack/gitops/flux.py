@@ -16,6 +16,13 @@ from devstack.gitops import build
 from devstack.gitops.crds import apply_crds
 from devstack.process import ManagedProcess, ProcessStartError, free_port
 
+HELM_RELEASE_CRD = Path(__file__).with_name("flux") / "helm.toolkit.fluxcd.io_helmreleases.yaml"
+
+
+def install_helm_release_crd(kubeconfig: Path, timeout_s: float = 60.0) -> list[str]:
+    """The HelmRelease CRD (vendored from helm-controller, which backout does not run)."""
+    return apply_crds(kubeconfig, [HELM_RELEASE_CRD], timeout_s)
+
 
 def install_crds(kubeconfig: Path, timeout_s: float = 60.0) -> list[str]:
     """Every CRD of both controllers, from the module they were built from."""
