@@ -5,16 +5,10 @@ Each module defines `router` (a FastAPI APIRouter); they are found here by modul
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from fastapi import APIRouter
+
+from incidents.discovery import modules_of, values_in
 
 
 def routers() -> list[APIRouter]:
-    found: list[APIRouter] = []
-    for module in pkgutil.iter_modules(__path__):
-        router = getattr(importlib.import_module(f"{__name__}.{module.name}"), "router", None)
-        if isinstance(router, APIRouter):
-            found.append(router)
-    return found
+    return values_in(modules_of(__name__, __path__), "router", APIRouter)

@@ -22,20 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from devstack.receivers.server import LocalApi
 from incidents.bundle import describe_validation_error
+from incidents.models import NotifyEvent
 
 MAX_AGE_S = 300
-EVENTS = (
-    "opened",
-    "update",
-    "approval_requested",
-    "approved",
-    "rejected",
-    "rollback_performed",
-    "recovered",
-    "needs_human",
-    "shadowed",
-    "resolved_before_action",
-)
 
 
 class _Culprit(BaseModel):
@@ -51,7 +40,7 @@ class ReceivedEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[1]
-    event: Literal[EVENTS]  # type: ignore[valid-type]
+    event: NotifyEvent
     incident_id: str = Field(min_length=1)
     state: str = Field(min_length=1)
     title: str = Field(min_length=1)

@@ -8,8 +8,6 @@ workflow read the actions from `ACTIONS`.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
@@ -24,6 +22,7 @@ from incidents.actions.request_approval import ApprovalAction
 from incidents.actions.rollback import RollbackAction
 from incidents.actions.scale import ScaleAction
 from incidents.actions.wait_verify import WaitVerifyAction
+from incidents.discovery import classes_in, modules_of
 
 __all__ = [
     "ACTIONS",
@@ -48,18 +47,12 @@ __all__ = [
 
 
 def _discover() -> dict[str, type[Action]]:
-    """Every Action subclass defined in a module of this package, by action name, in `position` order."""
-    found: list[type[Action]] = []
-    for module in pkgutil.iter_modules(__path__):
-        loaded = importlib.import_module(f"{__name__}.{module.name}")
-        found.extend(
-            value
-            for value in vars(loaded).values()
-            if isinstance(value, type)
-            and issubclass(value, Action)
-            and value.__module__ == loaded.__name__
-            and isinstance(value.model_fields["type"].default, str)  # a concrete action names itself
-        )
+    """Every concrete Action defined in a module of this package, by action name, in `position` order."""
+    found = [
+        action
+        for action in classes_in(modules_of(__name__, __path__), Action)
+        if isinstance(action.model_fields["type"].default, str)  # a concrete action names itself
+    ]
     ordered = sorted(found, key=lambda cls: (cls.position, cls.action_name()))
     return {cls.action_name(): cls for cls in ordered}
 

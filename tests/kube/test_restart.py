@@ -3,34 +3,24 @@ parsed from a runbook, planned, executed through the guarded frame and by the re
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 from activities.kube import remediation
 from activities.kube.actions.restart import RESTARTED_AT_ANNOTATION
-from activities.kube.activities import KubeActivities
 from activities.kube.client import KubeApis
-from activities.paging.channels import CHANNELS
-from activities.runbooks import load_runbooks_activity
 from config import Settings
 from incidents.actions.restart import RestartAction
 from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange, RollbackHandle
-from incidents.key import IncidentKey
-from incidents.models import Alert, DecisionContext, IncidentInput, IncidentSignal, IncidentView
+from incidents.models import Alert, DecisionContext, IncidentSignal
 from incidents.remediation import RemediationRequest
 from runbooks.engine import run_runbook
 from runbooks.lint import lint_text
 from tests.kube.helpers import assert_rolled_out, create_deployment, running_pod_images, wait_until
-from tests.runbooks.test_shadow_workflow import _stand_ins
+from tests.runbooks.incident_runs import run_incident
 from worker.temporal_server import TemporalDevServer
-from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.kube
 
@@ -152,52 +142,22 @@ async def test_the_incident_workflow_restarts_and_verifies(
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "restart.yaml").write_text(RUNBOOK)
     settings = kube_settings.model_copy(update={"state_dir": tmp_path / "state"})
-    client = await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
-    queue = f"restart-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
 
     def alert(status: str) -> IncidentSignal:
-        stuck = Alert(
-            fingerprint="stuck",
-            status=status,  # type: ignore[arg-type]
-            labels={"alertname": "ChatPodsStuck", "severity": "critical", "service": "chat"},
-            starts_at=now,
-        )
+        labels = {"alertname": "ChatPodsStuck", "severity": "critical", "service": "chat"}
+        stuck = Alert(fingerprint="stuck", status=status, labels=labels, starts_at=now)  # type: ignore[arg-type]
         return IncidentSignal(source="alertmanager", received_at=datetime.now(UTC), alerts=[stuck])
 
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=kube_namespace, service="chat", group="chat"),
-        source="alertmanager",
-        settle_s=0,
-        cooldown_s=0,
-        runbook_dir=str(tmp_path / "runbooks"),
+    view = await run_incident(
+        temporal_server,
+        settings,
+        tmp_path / "runbooks",
+        kube_namespace,
+        "chat",
+        alert("firing"),
+        alert("resolved"),
     )
-    kube = KubeActivities(settings)
-    activities = [
-        *_stand_ins(kube_namespace, "chat"),
-        load_runbooks_activity,
-        kube.remediate,
-        kube.verify_rollout,
-    ]
-    activities += [channel(settings).notify for channel in CHANNELS.values()]
-    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
-        handle: WorkflowHandle[IncidentWorkflow, IncidentView] = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[alert("firing")],
-        )
-        for _ in range(600):
-            view = await handle.query(IncidentWorkflow.view)
-            if any(record.action == "verify_rollout" for record in view.actions):
-                break
-            await asyncio.sleep(0.1)
-        await handle.signal(IncidentWorkflow.add_signal, alert("resolved"))
-        view = await asyncio.wait_for(handle.result(), timeout=120)
 
     assert view.decision is not None and [a.type for a in view.decision.actions] == ["restart", "wait_verify"]
     [restarted] = [record for record in view.actions if record.action == "restart"]

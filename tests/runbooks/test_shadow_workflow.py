@@ -2,20 +2,16 @@
 would make and changes nothing in a real cluster; the same runbook in auto mode does roll back.
 
 Real: Temporal dev server, IncidentWorkflow, load_runbooks_activity, the kube activities against
-the local control plane, paging activities (unconfigured, so they answer Inconclusive). Stand-ins
-only for the two sibling steps whose inputs this test must fix: the context bundle (one known
-Deployment change) and the attribution ranking.
+the local control plane, paging channels (unconfigured, so they answer Inconclusive). Stand-ins
+only for the two sibling steps whose inputs this test must fix (tests/runbooks/incident_runs.py):
+the context bundle (one known Deployment change) and the attribution ranking.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes.client import (
@@ -27,29 +23,12 @@ from kubernetes.client import (
     V1PodSpec,
     V1PodTemplateSpec,
 )
-from temporalio import activity
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
-from activities.kube.activities import KubeActivities
 from activities.kube.client import KubeApis
-from activities.paging.channels import CHANNELS
-from activities.runbooks import load_runbooks_activity
 from config import Settings
-from incidents.bundle import (
-    AttributionOutput,
-    BundleIncident,
-    Change,
-    IncidentBundle,
-    ModelInfo,
-    RankedChange,
-    RollbackHandle,
-)
-from incidents.key import IncidentKey
-from incidents.models import Alert, ContextRequest, ContextResult, IncidentInput, IncidentSignal, IncidentView
+from incidents.models import Alert, IncidentSignal, IncidentView
+from tests.runbooks.incident_runs import run_incident
 from worker.temporal_server import TemporalDevServer
-from workflows.incident import IncidentWorkflow
 
 pytestmark = [pytest.mark.kube, pytest.mark.temporal, pytest.mark.slow]
 
@@ -112,74 +91,14 @@ def _image(apis: KubeApis, namespace: str, name: str) -> str:
     return str(apis.apps.read_namespaced_deployment(name, namespace).spec.template.spec.containers[0].image)
 
 
-def _stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
-    change = Change(
-        id="chg-chat-v2",
-        service=name,
-        namespace=namespace,
-        kind="image",
-        started_at=datetime.now(UTC),
-        from_version="chat:v1",
-        to_version="chat:v2",
-        rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=2),
-    )
-
-    @activity.defn(name="collect_context")
-    async def collect_context(request: ContextRequest) -> ContextResult:
-        incident = BundleIncident(id=request.incident_id, detected_at=request.detected_at, service=name)
-        return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[change]))
-
-    @activity.defn(name="attribute_bundle")
-    async def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
-        ranking = [RankedChange(change_id=change.id, probability=0.9, reasons=["stand-in"])]
-        return AttributionOutput(
-            incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
-        )
-
-    return [collect_context, attribute_bundle]
-
-
 async def _run_incident(
     server: TemporalDevServer, settings: Settings, runbook_dir: Path, namespace: str, name: str
 ) -> IncidentView:
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-    queue = f"shadow-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    signal = IncidentSignal(
-        source="alertmanager",
-        received_at=now,
-        alerts=[
-            Alert(
-                fingerprint="fp-1",
-                status="firing",
-                labels={"alertname": "ChatErrorBudgetBurn", "severity": "critical", "service": name},
-                starts_at=now,
-            )
-        ],
-    )
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=namespace, service=name, group=name),
-        source="alertmanager",
-        settle_s=0,
-        cooldown_s=0,
-        runbook_dir=str(runbook_dir),
-    )
-    activities = _stand_ins(namespace, name)
-    kube = KubeActivities(settings)
-    activities.extend([load_runbooks_activity, kube.remediate, kube.verify_rollout])
-    activities.extend(channel(settings).notify for channel in CHANNELS.values())
-    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
-        handle = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[signal],
-        )
-        return await asyncio.wait_for(handle.result(), timeout=120)
+    labels = {"alertname": "ChatErrorBudgetBurn", "severity": "critical", "service": name}
+    alert = Alert(fingerprint="fp-1", status="firing", labels=labels, starts_at=now)
+    opening = IncidentSignal(source="alertmanager", received_at=now, alerts=[alert])
+    return await run_incident(server, settings, runbook_dir, namespace, name, opening)
 
 
 async def test_shadow_runbook_records_and_changes_nothing_auto_rolls_back(

@@ -1,32 +1,23 @@
 """wait_verify.metric acts: recovery is verified with the alerts about that metric only.
 
 Real: Temporal dev server, IncidentWorkflow, the runbook loader, the kube activities rolling back a
-Deployment on the local control plane, the paging channels (unconfigured). Stand-ins only for context and attribution (the same two
-as test_shadow_workflow: one known Deployment change, ranked first).
+Deployment on the local control plane, the paging channels (unconfigured). Stand-ins only for
+context and attribution (tests/runbooks/incident_runs.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
-from activities.kube.activities import KubeActivities
 from activities.kube.client import KubeApis
-from activities.paging.channels import CHANNELS
-from activities.runbooks import load_runbooks_activity
 from config import Settings
-from incidents.key import IncidentKey
-from incidents.models import Alert, IncidentInput, IncidentSignal, IncidentView
-from tests.runbooks.test_shadow_workflow import _deploy_two_revisions, _stand_ins
+from incidents.models import Alert, IncidentSignal, IncidentView
+from tests.runbooks.incident_runs import run_incident
+from tests.runbooks.test_shadow_workflow import _deploy_two_revisions
 from worker.temporal_server import TemporalDevServer
-from workflows.incident import IncidentWorkflow
 
 pytestmark = [pytest.mark.kube, pytest.mark.temporal, pytest.mark.slow]
 
@@ -68,49 +59,13 @@ def _alerts(now: datetime, about_status: str, other_status: str) -> list[Alert]:
 async def _incident(
     server: TemporalDevServer, settings: Settings, runbook_dir: Path, namespace: str, name: str
 ) -> IncidentView:
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-    queue = f"verify-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=namespace, service=name, group=name),
-        source="alertmanager",
-        settle_s=0,
-        cooldown_s=0,
-        runbook_dir=str(runbook_dir),
+    opening = IncidentSignal(source="alertmanager", received_at=now, alerts=_alerts(now, "firing", "firing"))
+    # The alert about the metric clears; the unrelated one keeps firing.
+    cleared = IncidentSignal(
+        source="alertmanager", received_at=now, alerts=_alerts(now, "resolved", "firing")
     )
-    kube = KubeActivities(settings)
-    activities = [*_stand_ins(namespace, name), load_runbooks_activity, kube.remediate, kube.verify_rollout]
-    activities += [channel(settings).notify for channel in CHANNELS.values()]  # unconfigured: Inconclusive
-    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
-        handle: WorkflowHandle[IncidentWorkflow, IncidentView] = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[
-                IncidentSignal(
-                    source="alertmanager", received_at=now, alerts=_alerts(now, "firing", "firing")
-                )
-            ],
-        )
-        for _ in range(600):  # the rollback is applied, then the workflow waits for the symptom
-            view = await handle.query(IncidentWorkflow.view)
-            if any(record.action == "verify_rollout" for record in view.actions):
-                break
-            await asyncio.sleep(0.1)
-        # The alert about the metric clears; the unrelated one keeps firing.
-        await handle.signal(
-            IncidentWorkflow.add_signal,
-            IncidentSignal(
-                source="alertmanager",
-                received_at=datetime.now(UTC),
-                alerts=_alerts(now, "resolved", "firing"),
-            ),
-        )
-        return await asyncio.wait_for(handle.result(), timeout=120)
+    return await run_incident(server, settings, runbook_dir, namespace, name, opening, after_rollout=cleared)
 
 
 async def test_a_verify_step_naming_a_metric_waits_only_for_the_alerts_about_it(

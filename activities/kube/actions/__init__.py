@@ -6,19 +6,10 @@ Kubernetes side is one module in this package.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from activities.kube.actions.base import Executor
+from incidents.discovery import modules_of, values_in
 
-
-def _discover() -> dict[str, Executor]:
-    found: dict[str, Executor] = {}
-    for module in pkgutil.iter_modules(__path__):
-        executor = getattr(importlib.import_module(f"{__name__}.{module.name}"), "EXECUTOR", None)
-        if isinstance(executor, Executor):
-            found[executor.operation] = executor
-    return found
-
-
-EXECUTORS: dict[str, Executor] = _discover()
+EXECUTORS: dict[str, Executor] = {
+    executor.operation: executor
+    for executor in values_in(modules_of(__name__, __path__), "EXECUTOR", Executor)
+}

@@ -5,24 +5,13 @@ Adding a channel is one module in this package (and its settings in the settings
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from activities.paging.channel import PagingChannel
 from config import Settings
+from incidents.discovery import classes_in, modules_of
 
 
 def _discover() -> dict[str, type[PagingChannel]]:
-    found: list[type[PagingChannel]] = []
-    for module in pkgutil.iter_modules(__path__):
-        loaded = importlib.import_module(f"{__name__}.{module.name}")
-        found.extend(
-            value
-            for value in vars(loaded).values()
-            if isinstance(value, type)
-            and issubclass(value, PagingChannel)
-            and value.__module__ == loaded.__name__
-        )
+    found = classes_in(modules_of(__name__, __path__), PagingChannel)  # type: ignore[type-abstract]
     return {channel.name: channel for channel in sorted(found, key=lambda c: (c.position, c.name))}
 
 

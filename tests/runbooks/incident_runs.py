@@ -1,0 +1,108 @@
+"""Running the real IncidentWorkflow for one runbook on a real Temporal server, with the real
+runbook loader, kube activities and paging channels, and stand-ins for context and attribution
+(one known Deployment change ranked first), so a test fixes exactly what the runbook sees."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.kube.activities import KubeActivities
+from activities.paging.channels import CHANNELS
+from activities.runbooks import load_runbooks_activity
+from config import Settings
+from incidents.bundle import (
+    AttributionOutput,
+    BundleIncident,
+    Change,
+    IncidentBundle,
+    ModelInfo,
+    RankedChange,
+    RollbackHandle,
+)
+from incidents.key import IncidentKey
+from incidents.models import ContextRequest, ContextResult, IncidentInput, IncidentSignal, IncidentView
+from worker.temporal_server import TemporalDevServer
+from workflows.incident import IncidentWorkflow
+
+
+def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
+    """collect_context answers one image change of Deployment `name` (revision 2); attribute_bundle
+    ranks it first."""
+    change = Change(
+        id=f"chg-{name}-v2",
+        service=name,
+        namespace=namespace,
+        kind="image",
+        started_at=datetime.now(UTC),
+        from_version=f"{name}:v1",
+        to_version=f"{name}:v2",
+        rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=2),
+    )
+
+    @activity.defn(name="collect_context")
+    async def collect_context(request: ContextRequest) -> ContextResult:
+        incident = BundleIncident(id=request.incident_id, detected_at=request.detected_at, service=name)
+        return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[change]))
+
+    @activity.defn(name="attribute_bundle")
+    async def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
+        ranking = [RankedChange(change_id=change.id, probability=0.9, reasons=["stand-in"])]
+        return AttributionOutput(
+            incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
+        )
+
+    return [collect_context, attribute_bundle]
+
+
+async def run_incident(
+    server: TemporalDevServer,
+    settings: Settings,
+    runbook_dir: Path,
+    namespace: str,
+    name: str,
+    opening: IncidentSignal,
+    after_rollout: IncidentSignal | None = None,
+) -> IncidentView:
+    """The incident's final view. `after_rollout` is delivered once the workflow verified the rollout
+    of its remediation (say, the alert resolving)."""
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    queue = f"incident-{uuid.uuid4().hex[:8]}"
+    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
+    params = IncidentInput(
+        incident_id=incident_id,
+        key=IncidentKey(namespace=namespace, service=name, group=name),
+        source="alertmanager",
+        settle_s=0,
+        cooldown_s=0,
+        runbook_dir=str(runbook_dir),
+    )
+    kube = KubeActivities(settings)
+    activities = [*stand_ins(namespace, name), load_runbooks_activity, kube.remediate, kube.verify_rollout]
+    activities += [channel(settings).notify for channel in CHANNELS.values()]  # unconfigured: Inconclusive
+    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
+        handle: WorkflowHandle[IncidentWorkflow, IncidentView] = await client.start_workflow(
+            IncidentWorkflow.run,
+            params,
+            id=incident_id,
+            task_queue=queue,
+            start_signal="add_signal",
+            start_signal_args=[opening],
+        )
+        if after_rollout is not None:
+            for _ in range(600):
+                view = await handle.query(IncidentWorkflow.view)
+                if any(record.action == "verify_rollout" for record in view.actions):
+                    break
+                await asyncio.sleep(0.1)
+            await handle.signal(IncidentWorkflow.add_signal, after_rollout)
+        return await asyncio.wait_for(handle.result(), timeout=120)
