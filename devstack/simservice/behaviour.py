@@ -171,7 +171,9 @@ class Corpus:
 
 @cache
 def load_corpus() -> Corpus:
-    raw = json.loads(resources.files("devstack.simservice").joinpath("data/orbitdesk_docs.json").read_text("utf-8"))
+    raw = json.loads(
+        resources.files("devstack.simservice").joinpath("data/orbitdesk_docs.json").read_text("utf-8")
+    )
     return Corpus(raw["product"], [Passage.model_validate(item) for item in raw["passages"]])
 
 
