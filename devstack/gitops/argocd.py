@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from activities.kube.client import apis_from_kubeconfig
 from devstack import gobuild
 from devstack.gitops.build import ARGOCD
+from devstack.gitops.components import ProcessGroup
 from devstack.gitops.crds import apply_crds
 from devstack.process import ManagedProcess, ProcessStartError, free_port
 
@@ -65,14 +66,17 @@ def _create(create: Any, *args: Any) -> None:
             raise
 
 
-class ArgoCD:
+class ArgoCD(ProcessGroup):
     """Redis, argocd-repo-server and argocd-application-controller as local processes."""
 
-    def __init__(self, kubeconfig: Path, work_dir: Path, namespace: str = "argocd") -> None:
+    def __init__(
+        self, kubeconfig: Path, work_dir: Path, namespace: str = "argocd", reconciliation: str = "5s"
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
         self.namespace = namespace
-        self.processes: list[ManagedProcess] = []
+        self.reconciliation = reconciliation
+        super().__init__()
 
     def _bootstrap(self, reconciliation: str) -> None:
         """The namespace, settings and `default` project Argo CD expects (as its install manifests create)."""
@@ -160,7 +164,7 @@ class ArgoCD:
             "TMPDIR": str(home / "tmp"),
         }
 
-    def start(self, reconciliation: str = "5s", timeout_s: float = 90.0) -> ArgoCD:
+    def _launch(self, timeout_s: float) -> None:
         redis = shutil.which("redis-server")
         if redis is None:
             raise ArgoCDError(
@@ -168,7 +172,7 @@ class ArgoCD:
             )
         binary = str(gobuild.build(ARGOCD).binaries["argocd"])
         install_crds(self.kubeconfig)
-        self._bootstrap(reconciliation)
+        self._bootstrap(self.reconciliation)
         redis_port, repo_port = free_port(), free_port()
         logs = self.work_dir / "logs"
         components = [
@@ -234,26 +238,7 @@ class ArgoCD:
             cwd=self.work_dir,
             env=self._env("argocd-application-controller"),
         )
-        try:
-            for process, port in [*components, (controller, metrics)]:
-                process.start()
-                self.processes.append(process)
-                _wait_port(port, process, timeout_s)
-        except ProcessStartError:
-            self.stop()
-            raise
-        return self
-
-    def log_tail(self, max_chars: int = 3000) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail(max_chars)}" for p in self.processes)
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.processes.clear()
-
-    def __enter__(self) -> ArgoCD:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        for process, port in [*components, (controller, metrics)]:
+            process.start()
+            self.processes.append(process)
+            _wait_port(port, process, timeout_s)

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 from devstack.gitops import build
+from devstack.gitops.components import ProcessGroup
 from devstack.gitops.crds import apply_crds
-from devstack.process import ManagedProcess, ProcessStartError, free_port
+from devstack.process import ManagedProcess, free_port
 
 HELM_RELEASE_CRD = Path(__file__).with_name("flux") / "helm.toolkit.fluxcd.io_helmreleases.yaml"
 
@@ -31,14 +32,14 @@ def install_crds(kubeconfig: Path, timeout_s: float = 60.0) -> list[str]:
     )
 
 
-class FluxControllers:
+class FluxControllers(ProcessGroup):
     """source-controller + kustomize-controller as local processes; a context manager."""
 
     def __init__(self, kubeconfig: Path, work_dir: Path) -> None:
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
         self.storage_port = free_port()
-        self.processes: list[ManagedProcess] = []
+        super().__init__()
 
     @property
     def artifact_url(self) -> str:
@@ -60,7 +61,7 @@ class FluxControllers:
         ]
         return args, health_port
 
-    def start(self, timeout_s: float = 60.0) -> FluxControllers:
+    def _launch(self, timeout_s: float) -> None:
         build.build_flux()
         install_crds(self.kubeconfig)
         storage = self.work_dir / "source-controller" / "storage"
@@ -88,29 +89,7 @@ class FluxControllers:
             cwd=self.work_dir,
             env=self._env("kustomize-controller"),
         )
-        try:
-            for process, port in ((source, source_health), (kustomize, kustomize_health)):
-                process.start()
-                self.processes.append(process)
-                process.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout_s)
-        except ProcessStartError:
-            self.stop()
-            raise
-        return self
-
-    def running(self) -> bool:
-        return bool(self.processes) and all(process.running() for process in self.processes)
-
-    def log_tail(self, max_chars: int = 3000) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log_tail(max_chars)}" for p in self.processes)
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.processes.clear()
-
-    def __enter__(self) -> FluxControllers:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        for process, port in ((source, source_health), (kustomize, kustomize_health)):
+            process.start()
+            self.processes.append(process)
+            process.wait_http_ready(f"http://127.0.0.1:{port}/readyz", timeout_s)
