@@ -211,11 +211,15 @@ class _Extractor:
         ] = {}
 
     # --- the symptom -------------------------------------------------------------------
-    def symptom_series(self) -> tuple[str, Series] | None:
-        """The symptom as one series: its service's own, else pooled pods, else as its callers see it."""
+    def symptom_series(self) -> list[tuple[str, Series]]:
+        """The symptom as series, best first: its service's own (or pooled pods), else as its callers see it.
+
+        The named metric comes first; other series of the symptom's family follow (one of
+        them may date the onset more finely).
+        """
         case, telemetry = self.case, self.telemetry
         if case.symptom_service is None:
-            return None
+            return []
         own = telemetry.metrics(case.symptom_service)
         seen = telemetry.seen_by_callers.get(case.symptom_service, {})
         wanted = case.symptom_metric
@@ -228,23 +232,29 @@ class _Extractor:
                 for name, found in sorted(source.items())
                 if found and family_weight(found[0].family, self.family) >= 1.0 and name != wanted
             ]
+        out = []
         for found in candidates:
             if found:
                 times, values = merged(level_view(found))
                 first = found[0]
-                return first.name, Series(
-                    first.name,
-                    first.family,
-                    first.service,
-                    None,
-                    None,
-                    None,
-                    first.bad_sign,
-                    times,
-                    values,
-                    first.ceiling,
+                out.append(
+                    (
+                        first.name,
+                        Series(
+                            first.name,
+                            first.family,
+                            first.service,
+                            None,
+                            None,
+                            None,
+                            first.bad_sign,
+                            times,
+                            values,
+                            first.ceiling,
+                        ),
+                    )
                 )
-        return None
+        return out
 
     def onset(self, symptom: Series | None) -> tuple[float, bool, float]:
         """Estimated symptom onset, whether the data showed it, and a tolerance in seconds.
@@ -668,9 +678,15 @@ def _signed_log(value: float) -> float:
 def extract(case: Case) -> tuple[np.ndarray, list[Evidence], Incident]:
     """Feature rows (FEATURE_NAMES, one per change), the evidence behind them, and the incident view."""
     ex = _Extractor(case)
-    symptom = ex.symptom_series()
+    candidates = ex.symptom_series()
+    symptom = candidates[0] if candidates else None
     symptom_series = symptom[1] if symptom else None
     onset, onset_known, tolerance = ex.onset(symptom_series)
+    for _, other in candidates[1:]:  # a coarse or short named series may not show the onset
+        if onset_known:
+            break
+        onset, onset_known, tolerance = ex.onset(other)
+
     traffic = ex.traffic_surge(onset) if onset_known else None
     ex.load = _load_share(traffic)
     unexplained = ex.unexplained_origin(onset) if onset_known else None
