@@ -23,6 +23,8 @@ from devstack.cluster.local import LocalCluster
 from devstack.gitops.argocd import install_crds
 from tests.gitops.conftest import Fleet, configmap_manifest
 
+pytestmark = pytest.mark.kube
+
 AUTOMATED = {"prune": True, "selfHeal": True}
 
 

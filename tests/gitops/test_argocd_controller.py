@@ -30,6 +30,8 @@ from tests.gitops.conftest import GIT_TOKEN, GIT_USER, ConfigMapHistory, Fleet, 
 from tests.gitops.test_handshake import HOLD_S, stays
 from tests.gitops.test_problem_is_real import BAD, GOOD, backout
 
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
 ARGOCD_NAMESPACE = "argocd"
 
 

@@ -80,6 +80,7 @@ def test_credentials_come_from_exactly_one_place_and_errors_name_the_secret_not_
     assert "inline-token-123" not in repr(Credential(value=SecretStr("inline-token-123")))
 
 
+@pytest.mark.temporal
 async def test_tokens_never_reach_workflow_history_or_logs(
     temporal_client: Client,
     forge_session: ForgeRecorder,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from kubernetes.client import CustomObjectsApi
 
 from activities.gitops.activities import (
@@ -30,6 +31,8 @@ from devstack.cluster.local import LocalCluster
 from devstack.gitops.forge import ForgeRecorder
 from tests.gitops.conftest import DEVELOPER, FluxSetup, configmap_manifest, wait_until
 from tests.gitops.test_problem_is_real import BAD, GOOD, backout
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 HOLD_S = 8.0  # four reconcile intervals
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubernetes.client import CustomObjectsApi, V1ConfigMap, V1ObjectMeta
 
 from activities.gitops.activities import ResolveOwnerRequest
@@ -16,6 +17,8 @@ from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.flux import FluxControllers, install_helm_release_crd
 from tests.gitops.conftest import FluxSetup
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 
 def helm_release(name: str, namespace: str, source_kind: str, source_name: str) -> dict[str, Any]:

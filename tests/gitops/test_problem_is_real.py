@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from activities.kube import history
 from devstack.cluster.local import LocalCluster
 from tests.gitops.conftest import ConfigMapHistory, FluxSetup, configmap_manifest, wait_until
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 GOOD = {"prompt": "Answer from the retrieved documents only.", "temperature": "0.2"}
 BAD = {"prompt": "Answer from memory; documents are optional.", "temperature": "0.2"}
