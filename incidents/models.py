@@ -315,6 +315,19 @@ class NotifyResult(BaseModel):
     message: str = ""
     thread: ChatThread | None = None
     dedup_key: str | None = None
+    # False: the channel sent nothing (nothing to say for this event, or not configured). Such an
+    # answer stays in the incident's delivery record and is not a timeline entry.
+    sent: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_without_sent(cls, data: Any) -> Any:
+        """Results recorded before `sent` existed said it in words."""
+        if isinstance(data, dict) and "sent" not in data:
+            message = str(data.get("message", ""))
+            if message.startswith("nothing to send") or message.endswith("nothing sent"):
+                data = {**data, "sent": False}
+        return data
 
 
 # --- Queryable incident state ----------------------------------------------------------
@@ -326,6 +339,18 @@ class TimelineEntry(BaseModel):
     step: str
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryRecord(BaseModel):
+    """One event through one paging channel, as the channel answered: the audit trail behind the
+    timeline's delivery lines (which show only what was sent, one line per channel and step)."""
+
+    at: datetime
+    event: NotifyEvent
+    channel: str
+    outcome: Outcome
+    sent: bool
+    message: str = ""
 
 
 class IncidentView(BaseModel):
@@ -347,7 +372,25 @@ class IncidentView(BaseModel):
     actions: list[ActionRecord] = Field(default_factory=list)
     approval: ApprovalRequest | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    deliveries: list[DeliveryRecord] = Field(default_factory=list)
     summary: str = ""
+
+    def timeline_for_people(self, verbose: bool = False) -> list[TimelineEntry]:
+        """The timeline in time order; `verbose` adds every delivery, also those that sent nothing."""
+        entries = list(self.timeline)
+        if verbose:
+            entries += [
+                TimelineEntry(
+                    at=record.at,
+                    kind="note",
+                    step=f"notify_{record.channel}",
+                    message=f"{record.channel} {record.event}: {record.outcome}"
+                    + ("" if record.sent else ", nothing sent")
+                    + (f": {record.message}" if record.message else ""),
+                )
+                for record in self.deliveries
+            ]
+        return sorted(entries, key=lambda entry: entry.at)
 
 
 class OpenIncidentRequest(BaseModel):

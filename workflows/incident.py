@@ -403,15 +403,9 @@ class IncidentWorkflow:
         state.threads = outcome.threads
         for problem in outcome.errors:
             self._log("error", "notify", f"not delivered: {problem}")
+        titles = {channel.name: channel.title for channel in channels}
         for name, result in outcome.results.items():
-            if result.outcome == "Successful":
-                self._log(
-                    "action",
-                    f"notify_{name}",
-                    f"{event} delivered" + (f": {result.message}" if result.message else ""),
-                )
-            else:
-                self._log("note", f"notify_{name}", f"{event}: {result.outcome}: {result.message}")
+            self.state.delivered(workflow.now(), name, titles.get(name, name), event, result)
 
     # --- Bookkeeping, stamped with workflow time --------------------------------------------
 

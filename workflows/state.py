@@ -22,11 +22,14 @@ from incidents.models import (
     ChatThread,
     ContextRequest,
     DecisionContext,
+    DeliveryRecord,
     IncidentInput,
     IncidentReport,
     IncidentSignal,
     IncidentStateName,
     IncidentView,
+    NotifyEvent,
+    NotifyResult,
     TimelineEntry,
 )
 from incidents.remediation import RemediationRequest
@@ -96,6 +99,47 @@ class IncidentState(BaseModel):
                 at=now, action=action, mode=mode, outcome=outcome, target=target, message=message, diff=diff
             )
         )
+
+    def delivered(
+        self, now: datetime, channel: str, title: str, event: NotifyEvent, result: NotifyResult
+    ) -> None:
+        """Record one channel's answer to one event.
+
+        Every answer joins the delivery record (the audit trail). The timeline shows only what was
+        sent, or why it could not be: one line per channel within a step of the incident, which
+        later events of the same step extend instead of repeating."""
+        self.view.deliveries.append(
+            DeliveryRecord(
+                at=now,
+                event=event,
+                channel=channel,
+                outcome=result.outcome,
+                sent=result.sent,
+                message=result.message,
+            )
+        )
+        self.view.updated_at = now
+        if result.outcome == "Successful" and not result.sent:
+            return
+        kind: TimelineKind = "action" if result.outcome == "Successful" else "note"
+        step = f"notify_{channel}"
+        told = {"event": event, "message": _without_event(result.message, event), "at": now.isoformat()}
+        line = self._line_of_this_step(step, kind)
+        if line is None:
+            self.log(now, kind, step, "", {"channel": channel, "title": title, "events": [told]})
+            line = self.view.timeline[-1]
+        else:
+            line.data["events"].append(told)
+        line.message = _delivery_line(title, line.data["events"])
+
+    def _line_of_this_step(self, step: str, kind: TimelineKind) -> TimelineEntry | None:
+        """The timeline entry `step` wrote since the incident's last step, if any."""
+        for entry in reversed(self.view.timeline):
+            if entry.kind == "step":
+                return None
+            if entry.step == step and entry.kind == kind:
+                return entry
+        return None
 
     def move_to(self, now: datetime, state: IncidentStateName) -> bool:
         """Change the incident's state (logged); False when it was already there."""
@@ -250,3 +294,20 @@ class IncidentState(BaseModel):
         report = render_report(report)
         view.summary = report.summary
         return report
+
+
+def _without_event(message: str, event: str) -> str:
+    """A channel's answer without the event name it may start with ("update posted in thread")."""
+    return message[len(event) :].lstrip(" :") if message.startswith(f"{event} ") else message
+
+
+def _delivery_line(title: str, events: list[dict[str, Any]]) -> str:
+    """ "Slack: opened (head message posted); rollback performed, update (posted in thread)"."""
+    said: dict[str, list[str]] = {}
+    for told in events:
+        said.setdefault(told["message"], []).append(str(told["event"]).replace("_", " "))
+    parts = [
+        ", ".join(dict.fromkeys(names)) + (f" ({message})" if message else "")
+        for message, names in said.items()
+    ]
+    return f"{title}: " + "; ".join(parts)

@@ -206,7 +206,7 @@ async def test_pagerduty_down_for_a_minute_pages_once_afterwards(
     assert pagerduty_receiver.attempts > len(pagerduty_receiver.events), "500s were answered and retried"
     triggers = [e for e in pagerduty_receiver.events if e["event_action"] == "trigger"]
     # One trigger per paging event of the incident (opened, then needs a human), each exactly once.
-    sent = [e for e in view.timeline if e.step == "notify_pagerduty" and e.kind == "action"]
+    sent = [d for d in view.deliveries if d.channel == "pagerduty" and d.sent]
     assert len(triggers) == len(sent) >= 1
     assert len({e["dedup_key"] for e in triggers}) == 1
     assert len({e["payload"]["summary"] + str(e["payload"].get("custom_details")) for e in triggers}) == len(

@@ -242,6 +242,7 @@ class PagerDutyChannel(PagingChannel):
                 outcome="Inconclusive",
                 message="PagerDuty not configured (no routing key for the team or in settings): nothing sent",
                 dedup_key=dedup_key,
+                sent=False,
             )
         event = request.event
         if event not in TRIGGER_EVENTS | ACK_EVENTS | RESOLVE_EVENTS | {"rollback_performed"}:
@@ -250,6 +251,7 @@ class PagerDutyChannel(PagingChannel):
                 outcome="Successful",
                 message=f"nothing to send for {event}",
                 dedup_key=dedup_key,
+                sent=False,
             )
         try:
             client = PagerDutyClient(routing_key, settings.pagerduty_events_url, settings.pagerduty_ca_file)

@@ -309,6 +309,7 @@ class SlackChannel(PagingChannel):
                 channel=self.name,
                 outcome="Inconclusive",
                 message="Slack not configured (no token): nothing sent",
+                sent=False,
             )
         thread = request.thread
         owner, note = self.owners.for_report(request.report)
@@ -318,6 +319,7 @@ class SlackChannel(PagingChannel):
                 channel=self.name,
                 outcome="Inconclusive",
                 message="no Slack channel for the team or in settings: nothing sent",
+                sent=False,
             )
         slack = SlackClient(settings.slack_token.get_secret_value(), settings.slack_api_url)
         try:

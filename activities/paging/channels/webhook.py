@@ -91,7 +91,7 @@ class WebhookChannel(PagingChannel):
         url = self.settings.webhook_url
         if not url:
             return NotifyResult(
-                channel=self.name, outcome="Inconclusive", message="no webhook_url: nothing sent"
+                channel=self.name, outcome="Inconclusive", message="no webhook_url: nothing sent", sent=False
             )
         body = event_of(request).model_dump_json().encode()
         headers = {
