@@ -339,7 +339,13 @@ def _watch_kind(
             if event["type"] in ("ADDED", "MODIFIED") and is_tracked(kind, event["object"]):
                 record_object(apis, kind, event["object"])
     except Exception as exc:  # the next window sweeps again, so a dropped watch loses nothing
-        log.warning("history watch on %s %s ended: %s: %s", kind, namespace or "*", type(exc).__name__, exc)
+        if stop.is_set():
+            # Shutdown closes the connection under the watch: expected, and nothing is lost.
+            log.debug("history watch on %s %s stopped: %s", kind, namespace or "*", type(exc).__name__)
+        else:
+            log.warning(
+                "history watch on %s %s ended: %s: %s", kind, namespace or "*", type(exc).__name__, exc
+            )
     finally:
         watcher.stop()
 
