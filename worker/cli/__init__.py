@@ -1,7 +1,10 @@
 """The `backout` command. Each domain owns one sub-module with its commands.
 
-Sub-modules load only when their command runs, so `backout --help` and `backout up` never
-pay for scikit-learn, the Kubernetes client or the evals. The development harness
+Sub-modules load only when their command runs, and each imports its domain inside the command
+that needs it, so `backout --help` and `backout <group> --help` never pay for numpy, the
+Kubernetes client, Temporal or the evals (`backout bench cli` measures it; tests/cli checks the
+imports). Help is plain text: rendering it with rich would cost more than the rest of the start.
+The development harness
 (`backout demo`, `backout cluster ...`, `backout bench ...`) comes from the separate
 `backout-devstack` distribution through the `backout.commands` entry-point group; without
 it, those commands say how to get it.
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
 import typer
@@ -37,7 +39,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "api": LazyCommand("worker.cli.processes:api", "Run only the HTTP API against a Temporal cluster."),
     "config": LazyCommand("worker.cli.processes:config_app", "Inspect settings."),
     "incidents": LazyCommand(
-        "worker.cli.processes:incidents_app", "List and inspect incidents through the API."
+        "worker.cli.incidents:app", "List, inspect and watch incidents through the API."
     ),
     "changes": LazyCommand(
         "worker.cli.kube:changes_command", "List recent Deployment, ConfigMap and Secret changes."
@@ -65,8 +67,19 @@ HARNESS_COMMANDS: dict[str, str] = {
 
 
 def _plugins() -> dict[str, str]:
-    """Command name -> "module:attribute" for every installed `backout.commands` entry point."""
+    """Command name -> "module:attribute" for every installed `backout.commands` entry point.
+
+    Read only when a harness command runs: listing them needs no package metadata."""
+    from importlib.metadata import entry_points
+
     return {point.name: point.value for point in entry_points(group=PLUGIN_GROUP)}
+
+
+def _harness(name: str) -> Any:
+    target = _plugins().get(name)
+    if target is None:
+        return _missing_harness(name)
+    return _as_command(name, _load(name, target))
 
 
 def _missing_harness(name: str) -> Any:
@@ -76,7 +89,7 @@ def _missing_harness(name: str) -> Any:
         typer.echo(f"error: backout {name} needs the development harness: {HARNESS_HINT}", err=True)
         raise typer.Exit(2)
 
-    parent = typer.Typer(add_completion=False)
+    parent = typer.Typer(add_completion=False, rich_markup_mode=None)
     parent.callback()(_root)
     parent.command(
         name,
@@ -92,8 +105,10 @@ def _load(name: str, target: str) -> Any:
 
 
 def _as_command(name: str, loaded: Any) -> Any:
-    """The click command for a sub-app or a command function, as if registered on the root app."""
-    parent = typer.Typer(add_completion=False)
+    """The click command for a sub-app or a command function, as if registered on the root app.
+
+    The root's plain help reaches every sub-command through the parent."""
+    parent = typer.Typer(add_completion=False, rich_markup_mode=None)
     parent.callback()(_root)
     if isinstance(loaded, typer.Typer):
         parent.add_typer(loaded, name=name)
@@ -119,16 +134,12 @@ class _Deferred(TyperCommand):
 
 class LazyGroup(TyperGroup):
     def _entries(self) -> dict[str, tuple[str, Any]]:
-        plugins = _plugins()
         entries: dict[str, tuple[str, Any]] = {
             name: (entry.help, lambda n=name, t=entry.target: _as_command(n, _load(n, t)))
             for name, entry in COMMANDS.items()
         }
         for name, help_text in HARNESS_COMMANDS.items():
-            if name in plugins:
-                entries[name] = (help_text, lambda n=name, t=plugins[name]: _as_command(n, _load(n, t)))
-            else:
-                entries[name] = (help_text, lambda n=name: _missing_harness(n))
+            entries[name] = (help_text, lambda n=name: _harness(n))
         return entries
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -151,6 +162,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 app.callback()(_root)
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from attribution.case import case_from_bundle
-from attribution.model import AttributionModel, ModelError, load_model
 from attribution.training import DEFAULT_NUISANCE_PER_FAMILY, DEFAULT_SYNTHETIC
-from config import Settings, SettingsError, load_settings
-from incidents.bundle import BundleError, load_bundle
+
+if TYPE_CHECKING:  # the model, settings and rich load when a command runs
+    from attribution.model import AttributionModel
+    from config import Settings
 
 attribution_app = typer.Typer(no_args_is_help=True, help="Train and benchmark the culprit-change model.")
 
@@ -30,6 +28,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings(config: Path | None) -> Settings:
+    from config import SettingsError, load_settings
+
     try:
         return load_settings(config_file=config)
     except SettingsError as exc:
@@ -37,6 +37,8 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _model(config: Path | None, explicit: Path | None) -> AttributionModel:
+    from attribution.model import ModelError, load_model
+
     path = explicit or _settings(config).attribution_model
     try:
         return load_model(path)
@@ -51,6 +53,12 @@ def attribute(
     config: Path | None = ConfigOption,
 ) -> None:
     """Rank the bundle's changes by the probability that each caused the incident."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from attribution.case import case_from_bundle
+    from incidents.bundle import BundleError, load_bundle
+
     try:
         bundle = load_bundle(input_file)
     except BundleError as exc:
@@ -163,6 +171,9 @@ def bench_command(
     config: Path | None = ConfigOption,
 ) -> None:
     """HR@1/3, MRR, ECE, Brier with bootstrap intervals per data set, beside the baselines; abstention; auto-rollback."""
+    from rich.console import Console
+    from rich.table import Table
+
     from attribution.bench import run_bench
     from attribution.petshop import ATTRIBUTION
 

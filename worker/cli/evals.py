@@ -8,16 +8,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from config import Settings, SettingsError, load_settings
-from evals.golden import EvalInputError, load_manifest, load_results
-from evals.models import RunSummary
-from evals.runner import ProgressCallback, RunFailed, ServiceUnreachable
-from evals.stats import Comparison, ComparisonError, ComparisonSettings, compare, comparison_json
-from evals.store import EvalStore
+if TYPE_CHECKING:  # the evals (scipy among them) load when a command runs, not for --help
+    from config import Settings
+    from evals.models import RunSummary
+    from evals.runner import ProgressCallback
+    from evals.stats import Comparison
 
 app = typer.Typer(no_args_is_help=True, help="Golden-set evaluations and regression statistics.")
 
@@ -30,6 +29,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 
 def _settings(config: Path | None) -> Settings:
+    from config import SettingsError, load_settings
+
     try:
         return load_settings(config_file=config)
     except SettingsError as exc:
@@ -84,6 +85,8 @@ def run_command(
 ) -> None:
     """Run a golden set; one JSON line per item goes to the results file, a summary to stdout."""
     from evals.execute import execute_run
+    from evals.golden import EvalInputError
+    from evals.runner import RunFailed, ServiceUnreachable
 
     settings = _settings(config)
     show_progress = not as_json and sys.stderr.isatty()
@@ -134,6 +137,9 @@ def compare_command(
     ),
 ) -> None:
     """Paired comparison by item id. Exit 0 = no regression, 1 = regression, 2 = bad input."""
+    from evals.golden import EvalInputError, load_manifest, load_results
+    from evals.stats import ComparisonError, ComparisonSettings, compare, comparison_json
+
     try:
         if metric not in ("pass_rate", "score"):
             raise EvalInputError(f"--metric {metric!r}: must be pass_rate or score")
@@ -169,6 +175,9 @@ def baseline_command(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Pin the baseline. One stored run id pins it and the runs before it, up to `baseline_runs`."""
+    from evals.golden import EvalInputError, load_manifest
+    from evals.store import EvalStore
+
     settings = _settings(config)
     try:
         loaded = load_manifest(manifest)
@@ -198,6 +207,7 @@ def schedule_command(
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
 
+    from evals.golden import EvalInputError, load_manifest
     from evals.schedule import ScheduleOutcome, ensure_schedule, parse_every
 
     settings = _settings(config)
@@ -245,6 +255,9 @@ def history_command(
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """The eval_score series: pass rate per run, and the verdict of each look."""
+    from evals.golden import EvalInputError, load_manifest
+    from evals.store import EvalStore
+
     settings = _settings(config)
     try:
         loaded = load_manifest(manifest)

@@ -10,17 +10,16 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
-from temporalio.exceptions import ApplicationError
 
-from activities.changes_store import ChangeStore
-from activities.kube import activities as kube_activities
-from activities.kube import verify
-from activities.kube.client import apis_from_settings, classify
-from config import Settings, SettingsError, load_settings
-from incidents.bundle import Change, parse_timestamp
-from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
+if TYPE_CHECKING:  # the Kubernetes client and Temporal load when a command runs, not for --help
+    from temporalio.exceptions import ApplicationError
+
+    from config import Settings
+    from incidents.bundle import Change
+    from incidents.remediation import RemediationResult, VerificationResult
 
 DURATION = re.compile(r"^(\d+)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -39,6 +38,8 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         return (now or datetime.now(UTC)) - timedelta(
             seconds=int(match.group(1)) * UNIT_SECONDS[match.group(2)]
         )
+    from incidents.bundle import parse_timestamp
+
     try:
         return parse_timestamp(value)
     except ValueError as exc:
@@ -60,6 +61,8 @@ def parse_target(value: str) -> tuple[str, str]:
 
 
 def _load_settings() -> Settings:
+    from config import SettingsError, load_settings
+
     try:
         return load_settings()
     except SettingsError as exc:
@@ -77,6 +80,10 @@ def changes_command(
     as_json: bool = typer.Option(False, "--json", help="print incident-bundle Change records as JSON"),
 ) -> None:
     """List recent Deployment, ConfigMap and Secret changes (and POST /v1/changes reports)."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.kube import activities as kube_activities
+
     try:
         since_time = parse_since(since)
     except ValueError as exc:
@@ -103,6 +110,8 @@ def changes_command(
 
 
 def _reported_changes(settings: Settings, namespaces: list[str], since: datetime) -> list[Change]:
+    from activities.changes_store import ChangeStore
+
     if not settings.change_store_file.exists():
         return []
     store = ChangeStore(settings.change_store_file)
@@ -129,6 +138,11 @@ def rollback_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Roll back a Deployment (kubectl rollout undo semantics) or restore a ConfigMap/Secret version."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities.kube import activities as kube_activities
+    from incidents.remediation import RemediationRequest
+
     try:
         kind, name = parse_target(target)
     except ValueError as exc:
@@ -165,6 +179,10 @@ def rollback_command(
 def _wait_for_rollout(
     settings: Settings, kind: str, name: str, namespace: str, timeout: int
 ) -> VerificationResult:
+    from activities.kube import verify
+    from activities.kube.client import apis_from_settings, classify
+    from incidents.remediation import VerifyRequest
+
     apis = apis_from_settings(settings)
     try:
         request = VerifyRequest(target_type=kind, name=name, namespace=namespace, timeout_s=timeout)  # type: ignore[arg-type]

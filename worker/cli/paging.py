@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from activities.paging.owners import (
-    OwnershipError,
-    ServiceRef,
-    check_ownership,
-    discover_workloads,
-    load_ownership,
-    parse_service_refs,
-)
-from config import SettingsError, load_settings
+if TYPE_CHECKING:  # ownership (and the Kubernetes client) load when the command runs, not for --help
+    from activities.paging.owners import ServiceRef
 
 app = typer.Typer(no_args_is_help=True, help="Service ownership: who is paged and who may approve.")
 
@@ -54,6 +48,15 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Validate the ownership file and report services with no owner (exit 1 when there are any)."""
+    from activities.paging.owners import (
+        OwnershipError,
+        check_ownership,
+        discover_workloads,
+        load_ownership,
+        parse_service_refs,
+    )
+    from config import SettingsError, load_settings
+
     try:
         settings = load_settings(config_file=config)
     except SettingsError as exc:

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from incidents.bundle import AttributionOutput, BundleError, load_bundle
-from incidents.scenarios import ScenarioError
-from runbooks.lint import discover, lint_paths
-from runbooks.loader import LIBRARY_DIR, RunbookLoadError, load_runbooks
-from runbooks.models import Runbook
-from runbooks.scenarios import record_scenario, run_all, scenario_folders
-from runbooks.simulate import (
-    SimulationError,
-    attribute_with_available_model,
-    load_attribution_file,
-    render_text,
-    simulate,
-)
+if TYPE_CHECKING:  # runbooks, bundles and the model load when a command runs, not for --help
+    from incidents.bundle import AttributionOutput
+    from runbooks.models import Runbook
 
 app = typer.Typer(no_args_is_help=True, help="Lint, simulate and test YAML runbooks.")
 
@@ -36,6 +27,9 @@ def lint(
     paths: list[Path] = typer.Argument(None, help="runbook files or directories (default: shipped library)"),
 ) -> None:
     """Check runbooks; print `file:line:column: message` per problem, exit 1 if any."""
+    from runbooks.lint import discover, lint_paths
+    from runbooks.loader import LIBRARY_DIR
+
     chosen = paths or [LIBRARY_DIR]
     for path in chosen:
         if not path.exists():
@@ -56,6 +50,8 @@ def lint(
 
 
 def _load(paths: list[Path]) -> list[Runbook]:
+    from runbooks.loader import RunbookLoadError, load_runbooks
+
     try:
         return load_runbooks(paths)
     except RunbookLoadError as exc:
@@ -100,6 +96,16 @@ def simulate_command(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Walk a runbook for a recorded incident: path, condition values, actions. Acts on nothing."""
+    from incidents.bundle import BundleError, load_bundle
+    from runbooks.loader import LIBRARY_DIR
+    from runbooks.simulate import (
+        SimulationError,
+        attribute_with_available_model,
+        load_attribution_file,
+        render_text,
+        simulate,
+    )
+
     chosen = _pick_runbook(runbook, runbooks_dir or [LIBRARY_DIR])
     try:
         incident = load_bundle(bundle)
@@ -134,6 +140,11 @@ def test_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
     """Replay every recorded incident through every matching runbook; report branch coverage."""
+    from incidents.scenarios import ScenarioError
+    from runbooks.loader import LIBRARY_DIR
+    from runbooks.scenarios import record_scenario, run_all, scenario_folders
+    from runbooks.simulate import SimulationError
+
     if not scenarios.is_dir():
         raise _fail(f"{scenarios}: no such directory")
     runbooks = _load(runbooks_dir or [LIBRARY_DIR])
@@ -174,6 +185,8 @@ def test_command(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a runbook file (for editor completion)."""
+    from runbooks.models import Runbook
+
     document = Runbook.model_json_schema(by_alias=True)
     document["properties"].pop("source", None)
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
