@@ -499,10 +499,17 @@ class _Extractor:
         return max(found.score, 0.0) if found is not None else 0.0
 
     def traffic_surge(self, onset: float) -> tuple[str, Effect] | None:
-        """The strongest rise in requests at the onset on the symptom's path (load can explain a symptom)."""
-        best: tuple[str, Effect] | None = None
+        """The strongest rise in requests at the onset into the symptom's service (load can explain a symptom).
+
+        Load arrives at the symptom's service from its callers; a callee's request count
+        also moves with retries and fan-out, so callees are read only when neither the
+        symptom's service nor its callers count requests.
+        """
+        upstream: list[tuple[str, Effect]] = []
+        downstream_: list[tuple[str, Effect]] = []
         for service, metrics in self.telemetry.own.items():
-            if self.relations and service not in self.relations:
+            relation = self.relations.get(service, ("unrelated", 0))[0] if self.relations else "same"
+            if relation not in ("same", "caller", "callee"):
                 continue
             for found in metrics.values():
                 if found[0].family != "traffic":
@@ -511,9 +518,9 @@ class _Extractor:
                 effect = compare(values_after(view, onset), values_before(view, onset, self.before_s), 1.0)
                 if effect is None or effect.before_level <= 0:
                     continue
-                if best is None or _surge(effect) > _surge(best[1]):
-                    best = (service, effect)
-        return best
+                (upstream if relation in ("same", "caller") else downstream_).append((service, effect))
+        found_surges = upstream or downstream_
+        return max(found_surges, key=lambda item: _surge(item[1])) if found_surges else None
 
     def unexplained_origin(self, onset: float) -> tuple[str, Finding] | None:
         """A degraded service on the symptom's path with no change on it or below it: load or a dependency."""
@@ -696,12 +703,17 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence], Incident]:
         item = _change_evidence(ex, change, onset, onset_known, tolerance, symptom_series)
         evidence.append(item)
         _fill(row, item, ex.load)
+    # A degradation with no change on or below it speaks for 'no culprit' only as far as
+    # no change has evidence of its own.
+    own = [FEATURE_INDEX["version_worse"], FEATURE_INDEX["before_after_worse"]]
+    eligible = rows[:, FEATURE_INDEX["after_onset"]] + rows[:, FEATURE_INDEX["after_detection"]] == 0
+    strongest = float(rows[np.ix_(eligible, own)].max()) if eligible.any() else 0.0
     null = np.array(
         [
             1.0,
             float(np.log(max(len(case.changes), 1))),
             ex.load,
-            max(unexplained[1].score, 0.0) if unexplained else 0.0,
+            max(unexplained[1].score, 0.0) * (1.0 - min(strongest, 1.0)) if unexplained else 0.0,
             float(onset_known),
         ]
     )
