@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 # Never for the CLI's start or help: each costs from a quarter of a second to over a second.
 HEAVY = ("sklearn", "kubernetes", "temporalio", "matplotlib")
 # Nor, for any command but the attribution ones, the libraries their domains start with.
-DOMAIN = ("numpy", "scipy", "httpx", "pydantic_settings", "yaml", "uvicorn", "fastapi", "rich")
+DOMAIN = ("numpy", "scipy", "httpx", "pydantic", "yaml", "uvicorn", "fastapi", "rich")
 ATTRIBUTION_COMMANDS = ("attribute", "attribution")
 SCENARIO = REPO / "tests/scenarios/attribution/001_recent_unrelated_deploy/bundle.json"
 

@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 PLUGIN_GROUP = "backout.commands"
 HARNESS_HINT = "pip install -e ./devstack (or make dev)"
@@ -132,7 +132,21 @@ class _Deferred(TyperCommand):
         return self._load().make_context(info_name, args, parent=parent, **extra)
 
 
+class _HelpFlag(TyperOption):
+    """The root's --help. typer coerces an absent flag (None) through a pydantic TypeAdapter, which
+    imports pydantic: a third of `backout <group> --help`. Absent means False."""
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        return super().process_value(ctx, False if value is None else value)
+
+
 class LazyGroup(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if type(option) is TyperOption:
+            option.__class__ = _HelpFlag
+        return option
+
     def _entries(self) -> dict[str, tuple[str, Any]]:
         entries: dict[str, tuple[str, Any]] = {
             name: (entry.help, lambda n=name, t=entry.target: _as_command(n, _load(n, t)))
