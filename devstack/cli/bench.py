@@ -9,19 +9,18 @@ import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 
-from devstack.bench.benches import Target, run_ingest, run_storm
-from devstack.bench.runner import BenchError
-from devstack.bench.stack import SpawnedStack
-from devstack.process import ProcessStartError
+if TYPE_CHECKING:  # the benches (pydantic, numpy, httpx, the stack) load when one runs, not for --help
+    from pydantic import BaseModel
+
+    from devstack.bench.benches import Target
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks that print JSON figures.")
 
-ResultT = TypeVar("ResultT", bound=BaseModel)
+ResultT = TypeVar("ResultT", bound="BaseModel")
 
 UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="base URL of a running backout API")
 TokenOption = typer.Option(
@@ -44,6 +43,12 @@ def _fail(message: str) -> typer.Exit:
 def _target(
     url: str, token: str | None, concurrency: int, list_wait_s: float, spawn: bool
 ) -> Iterator[Target]:
+    from pydantic import ValidationError
+
+    from devstack.bench.benches import Target
+    from devstack.bench.stack import SpawnedStack
+    from devstack.process import ProcessStartError
+
     try:
         if not spawn:
             yield Target(
@@ -63,6 +68,8 @@ def _target(
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, ResultT]], as_json: bool) -> None:
+    from devstack.bench.runner import BenchError
+
     try:
         result = asyncio.run(make())
     except (BenchError, ValueError) as exc:
@@ -90,6 +97,8 @@ def ingest(
     as_json: bool = JsonOption,
 ) -> None:
     """Post Alertmanager v4 notifications (HA duplicates included); report throughput, latency, incidents, lost."""
+    from devstack.bench.benches import run_ingest
+
     with _target(url, token, concurrency, list_wait_s, spawn) as target:
         _run(lambda: run_ingest(target, notifications, groups), as_json)
 
@@ -107,6 +116,8 @@ def storm(
     as_json: bool = JsonOption,
 ) -> None:
     """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss."""
+    from devstack.bench.benches import run_storm
+
     with _target(url, token, concurrency, list_wait_s, spawn) as target:
         _run(lambda: run_storm(target, alerts, groups, batches), as_json)
 
@@ -131,6 +142,7 @@ def latency(
 
     from devstack.bench.latency import run_latency
     from devstack.cluster.local import ClusterError
+    from devstack.process import ProcessStartError
 
     if kubeconfig is not None and not kubeconfig.is_file():
         raise _fail(f"--kubeconfig {kubeconfig}: no such file")
@@ -140,3 +152,40 @@ def latency(
         except (ProcessStartError, ClusterError, ApiException) as exc:  # the environment, not the input
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
+
+
+@app.command("cli")
+def cli(
+    runs: int = typer.Option(7, "--runs", min=1, help="runs per command (the figures are medians)"),
+    only: list[str] = typer.Option(
+        [], "--only", help="time only these commands, e.g. --only eval (repeatable; the floor always runs)"
+    ),
+    attribute: bool = typer.Option(
+        True, "--attribute/--no-attribute", help="also time `backout attribute` on a 50-change bundle"
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Start-up of the `backout` command as a whole process: wall time and peak RSS, against `python -c pass`."""
+    from devstack.bench.cli_startup import run_cli_bench
+
+    result = run_cli_bench(runs, only or None, attribute)
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+    else:
+        floor = result.floor
+        typer.echo(
+            f"floor {floor.name}: {floor.median_s * 1000:.0f} ms, cpu {floor.median_cpu_s * 1000:.0f} ms, "
+            f"{floor.median_peak_rss_mib} MiB (load {result.machine['load_1m']} on {result.machine['cpus']} cpus)"
+        )
+        for timing in result.commands:
+            limit = f" (limit {timing.limit_s} s)" if timing.limit_s else ""
+            typer.echo(
+                f"{'ok  ' if timing.ok else 'SLOW'} backout {timing.name}: {timing.median_s * 1000:.0f} ms{limit}, "
+                f"cpu {timing.median_cpu_s * 1000:.0f} ms, {timing.median_peak_rss_mib} MiB, {timing.ratio_to_floor}x the floor"
+            )
+        if result.ranking_in_process_ms is not None:
+            typer.echo(f"ranking alone, in process: {result.ranking_in_process_ms} ms")
+        for problem in result.problems:
+            typer.echo(f"problem: {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
