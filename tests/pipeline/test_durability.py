@@ -1,27 +1,22 @@
-"""Durability: a worker killed mid-incident (SIGKILL) and a new one finishing it; replay of committed histories."""
+"""Durability: a worker killed mid-incident (SIGKILL) and a new one finishing it (replay of committed
+histories: test_replay.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.client import Client
 
 from activities.incidents import IncidentBehaviour, open_or_join
 from config import Settings
 from incidents.models import IncidentView
 from tests.fixtures.temporal import worker_subprocess
 from tests.pipeline.payloads import open_request
-from workflows.incident import IncidentWorkflow
 
 pytestmark = pytest.mark.temporal
-HISTORIES = Path(__file__).parent / "histories"
 
 
 async def _view(client: Client, incident_id: str) -> IncidentView:
@@ -63,18 +58,3 @@ async def test_worker_killed_between_steps_resumes_without_repeating_a_step(
     order = [e.step for e in final.timeline if e.kind == "step"]
     wanted = ["open", "collecting", "attributing", "deciding", "close"]
     assert [step for step in order if step in wanted] == wanted, order
-
-
-def _histories() -> list[Path]:
-    return sorted(HISTORIES.glob("*.json"))
-
-
-@pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
-async def test_committed_histories_replay_on_current_code(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
-    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
-
-
-def test_there_are_histories_to_replay() -> None:
-    assert len(_histories()) >= 2, "record histories with tests/pipeline/record_histories.py"
