@@ -98,6 +98,11 @@ class Incident:
     facts: dict[str, str | int | float | bool | None]
 
 
+# backout's context collection: a 2-hour lookback for changes, evidence from 10 minutes before the earliest.
+LOOKBACK_S = 7200.0
+EVIDENCE_LEAD_S = 600.0
+
+
 def build_incident(rng: np.random.Generator, recipe: Recipe) -> Incident:
     for _ in range(60):
         try:
@@ -152,6 +157,7 @@ class _Builder:
         else:
             self._culprit_and_symptom(starts)
         self._place_distractors()
+        self._frame_to_changes()
         self._styles()
         self._versions()
         self._nuisance()
@@ -173,11 +179,11 @@ class _Builder:
         self.times = [self.detected + timedelta(seconds=float(t)) for t in self.grid]
 
     def _starts(self, count: int) -> list[float]:
-        """Every change's start, from one distribution: most inside the metric window, some before it.
+        """Every change's start, from one distribution: most inside the drawn window, some before it.
 
-        The pipeline looks back over a window that usually covers the recent changes; a few
-        changes began before it (a slow rollout, yesterday's config). The culprit is picked
-        among these uniformly afterwards, so its placement is that of any other change.
+        Some changes began well before the symptom (a slow rollout, this morning's config); the
+        metric window is then widened to cover them as the pipeline does (`_frame_to_changes`). The
+        culprit is picked among these uniformly afterwards, so its placement is that of any other change.
         """
         rng, window = self.rng, self.window
         if self.recipe.concurrent:
@@ -190,7 +196,30 @@ class _Builder:
                 _loguniform(rng, 180, inside) if rng.random() < 0.85 else window + _loguniform(rng, 60, 5400)
                 for _ in range(count)
             ]
-        return sorted(-lag for lag in lags)
+        # A change older than the lookback is never a candidate: the ledger does not list it.
+        return sorted(-min(lag, LOOKBACK_S - 30.0) for lag in lags)
+
+    def _frame_to_changes(self) -> None:
+        """Widen the metric window the way backout's context collection does.
+
+        The pipeline reads evidence from EVIDENCE_LEAD_S before the earliest candidate change (never
+        further back than its lookback) until detection, so a bundle it assembles holds pre-change
+        data for every change it lists. Draws no random numbers: the rest of the incident is unchanged.
+        """
+        earliest = min((change.start for change in self.changes), default=0.0)
+        wanted = min(LOOKBACK_S, max(self.window, -earliest + EVIDENCE_LEAD_S))
+        if wanted <= self.window:
+            return
+        step = next(
+            (s for s in (self.step, 30.0, 60.0, 120.0) if s >= self.step and wanted / s <= 240), 120.0
+        )
+        count = int(np.ceil(wanted / step))
+        self.step = step
+        self.window = count * step
+        self.grid = step * np.arange(-count, 1, dtype=float)
+        epoch = self.detected.timestamp()
+        self.detected = datetime.fromtimestamp(epoch - epoch % step, tz=UTC)
+        self.times = [self.detected + timedelta(seconds=float(t)) for t in self.grid]
 
     # --- the cause -----------------------------------------------------------------------
 
