@@ -13,6 +13,9 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # Argo CD's controller and repo-server keep their caches in Redis (the GitOps tests run them).
 command -v redis-server >/dev/null || need+=(redis-server)
+# Headless Chromium screenshots the incident report in a test (tests/report); DejaVu gives it a font.
+command -v chromium >/dev/null || need+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -106,8 +106,8 @@ class IncidentState(BaseModel):
         """Record one channel's answer to one event.
 
         Every answer joins the delivery record (the audit trail). The timeline shows only what was
-        sent, or why it could not be: one line per channel within a step of the incident, which
-        later events of the same step extend instead of repeating."""
+        sent, or why it could not be: one line per channel for deliveries that follow each other
+        within a step, which later events extend instead of repeating."""
         self.view.deliveries.append(
             DeliveryRecord(
                 at=now,
@@ -133,9 +133,10 @@ class IncidentState(BaseModel):
         line.message = _delivery_line(title, line.data["events"])
 
     def _line_of_this_step(self, step: str, kind: TimelineKind) -> TimelineEntry | None:
-        """The timeline entry `step` wrote since the incident's last step, if any."""
+        """The delivery line `step` wrote since anything else happened, if any: deliveries fold
+        together, never across a step, an action or a signal (so the timeline still reads in order)."""
         for entry in reversed(self.view.timeline):
-            if entry.kind == "step":
+            if not entry.step.startswith("notify_"):
                 return None
             if entry.step == step and entry.kind == kind:
                 return entry

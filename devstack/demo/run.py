@@ -16,19 +16,26 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from activities.prometheus import query_range
+from activities.prometheus import PrometheusError, query_range
 from devstack.demo import workloads
 from devstack.demo.report import (
+    EvidenceChoice,
     IncidentReportDoc,
     Marker,
-    SymptomSeries,
+    PlotPanel,
+    alert_expression,
+    bundle_evidence,
+    evidence_choice,
+    evidence_panel,
     phases_for,
     render_html,
     render_terminal,
+    symptom_panel,
 )
 from devstack.demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
 from evals.golden import golden_path, load_golden_set, load_manifest
 from evals.schedule import ensure_schedule
+from evals.store import EvalStore
 from incidents.bundle import IncidentBundle
 from incidents.models import TERMINAL_STATES, IncidentView
 
@@ -74,15 +81,22 @@ async def _find_incident(stack: Stack) -> str | None:
     return None
 
 
-def _progress_table(events: list[tuple[str, str]], view: IncidentView | None) -> Table:
-    table = Table(title="backout demo", expand=True)
-    table.add_column("time", no_wrap=True)
-    table.add_column("what")
-    for when, what in events[-8:]:
-        table.add_row(when, what)
+LIVE_ROWS = 22
+
+
+def _progress_table(events: list[tuple[datetime, str]], view: IncidentView | None) -> Table:
+    """What the demo did and what the incident logged, one list in time order (the newest rows)."""
+    rows = [(when, "demo", what) for when, what in events]
     if view is not None:
-        for entry in view.timeline[-12:]:
-            table.add_row(entry.at.strftime("%H:%M:%S"), f"[{entry.kind}] {entry.message}")
+        rows += [(entry.at, entry.kind, entry.message) for entry in view.timeline_for_people()]
+    rows.sort(key=lambda row: row[0])
+    table = Table(title="backout demo", expand=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("who", no_wrap=True)
+    table.add_column("what")
+    for when, who, what in rows[-LIVE_ROWS:]:
+        table.add_row(when.strftime("%H:%M:%S"), who, what)
+    if view is not None:
         table.caption = f"incident {view.id}: {view.state}"
     return table
 
@@ -93,10 +107,10 @@ async def run_demo(
     options = StackOptions(
         state_dir=state_dir, bad_prompts=[BAD_PROMPT_VERSION], production_temporal=production_temporal
     )
-    events: list[tuple[str, str]] = []
+    events: list[tuple[datetime, str]] = []
 
-    def say(message: str) -> None:
-        events.append((datetime.now(UTC).strftime("%H:%M:%S"), message))
+    def say(message: str, at: datetime | None = None) -> None:
+        events.append((at or datetime.now(UTC), message))
 
     started = time.monotonic()
     console.print(
@@ -133,8 +147,8 @@ async def run_demo(
                 say("baseline pinned; deploying three changes across services")
                 live.update(_progress_table(events, None))
                 plan = [
-                    ("corpus-2026-11-27 re-index on retriever", "change", lambda: workloads.set_corpus(stack.apis, "corpus-2026-11-27")),
-                    (f"prompt template {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: workloads.set_prompt(stack.apis, BAD_PROMPT_VERSION, workloads.BAD_PROMPT)),
+                    ("corpus re-index on retriever", "change", lambda: workloads.set_corpus(stack.apis, "corpus-2026-11-27")),
+                    (f"prompt {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: workloads.set_prompt(stack.apis, BAD_PROMPT_VERSION, workloads.BAD_PROMPT)),
                     ("gateway image 1.4.1", "change", lambda: workloads.set_image(stack.apis, "gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
                 ]  # fmt: skip
                 for label, kind, apply in plan:
@@ -147,8 +161,6 @@ async def run_demo(
                 while time.monotonic() < deadline:
                     if incident_id is None:
                         incident_id = await _find_incident(stack)
-                        if incident_id:
-                            say(f"incident {incident_id} opened")
                     if incident_id is not None:
                         view = IncidentView.model_validate(await _api(stack, f"/v1/incidents/{incident_id}"))
                         if view.state in TERMINAL_STATES:
@@ -156,6 +168,10 @@ async def run_demo(
                             break
                     live.update(_progress_table(events, view))
                     await asyncio.sleep(1.0)
+                if view is not None and view.state == "recovered" and view.eval is not None:
+                    say("recovered: waiting for the next scheduled golden-set run, for the report's plot")
+                    live.update(_progress_table(events, view))
+                    await _next_eval_run(stack, view, EVAL_EVERY + timedelta(seconds=5))
         finally:
             stop_traffic.set()
             await traffic
@@ -163,12 +179,26 @@ async def run_demo(
             raise RuntimeError(f"no incident reached a final state within {timeout_s:.0f}s")
         await asyncio.sleep(1.0)  # let the last notifications land at the receivers
         doc = await _report(stack, view, changes)
+    if not console.is_terminal:
+        console.print()  # off a terminal, the live table's last frame ends without a newline
     console.print(f"demo finished in {time.monotonic() - started:.0f}s")
     return doc
 
 
+async def _next_eval_run(stack: Stack, view: IncidentView, timeout: timedelta) -> None:
+    """Until a golden-set run lands after the incident's last timeline entry (or `timeout` passes)."""
+    assert view.eval is not None
+    store = EvalStore(stack.settings.state_dir, view.eval.manifest)
+    after = max(entry.at for entry in view.timeline)
+    deadline = time.monotonic() + timeout.total_seconds()
+    while time.monotonic() < deadline:
+        if any(point.time > after for point in store.history(limit=3)):
+            return
+        await asyncio.sleep(1.0)
+
+
 async def _wait_for_baseline(
-    stack: Stack, manifest_name: str, live: Live, events: list[tuple[str, str]]
+    stack: Stack, manifest_name: str, live: Live, events: list[tuple[datetime, str]]
 ) -> None:
     pin = stack.settings.state_dir / "evals" / manifest_name / "baseline" / "pin.json"
     deadline = time.monotonic() + 180
@@ -200,15 +230,9 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
         all_markers.append(Marker(at=recovered_at, label="recovered", kind="recovered"))
     start = min(m.at for m in all_markers) - timedelta(seconds=60)
     end = datetime.now(UTC)
-    series = await asyncio.to_thread(
-        query_range,
-        stack.prometheus_url,
-        f'avg(simservice_retrieval_precision{{namespace="{workloads.NAMESPACE}",service="{SERVICE}"}})',
-        start,
-        end,
-        2.0,
-    )
-    symptom = SymptomSeries(name="retrieval_precision", points=series[0].points if series else [])
+    symptom = await _symptom(stack, view, start, end)
+    choice = evidence_choice(view, bundle)
+    evidence = await _evidence(stack, choice, bundle, start, end) if choice is not None else None
     return IncidentReportDoc(
         incident=view,
         changes=changes,
@@ -227,8 +251,50 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
         },
         phases=phases_for(view, bad.at if bad else None),
         symptom=symptom,
+        evidence=evidence,
         markers=all_markers,
     )
+
+
+async def _symptom(stack: Stack, view: IncidentView, start: datetime, end: datetime) -> PlotPanel:
+    """The series that opened the incident, from before the changes to after the rollback."""
+    if view.eval is not None:
+        history = EvalStore(stack.settings.state_dir, view.eval.manifest).history()
+        runs = [(point.time, point.pass_rate) for point in history if start <= point.time <= end]
+        source = f"every golden-set run of {view.eval.manifest} (the eval store), scheduled and rechecks"
+        return symptom_panel(view, runs or list(view.eval.series), source)
+    named = alert_expression(view)
+    points: list[tuple[datetime, float]] = []
+    if named is not None:
+        try:
+            found = await asyncio.to_thread(query_range, stack.prometheus_url, named[1], start, end, 2.0)
+        except PrometheusError:
+            found = []
+        points = found[0].points if found else []
+    return symptom_panel(view, points, f"Prometheus at {stack.prometheus_url}")
+
+
+async def _evidence(
+    stack: Stack, choice: EvidenceChoice, bundle: IncidentBundle | None, start: datetime, end: datetime
+) -> PlotPanel | None:
+    """The culprit's metric per version over the whole demo, by the evidence query that fed the bundle;
+    the bundle's own series when Prometheus has none."""
+    namespace = choice.change.namespace or workloads.NAMESPACE
+    for evidence in stack.settings.evidence_queries:
+        if evidence.name != choice.metric or evidence.version_label is None:
+            continue
+        query = evidence.query.replace("{namespace}", namespace).replace("{service}", choice.change.service)
+        try:
+            found = await asyncio.to_thread(query_range, stack.prometheus_url, query, start, end, 2.0)
+        except PrometheusError:
+            continue
+        by_version: dict[str | None, list[tuple[datetime, float]]] = {}
+        for series in found:
+            if series.labels.get("service", choice.change.service) == choice.change.service:
+                by_version.setdefault(series.labels.get(evidence.version_label), []).extend(series.points)
+        if by_version:
+            return evidence_panel(choice, by_version, f"Prometheus: {query}")
+    return bundle_evidence(choice, bundle) if bundle is not None else None
 
 
 def write_outputs(doc: IncidentReportDoc, out_dir: Path) -> tuple[Path, Path]:

@@ -88,6 +88,26 @@ def test_deliveries_of_one_step_fold_into_one_line_per_channel() -> None:
     ]
 
 
+def test_deliveries_fold_only_while_nothing_else_happens() -> None:
+    """The opening page lands before the rollback; the rollback's own page after it: two lines, in order."""
+    state = _state()
+    state.move_to(_at(1), "remediating")
+    state.delivered(_at(2), "slack", "Slack", "opened", _answer("slack", "head message posted"))
+    state.log(_at(3), "action", "rollback", "Successful: restored configmap/prod/rag-prompts")
+    state.delivered(
+        _at(4),
+        "slack",
+        "Slack",
+        "rollback_performed",
+        _answer("slack", "rollback_performed posted in thread"),
+    )
+    assert [(entry.at, entry.message) for entry in state.view.timeline[1:]] == [
+        (_at(2), "Slack: opened (head message posted)"),
+        (_at(3), "Successful: restored configmap/prod/rag-prompts"),
+        (_at(4), "Slack: rollback performed (posted in thread)"),
+    ]
+
+
 def test_a_new_step_starts_a_new_delivery_line() -> None:
     state = _state()
     state.move_to(_at(1), "remediating")
