@@ -8,6 +8,7 @@ holds only the incidents made here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,18 +49,17 @@ class Served:
     settings: Settings
 
 
-@pytest.fixture
-async def served(own_temporal: TemporalDevServer, tmp_path: Path) -> AsyncIterator[Served]:
-    """The real API on a loopback port and the real worker; incidents settle for a minute (stay open)."""
+@contextlib.asynccontextmanager
+async def _serve(temporal: TemporalDevServer, state: Path, **overrides: object) -> AsyncIterator[Served]:
+    """The real API on a loopback port and the real worker, on `temporal`."""
     port = free_port()
     settings: Settings = settings_for(
-        own_temporal,
-        tmp_path / "state",
-        incident_settle_s=60.0,
-        task_queue="watch-tests",  # one queue for the module: a later test's worker serves earlier incidents
+        temporal,
+        state,
         api_port=port,
         api_token=TOKEN,
         public_url=f"http://127.0.0.1:{port}",
+        **overrides,
     )
     client = await connect(settings, attempts=20)
     server = uvicorn.Server(
@@ -81,6 +81,16 @@ async def served(own_temporal: TemporalDevServer, tmp_path: Path) -> AsyncIterat
     finally:
         server.should_exit = True
         await serving
+
+
+@pytest.fixture
+async def served(own_temporal: TemporalDevServer, tmp_path: Path) -> AsyncIterator[Served]:
+    """Incidents settle for a minute: they stay open, in their first step."""
+    # One queue for the module's settling incidents: a later test's worker serves earlier ones.
+    async with _serve(
+        own_temporal, tmp_path / "state", incident_settle_s=60.0, task_queue="watch-tests"
+    ) as served:
+        yield served
 
 
 async def _open_incident(url: str, service: str) -> str:
@@ -147,6 +157,25 @@ async def test_an_incident_whose_view_does_not_answer_costs_its_row_only(served:
         await served.temporal.get_workflow_handle(stuck.id).terminate(reason="watch test done")
     assert "view unavailable" in _row(frame, stuck.id)
     assert "incident opened from alertmanager" in _row(frame, healthy)
+
+
+async def test_an_incident_handed_to_a_human_stays_on_the_watch_with_the_reason(
+    own_temporal: TemporalDevServer, tmp_path: Path
+) -> None:
+    """needs_human is final for backout, not for the person on call: it stays in the open table."""
+    async with _serve(
+        own_temporal,
+        tmp_path / "state",
+        incident_settle_s=0.2,
+        incident_cooldown_s=120.0,
+        task_queue="watch-human",
+    ) as served:
+        incident_id = await _open_incident(served.url, "escalated-svc")
+        frame = await _frame_when(served.url, "needs_human", "needs a human: ")
+        row = _row(frame, incident_id)
+        await served.temporal.get_workflow_handle(incident_id).terminate(reason="watch test done")
+    assert incident_id in frame.split("recently finished")[0]  # in the open table
+    assert "needs_human" in row and "needs a human: " in row
 
 
 def test_an_unreachable_api_is_shown_in_the_frame_not_raised() -> None:

@@ -70,7 +70,12 @@ class Snapshot:
 
 
 def _is_open(item: dict[str, Any]) -> bool:
-    return item.get("status") in (None, "RUNNING") and item.get("state") not in TERMINAL_STATES
+    """Running, and either still being worked on or handed to a human (needs_human is final for
+    backout, not for the person on call)."""
+    state = item.get("state")
+    return item.get("status") in (None, "RUNNING") and (
+        state not in TERMINAL_STATES or state == "needs_human"
+    )
 
 
 def take_snapshot(api: ApiClient, finished: int = 5) -> Snapshot:
@@ -121,6 +126,10 @@ def _step_detail(view: IncidentView, now: datetime) -> str:
         who = ", ".join(view.approval.approvers) or "anyone allowed"
         return f"approval by {who}, expires in {_age(now, view.approval.expires_at)}"
     latest = view.timeline_for_people()
+    if view.state == "needs_human":
+        reasons = [entry.message for entry in latest if entry.kind == "error"]
+        if reasons:
+            return f"needs a human: {reasons[-1]}"
     return latest[-1].message if latest else ""
 
 
