@@ -11,6 +11,7 @@ from temporalio import activity
 from activities.changes_store import ChangeStore
 from activities.kube import guards, ledger
 from activities.kube.client import KubeApis, kube_configured, shared_apis
+from activities.kube.dry_run import DryRun
 from activities.prometheus import PrometheusError, query_range
 from config import EvidenceQuery, Settings
 from incidents.bundle import (
@@ -164,7 +165,8 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         try:
             apis = shared_apis(settings)
             namespaces = [request.namespace] if request.namespace else list(settings.allowed_namespaces)
-            for change in ledger.list_changes(apis, namespaces, since, record_first=True):
+            dry_run = DryRun.of(settings)
+            for change in ledger.list_changes(apis, namespaces, since, record_first=True, dry_run=dry_run):
                 changes.setdefault(change.id, change)
             if request.namespace:
                 facts = cluster_facts(apis, request.namespace)

@@ -120,7 +120,16 @@ class Settings(BaseSettings):
     # NoDecode: BACKOUT_ALLOWED_NAMESPACES is comma-separated, not JSON (split by _split_csv).
     allowed_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_rollbacks_per_namespace_per_hour: int = 3
-    kube_dry_run: bool = False
+    kube_dry_run: bool = Field(
+        default=False,
+        description="every Kubernetes write is a server-side dry run (validated by RBAC and admission, "
+        "never persisted); incidents say what backout would have done",
+    )
+    # NoDecode: comma-separated, like allowed_namespaces.
+    kube_dry_run_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="writes in these namespaces only are server-side dry runs (kube_dry_run covers all)",
+    )
 
     # Prometheus (metric evidence and verification)
     prometheus_url: str | None = None
@@ -159,7 +168,7 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
 
-    @field_validator("allowed_namespaces", mode="before")
+    @field_validator("allowed_namespaces", "kube_dry_run_namespaces", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

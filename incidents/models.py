@@ -231,6 +231,8 @@ class ActionRecord(BaseModel):
     target: str | None = None
     message: str = ""
     diff: str = ""
+    # A server-side dry run (kube_dry_run): validated by the cluster, nothing changed.
+    dry_run: bool = False
 
 
 class ApprovalRequest(BaseModel):

@@ -42,11 +42,16 @@ with workflow.unsafe.imports_passed_through():
         IncidentView,
         NotifyEvent,
     )
+    from incidents.remediation import RemediationResult
     from runbooks.engine import decide
     from workflows.paging import cause_of, channels_named, notify_channels
     from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
     from workflows.state import IncidentFailure, IncidentState, TimelineKind
     from workflows.verify import verify_recovery
+
+
+# workflow.patched ids: each guards a change of the command sequence (docs/ARCHITECTURE.md).
+DRY_RUN_PATCH = "kube-dry-run-would-have"
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -221,8 +226,7 @@ class IncidentWorkflow:
                     approved = await self._request_approval(ApprovalAction(mode="approve"))
                     if not approved:
                         return
-                await self._mutate(action)
-                acted = True
+                acted = await self._mutate(action) or acted
             elif isinstance(action, WaitVerifyAction):
                 if action.mode == "shadow" or not acted:
                     self._record(action.type, action.mode, "skipped", message="nothing was changed to verify")
@@ -246,7 +250,12 @@ class IncidentWorkflow:
                 if isinstance(action, NotifyAction):
                     await self._notify("update", detail=note or None, chat_channel=action.channel)
         if state.view.state not in ("recovered", "needs_human"):
-            if any(record.outcome == "would_have" for record in state.view.actions):
+            dry_runs = [record for record in state.view.actions if record.dry_run]
+            if dry_runs:
+                # Nothing was changed, so the symptom is still there: a human acts, told what backout would do.
+                would = "; ".join(f"{r.action} {r.target}: {r.message}" for r in dry_runs)
+                await self._needs_human(f"dry run, nothing was changed; backout would have done: {would}")
+            elif any(record.outcome == "would_have" for record in state.view.actions):
                 self._move_to("shadowed")
                 await self._notify("shadowed")
             elif acted:
@@ -310,7 +319,8 @@ class IncidentWorkflow:
         )
         self._log("action", action.type, f"shadow: would have run {action.type} on {target}")
 
-    async def _mutate(self, action: PlannedAction) -> None:
+    async def _mutate(self, action: PlannedAction) -> bool:
+        """Run one mutating action; True when it changed the cluster (False: a dry run)."""
         request = self.state.remediation_for(action)
         if isinstance(request, str):
             raise IncidentFailure(request)
@@ -321,6 +331,9 @@ class IncidentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=REMEDIATE_RETRY,
         )
+        if result.dry_run and result.outcome == "Successful" and workflow.patched(DRY_RUN_PATCH):
+            await self._would_have(action, result)
+            return False
         self._record(
             action.type,
             action.mode,
@@ -343,6 +356,30 @@ class IncidentWorkflow:
         if request.operation == "rollback":
             await self._notify("rollback_performed", detail=result.message)
         await self._notify("update", detail=f"{action.type} {result.target}: {result.message}")
+        return True
+
+    async def _would_have(self, action: PlannedAction, result: RemediationResult) -> None:
+        """A server-side dry run (kube_dry_run): the cluster validated the write and kept nothing.
+        Recorded and told as what backout would have done, with the diff; never as applied."""
+        self._record(
+            action.type,
+            action.mode,
+            "would_have",
+            target=result.target,
+            message=result.message,
+            diff=result.diff,
+            dry_run=True,
+        )
+        self._log(
+            "action",
+            action.type,
+            f"dry run: {result.message or result.target} (validated by the cluster, nothing changed)",
+            {"diff": result.diff, "dry_run": True},
+        )
+        detail = f"dry run: {action.type} {result.target}: {result.message}; nothing was changed"
+        if result.diff:
+            detail += f"\n```\n{result.diff}\n```"
+        await self._notify("update", detail=detail)
 
     async def _verify(self, action: WaitVerifyAction) -> None:
         self._move_to("verifying")

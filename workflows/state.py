@@ -93,10 +93,18 @@ class IncidentState(BaseModel):
         target: str | None = None,
         message: str = "",
         diff: str = "",
+        dry_run: bool = False,
     ) -> None:
         self.view.actions.append(
             ActionRecord(
-                at=now, action=action, mode=mode, outcome=outcome, target=target, message=message, diff=diff
+                at=now,
+                action=action,
+                mode=mode,
+                outcome=outcome,
+                target=target,
+                message=message,
+                diff=diff,
+                dry_run=dry_run,
             )
         )
 

@@ -80,6 +80,10 @@ def _culprit_lines(report: IncidentReport) -> list[str]:
 
 def describe_action(record: ActionRecord) -> str:
     target = f" {record.target}" if record.target else ""
+    if record.outcome == "would_have" and record.dry_run:
+        return f"dry run: would have run {record.action}{target}" + (
+            f" ({record.message})" if record.message else ""
+        )
     if record.outcome == "would_have":
         return f"would have run {record.action}{target} (mode {record.mode})"
     if record.outcome in ("skipped", "pending"):

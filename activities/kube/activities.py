@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kube import history, ledger, remediation, verify
 from activities.kube.client import KubeApis, classify, shared_apis
+from activities.kube.dry_run import DryRun
 from config import Settings
 from incidents.bundle import Change
 from incidents.remediation import RemediationRequest, RemediationResult, VerificationResult, VerifyRequest
@@ -66,7 +67,9 @@ def list_changes(settings: Settings, request: ListChangesRequest) -> list[Change
 
     def work(apis: KubeApis) -> list[Change]:
         namespaces = resolve_namespaces(apis, settings, request.namespaces)
-        return ledger.list_changes(apis, namespaces, request.since, record_first=request.record_first)
+        return ledger.list_changes(
+            apis, namespaces, request.since, record_first=request.record_first, dry_run=DryRun.of(settings)
+        )
 
     return _with_apis(settings, "listing cluster changes", work)
 

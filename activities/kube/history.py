@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
 from activities.kube.client import KubeApis, apis_from_settings
+from activities.kube.dry_run import NO_DRY_RUN, SERVER_DRY_RUN, DryRun
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -174,12 +175,18 @@ def _user_annotations(meta: Any) -> dict[str, str]:
 
 
 def record_object(
-    apis: KubeApis, kind: ObjectKind, obj: Any, known_history: list[Any] | None = None
+    apis: KubeApis,
+    kind: ObjectKind,
+    obj: Any,
+    known_history: list[Any] | None = None,
+    dry_run: bool = False,
 ) -> RecordedVersion | None:
     """Record `obj`'s content as a new version unless it equals the latest; returns the new version.
 
     `known_history` (this object's history objects, oldest first) saves a list call when a
-    sweep already fetched every history object of the namespace.
+    sweep already fetched every history object of the namespace. With `dry_run` the history
+    object is sent as a server-side dry run (RBAC and admission judge it, nothing is stored) and
+    the version it would have been is returned.
     """
     meta = obj.metadata
     namespace, name = meta.namespace, meta.name
@@ -210,6 +217,7 @@ def record_object(
                 **({DIGEST_ANNOTATION: _digest(content)} if kind == "configmap" else {}),
             },
         )
+        server_dry_run = SERVER_DRY_RUN if dry_run else None
         try:
             if kind == "configmap":
                 apis.core.create_namespaced_config_map(
@@ -219,6 +227,7 @@ def record_object(
                         data=content["data"] or None,
                         binary_data=content["binaryData"] or None,
                     ),
+                    dry_run=server_dry_run,
                 )
             else:
                 apis.core.create_namespaced_secret(
@@ -228,13 +237,17 @@ def record_object(
                         type=HISTORY_SECRET_TYPE,
                         data={**content["data"]} or None,
                     ),
+                    dry_run=server_dry_run,
                 )
         except ApiException as exc:
             if exc.status == 409:  # another recorder wrote this version first: look again
                 continue
             raise
-        _prune(apis, kind, namespace, [*existing])
-        log.info("recorded %s %s/%s version %d", kind, namespace, name, version)
+        if dry_run:
+            log.debug("dry run: would record %s %s/%s version %d", kind, namespace, name, version)
+        else:
+            _prune(apis, kind, namespace, [*existing])
+            log.info("recorded %s %s/%s version %d", kind, namespace, name, version)
         return RecordedVersion(
             kind=kind,
             namespace=namespace,
@@ -261,8 +274,9 @@ def _prune(apis: KubeApis, kind: ObjectKind, namespace: str, existing: list[Any]
                 raise
 
 
-def record_now(apis: KubeApis, namespace: str | None) -> list[RecordedVersion]:
-    """One sweep: record every tracked ConfigMap and Secret in `namespace` (None = all)."""
+def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN) -> list[RecordedVersion]:
+    """One sweep: record every tracked ConfigMap and Secret in `namespace` (None = all); where
+    `dry_run` applies the history writes are server-side dry runs."""
     recorded: list[RecordedVersion] = []
     selector = f"!{HISTORY_OF_LABEL}"
     if namespace is None:
@@ -276,7 +290,13 @@ def record_now(apis: KubeApis, namespace: str | None) -> list[RecordedVersion]:
         for obj in items:
             if is_tracked(kind, obj):  # type: ignore[arg-type]
                 known = index.get((obj.metadata.namespace, obj.metadata.name), [])
-                version = record_object(apis, kind, obj, known_history=known)  # type: ignore[arg-type]
+                version = record_object(
+                    apis,
+                    kind,  # type: ignore[arg-type]
+                    obj,
+                    known_history=known,
+                    dry_run=dry_run.applies(obj.metadata.namespace),
+                )
                 if version is not None:
                     recorded.append(version)
     return recorded
@@ -310,7 +330,7 @@ def _history_index(
 
 
 def _watch_kind(
-    apis: KubeApis, kind: ObjectKind, namespace: str | None, stop: StopFlag, window_s: int
+    apis: KubeApis, kind: ObjectKind, namespace: str | None, stop: StopFlag, window_s: int, dry_run: DryRun
 ) -> None:
     if kind == "configmap":
         func = (
@@ -337,7 +357,8 @@ def _watch_kind(
             if stop.is_set():
                 break
             if event["type"] in ("ADDED", "MODIFIED") and is_tracked(kind, event["object"]):
-                record_object(apis, kind, event["object"])
+                changed = event["object"]
+                record_object(apis, kind, changed, dry_run=dry_run.applies(changed.metadata.namespace))
     except Exception as exc:  # the next window sweeps again, so a dropped watch loses nothing
         if stop.is_set():
             # Shutdown closes the connection under the watch: expected, and nothing is lost.
@@ -358,6 +379,7 @@ def run_history_recorder(settings: Settings, stop: StopFlag, window_s: int = 60)
     nothing written while a watch reconnects is missed.
     """
     namespaces: list[str | None] = list(settings.allowed_namespaces) or [None]
+    dry_run = DryRun.of(settings)
     try:
         apis = apis_from_settings(settings)
     except ApplicationError as exc:  # a worker without a cluster still runs; it just records nothing
@@ -367,13 +389,15 @@ def run_history_recorder(settings: Settings, stop: StopFlag, window_s: int = 60)
         while not stop.is_set():
             try:
                 for namespace in namespaces:
-                    record_now(apis, namespace)
+                    record_now(apis, namespace, dry_run)
             except Exception as exc:  # keep recording through apiserver restarts
                 log.warning("history recorder sweep: %s: %s; retrying", type(exc).__name__, exc)
                 _sleep_unless_stopped(stop, 2.0)
                 continue
             threads = [
-                threading.Thread(target=_watch_kind, args=(apis, kind, ns, stop, window_s), daemon=True)
+                threading.Thread(
+                    target=_watch_kind, args=(apis, kind, ns, stop, window_s, dry_run), daemon=True
+                )
                 for ns in namespaces
                 for kind in ("configmap", "secret")
             ]

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from activities.kube import history
 from activities.kube.client import KubeApis
+from activities.kube.dry_run import NO_DRY_RUN, DryRun
 from incidents.bundle import Change, RollbackHandle
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -291,12 +292,19 @@ def object_changes(apis: KubeApis, namespace: str, since: datetime) -> list[Chan
 
 
 def list_changes(
-    apis: KubeApis, namespaces: list[str], since: datetime, record_first: bool = True
+    apis: KubeApis,
+    namespaces: list[str],
+    since: datetime,
+    record_first: bool = True,
+    dry_run: DryRun = NO_DRY_RUN,
 ) -> list[Change]:
-    """Every Deployment, ConfigMap and Secret change in `namespaces` since `since`, oldest first."""
+    """Every Deployment, ConfigMap and Secret change in `namespaces` since `since`, oldest first.
+
+    `record_first` records ConfigMap/Secret content first, except where `dry_run` applies (a
+    history write there would be a dry run: it stores nothing the listing could read)."""
     changes: list[Change] = []
     for namespace in namespaces:
-        if record_first:
+        if record_first and not dry_run.applies(namespace):
             history.record_now(apis, namespace)
         for deployment in apis.apps.list_namespaced_deployment(namespace).items:
             changes.extend(deployment_changes(apis, deployment, since))

@@ -16,6 +16,7 @@ from activities.kube import guards
 from activities.kube.actions import EXECUTORS
 from activities.kube.actions.base import Remediation, bad_input, refused
 from activities.kube.client import KubeApis, retry_on_conflict
+from activities.kube.dry_run import DryRun
 from config import Settings
 from incidents.remediation import RemediationRequest, RemediationResult
 
@@ -27,7 +28,12 @@ def request_key(request: RemediationRequest) -> str:
 
 
 def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -> RemediationResult:
-    """Apply (or dry-run) one remediation, guarded and idempotent. Raises ApplicationError on bad input."""
+    """Apply (or dry-run) one remediation, guarded and idempotent. Raises ApplicationError on bad input.
+
+    Where the settings ask for dry runs (kube_dry_run, kube_dry_run_namespaces) the request becomes
+    one, whatever it says: the write is sent as a server-side dry run and its result says so."""
+    if not request.dry_run and DryRun.of(settings).applies(request.namespace):
+        request = request.model_copy(update={"dry_run": True})
     if settings.allowed_namespaces and request.namespace not in settings.allowed_namespaces:
         allowed = ", ".join(settings.allowed_namespaces)
         return refused(request, f"namespace {request.namespace!r} is not in the allow list ({allowed})")

@@ -164,10 +164,11 @@ def _restore_object(run: Remediation) -> RemediationResult:
         obj = apis.core.read_namespaced_secret(request.name, request.namespace)
     if earlier := already_applied(run, obj):
         return earlier
-    history.record_object(apis, kind, obj)
+    # The current content is recorded first (a dry run only says which version it would be).
+    noted = history.record_object(apis, kind, obj, dry_run=request.dry_run)
     versions = history.list_versions(apis, kind, request.namespace, request.name)
     recorded = [version.version for version in versions]
-    current = recorded[-1]
+    current = noted.version if noted is not None and request.dry_run else recorded[-1]
     if request.to_version is not None:
         if not request.to_version.isdigit():
             raise bad_input(f"--to-version must be a recorded version number, got {request.to_version!r}")
