@@ -190,8 +190,7 @@ def evidence_panel(
     series.sort(key=lambda item: (order.get(item.role, 3), item.label))
     versions = f"{choice.old_version or '?'} against {choice.new_version or '?'}"
     return PlotPanel(
-        title=f"{choice.metric} of {choice.change.service} per version ({versions}): "
-        f"the evidence behind culprit {choice.change.id}",
+        title=f"{choice.metric} of {choice.change.service} per version ({versions}): the culprit's evidence",
         y_label=choice.metric,
         series=series,
         source=source,
@@ -363,7 +362,6 @@ def render_plot(doc: IncidentReportDoc, panel: PlotPanel, image_format: str) -> 
             ha="right",
             fontsize=7.5,
             color=colour,
-            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1.0},
         )
     span = _time_range(doc)
     if span is not None:
