@@ -49,6 +49,7 @@ class RollbackWatch:
     def __init__(self, apps: kube_client.AppsV1Api) -> None:
         self._apps = apps
         self._armed: dict[str, threading.Event] = {}
+        self._listening: dict[str, threading.Event] = {}
         self.seen_at: dict[str, float] = {}
         self._stop = threading.Event()
         self._watch = kube_watch.Watch()
@@ -58,6 +59,11 @@ class RollbackWatch:
         event = threading.Event()
         self._armed[namespace] = event
         return event
+
+    def listening(self, namespace: str) -> threading.Event:
+        """Set once the watch has delivered the namespace's bench Deployment: from then on it sees
+        every change to it (no sleep needed before a timed rollback)."""
+        return self._listening.setdefault(namespace, threading.Event())
 
     def start(self) -> None:
         self._thread.start()
@@ -74,6 +80,7 @@ class RollbackWatch:
                     deployment = item["object"]
                     namespace = deployment.metadata.namespace
                     image = deployment.spec.template.spec.containers[0].image
+                    self.listening(namespace).set()
                     event = self._armed.get(namespace)
                     if event is not None and image == GOOD_IMAGE and namespace not in self.seen_at:
                         self.seen_at[namespace] = arrived

@@ -156,7 +156,9 @@ async def test_schedule_is_idempotent_and_runs_the_workflow(
                     break
                 await asyncio.sleep(0.1)
             assert started and started[0].startswith(first.schedule_id)
-            result = await client.get_workflow_handle(started[0], result_type=EvalWorkflowResult).result()
+            result = await asyncio.wait_for(
+                client.get_workflow_handle(started[0], result_type=EvalWorkflowResult).result(), timeout=120
+            )
             assert result.look_status == "collecting_baseline" and result.pass_rate is not None
     finally:
         await handle.delete()

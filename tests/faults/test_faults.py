@@ -5,7 +5,6 @@ gone for 20 s during remediation, and a PagerDuty that answers 500 for a minute.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import threading
 import time
@@ -14,15 +13,18 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 
 from activities.incidents import IncidentBehaviour, open_or_join
 from activities.kube.client import KubeApis
+from activities.kube.ledger import APPLIED_BY_ANNOTATION as APPLIED_BY
 from config import Settings
 from devstack.cluster.local import LocalCluster
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from incidents.models import ApprovalDecision, IncidentView
+from tests.faults.hold import held_deployment_write
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY
 from tests.fixtures.temporal import running_worker, settings_for, worker_subprocess
 from tests.kube.helpers import create_deployment, current_images, set_image
@@ -110,7 +112,15 @@ async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
             await handle.execute_update(
                 "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
             )
-            await asyncio.sleep(20)
+            # The outage lasts 20 s and the remediation runs into it: an attempt failed on it.
+            outage_ends = time.monotonic() + 20
+            async with asyncio.timeout(90):
+                while True:
+                    activity = await _remediation_in_flight(handle)
+                    failed = activity is not None and activity.attempt >= 2
+                    if failed and time.monotonic() >= outage_ends:
+                        break
+                    await asyncio.sleep(0.2)
         finally:
             await asyncio.to_thread(kube_cluster.start_component, "kube-apiserver")
         view = await _finish(client, handle, "web", kube_namespace)
@@ -120,47 +130,52 @@ async def test_apiserver_gone_for_20s_during_remediation_is_ridden_out(
     assert _max_revision(kube_apis, kube_namespace, "web") == 3
 
 
-def _apiserver_pid(cluster: LocalCluster) -> int:
-    state = cluster.read_state()
-    assert state is not None
-    return next(p.pid for p in state.processes if p.name == "kube-apiserver")
+async def _remediation_in_flight(handle: WorkflowHandle[Any, Any]) -> Any:
+    """The remediate activity as Temporal sees it now (None when it is not pending)."""
+    pending = (await handle.describe()).raw_description.pending_activities
+    return next((a for a in pending if a.activity_type.name == "remediate"), None)
+
+
+def _is_backout_write(admission: dict[str, Any]) -> bool:
+    """The rollback's PATCH: it stamps backout.dev/applied-by on an object that did not carry it."""
+
+    def stamp(key: str) -> str | None:
+        return ((admission.get(key) or {}).get("metadata") or {}).get("annotations", {}).get(APPLIED_BY)
+
+    return stamp("object") is not None and stamp("oldObject") is None
 
 
 @pytest.mark.kube
 async def test_worker_killed_during_a_rollback_applies_it_exactly_once(
-    drill_settings: Settings, kube_cluster: LocalCluster, kube_apis: KubeApis, kube_namespace: str
+    drill_settings: Settings, kube_apis: KubeApis, kube_namespace: str, tmp_path: Path
 ) -> None:
+    """The worker dies while its rollback PATCH is inside the apiserver (sent, not answered): the
+    next worker retries the activity and the rollback is applied exactly once."""
     await asyncio.to_thread(_two_revisions, kube_apis, kube_namespace, "api")
     client = await connect(drill_settings, attempts=20)
     first = worker_subprocess(drill_settings)
-    apiserver = _apiserver_pid(kube_cluster)
     try:
         handle = await open_or_join(
             client, IncidentBehaviour(drill_settings), open_request("api", kube_namespace, name="FaultDrill")
         )
         request_id = await _awaiting_approval(handle)
-        await handle.execute_update(
-            "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
-        )
-        frozen = False
-        try:
-            # Freeze the apiserver the moment the rollback is scheduled: its requests then hang,
-            # and the worker is killed while the rollback is in flight.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not frozen:
-                pending = (await handle.describe()).raw_description.pending_activities
-                if any(a.activity_type.name == "remediate" for a in pending):
-                    os.killpg(apiserver, signal.SIGSTOP)
-                    frozen = True
-                else:
-                    await asyncio.sleep(0.02)
-            assert frozen, "the remediate activity was never scheduled"
-            await asyncio.sleep(2.0)  # the worker picks it up and blocks on the frozen apiserver
+        with held_deployment_write(
+            kube_apis, kube_namespace, "api", tmp_path / "hold", _is_backout_write
+        ) as held:
+            await handle.execute_update(
+                "approve", ApprovalDecision(request_id=request_id, approve=True, user="tester")
+            )
+            assert await asyncio.to_thread(held.holding.wait, 90), (
+                "the rollback PATCH never reached the apiserver"
+            )
+            activity = await _remediation_in_flight(handle)
+            assert (
+                activity is not None and activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            )
+            assert activity.attempt == 1, activity
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
-        finally:
-            if frozen:
-                os.killpg(apiserver, signal.SIGCONT)
+            held.released.set()  # the apiserver answers a client that is gone
     finally:
         if first.poll() is None:
             first.kill()

@@ -60,7 +60,7 @@ def test_watch_times_only_the_armed_rollback_and_patch_floor_is_real(
         watch.start()
         try:
             seen = watch.arm(armed)
-            time.sleep(0.5)  # the watch is listening before the rollback happens
+            assert watch.listening(armed).wait(15), "the watch never delivered the armed Deployment"
             good = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": GOOD_IMAGE}]}}}}
             started = time.perf_counter()
             apps.patch_namespaced_deployment(SERVICE, other, good)

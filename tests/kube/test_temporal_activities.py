@@ -119,6 +119,7 @@ async def _run_probe(client: Client, namespace: str, settings: Settings) -> Prob
                 ProbeInput(namespace=namespace, incident_id=f"inc-{uuid.uuid4().hex[:6]}"),
                 id=f"kube-probe-{uuid.uuid4().hex[:8]}",
                 task_queue=task_queue,
+                execution_timeout=timedelta(minutes=3),
             )
 
 

@@ -3,6 +3,7 @@ HMAC signature, freshness, one delivery id per event), directly and from the rea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,7 +104,7 @@ async def test_the_incident_workflow_calls_the_webhook_with_the_other_channels(
         temporal_client, IncidentBehaviour(settings), open_request("hooked", name="MysteryAlert")
     )
     async with running_worker(temporal_client, settings):
-        view = IncidentView.model_validate(await handle.result())
+        view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
     assert view.state == "needs_human"
     assert [event.event for event in receiver.events] == ["opened", "needs_human"]
     assert {event.incident_id for event in receiver.events} == {handle.id}

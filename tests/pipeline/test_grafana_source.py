@@ -91,7 +91,9 @@ async def test_a_grafana_alert_opens_one_incident_and_its_resolution_reaches_it(
     }
 
     async with running_worker(temporal_client, backout_settings):
-        view = IncidentView.model_validate(await temporal_client.get_workflow_handle(incident_id).result())
+        view = IncidentView.model_validate(
+            await asyncio.wait_for(temporal_client.get_workflow_handle(incident_id).result(), timeout=120)
+        )
     assert (view.source, view.service, view.namespace) == ("grafana", "rag-api", "prod")
     [alert] = view.alerts
     assert (alert.fingerprint, alert.status) == ("c6eadffa33fcdf37", "resolved")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -28,7 +29,7 @@ async def test_alert_resolved_before_the_decision_is_never_acted_on(
     resolved = open_request("flap", status="resolved")
     await handle.signal("add_signal", resolved.signal)
     async with running_worker(temporal_client, settings):
-        view = IncidentView.model_validate(await handle.result())
+        view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
     assert view.state == "resolved_before_action"
     assert not [record for record in view.actions if record.action in {"rollback", "pause_rollout", "scale"}]
     assert "every alert resolved before the decision: nothing done" in [e.message for e in view.timeline]
@@ -43,7 +44,7 @@ async def test_an_incident_nobody_can_explain_pages_a_human(
         open_request("nobody", name="MysteryAlert"),
     )
     async with running_worker(temporal_client, backout_settings):
-        view = IncidentView.model_validate(await handle.result())
+        view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
     assert view.state == "needs_human"
     assert view.decision is not None and view.decision.runbook is None
     assert any(e.kind == "error" and "no runbook matched" in e.message for e in view.timeline)
@@ -71,7 +72,7 @@ async def test_operator_feedback_on_the_culprit_is_stored_for_training(
         body = notification([alert(service="labelled")], group="labelled")
         incident_id = (await http.post("/v1/alerts/alertmanager", json=body)).json()["incident_id"]
         async with running_worker(temporal_client, backout_settings):
-            await temporal_client.get_workflow_handle(incident_id).result()
+            await asyncio.wait_for(temporal_client.get_workflow_handle(incident_id).result(), timeout=120)
             confirmed = await http.post(
                 f"/v1/incidents/{incident_id}/culprit", json={"change_id": "chg-prompt-9"}
             )

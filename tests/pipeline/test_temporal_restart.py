@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,10 @@ async def test_incidents_survive_a_killed_and_restarted_temporal_server(tmp_path
         client = await connect(settings, attempts=40)
         async with running_worker(client, settings):
             finished = [
-                IncidentView.model_validate(await client.get_workflow_handle(i).result()) for i in opened
+                IncidentView.model_validate(
+                    await asyncio.wait_for(client.get_workflow_handle(i).result(), timeout=120)
+                )
+                for i in opened
             ]
     finally:
         server.stop()
