@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,10 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from activities.changes_store import ChangeStore
 from activities.incidents import IncidentBehaviour
-from api import changes, health, incidents, slack, sources
+from api import changes, docs, health, incidents, slack, sources
 from api.common import ClientFactory, Services, TemporalGateway
-from api.deliveries import Deliveries
+from api.deliveries import Deliveries, IncidentThrottle
+from api.transport import BodyLimits, BodyTimeout, BodyTooLarge
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter("backout_http_requests_total", "HTTP requests", ["route", "method", "status"])
 HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request latency", ["route"])
@@ -25,7 +29,8 @@ HTTP_LATENCY = Histogram("backout_http_request_duration_seconds", "HTTP request 
 def create_app(
     settings: Settings, client_factory: ClientFactory, temporal_ui_url: str | None = None
 ) -> FastAPI:
-    app = FastAPI(title="backout", version="0.1.0")
+    # API docs are off unless enabled; then /openapi.json takes the operator token (api/docs.py).
+    app = FastAPI(title="backout", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None)
     gateway = TemporalGateway(client_factory)
     app.state.services = Services(
         settings=settings,
@@ -33,6 +38,7 @@ def create_app(
         deliveries=Deliveries(ttl_s=settings.duplicate_window_s),
         behaviour=IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url),
         store=ChangeStore(settings.change_store_file),
+        throttle=IncidentThrottle(settings.max_notifications_per_incident_per_minute),
     )
     # The Slack interactions router reads these two.
     app.state.settings = settings
@@ -61,6 +67,31 @@ def create_app(
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, status_code=422)
 
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(
+            {"error": "payload_too_large", "detail": str(exc)},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+
+    @app.exception_handler(BodyTimeout)
+    async def body_timeout(request: Request, exc: BodyTimeout) -> JSONResponse:
+        return JSONResponse(
+            {"error": "body_timeout", "detail": str(exc)}, status_code=408, headers={"Connection": "close"}
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, never bad input (that is a 4xx above): JSON all the same, and no details leak.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"error": "internal_error", "detail": f"{type(exc).__name__}; see the API log"}, status_code=500
+        )
+
     for router in (health.router, *sources.routers(), changes.router, incidents.router, slack.router):
         app.include_router(router)
+    if settings.api_docs:
+        app.include_router(docs.router)
+    app.add_middleware(BodyLimits, settings=settings)
     return app

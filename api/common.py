@@ -4,8 +4,8 @@ connected Temporal client and the services the app was built with."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.changes_store import ChangeStore
 from activities.incidents import IncidentBehaviour
-from api.deliveries import Deliveries
+from api.deliveries import Deliveries, IncidentThrottle
 from config import Settings
 from incidents.bundle import describe_validation_error
 
@@ -69,6 +69,7 @@ class Services:
     deliveries: Deliveries
     behaviour: IncidentBehaviour
     store: ChangeStore
+    throttle: IncidentThrottle
 
 
 def services(request: Request) -> Services:
@@ -76,13 +77,12 @@ def services(request: Request) -> Services:
     return found
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    """Raw body with a size cap, the content type checked, then JSON-decoded."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(
-            415, "unsupported_media_type", f"content type must be application/json, got {content_type!r}"
-        )
+MAX_JSON_DEPTH = 32
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, at most `limit` bytes (a declared larger body is refused before reading;
+    api/transport.py also caps and times out every read below this)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"body is {declared} bytes; the limit is {limit}")
@@ -93,15 +93,73 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise ApiError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON text -> value; malformed, non-finite numbers and nesting deeper than MAX_JSON_DEPTH are 400s."""
     if not raw:
         raise ApiError(400, "empty_body", "request body is empty")
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not UTF-8: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "too_deep", f"JSON nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:  # NaN / Infinity, or a number too large to read
+        raise ApiError(400, "malformed_json", str(exc)) from exc
+    depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise ApiError(400, "too_deep", f"JSON nests {depth} levels; the limit is {MAX_JSON_DEPTH}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """Raw body with a size cap, the content type checked, then JSON-decoded."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", f"content type must be application/json, got {content_type!r}"
+        )
+    return parse_json(await read_body(request, limit))
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body under the configured cap (the route's dependency authenticated first)."""
+    return await read_json(request, services(request).settings.max_body_bytes)
 
 
 def validated(model: type[ModelT], body: Any) -> ModelT:
@@ -110,25 +168,8 @@ def validated(model: type[ModelT], body: Any) -> ModelT:
         return model.model_validate(body)
     except ValidationError as exc:
         raise ApiError(422, "invalid_payload", describe_validation_error(exc)) from exc
-
-
-async def authorized_json(request: Request) -> Any:
-    """The request's JSON body, once the bearer token (when one is configured) checked out."""
-    settings = services(request).settings
-    require_token(request, settings)
-    return await read_json(request, settings.max_body_bytes)
-
-
-def require_token(request: Request, settings: Settings) -> None:
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    if token is None:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise ApiError(
-            401, "unauthorized", "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-        )
+    except (OverflowError, RecursionError) as exc:
+        raise ApiError(422, "invalid_payload", f"a value is out of range: {exc}") from exc
 
 
 async def temporal_call(call: Awaitable[Any]) -> Any:

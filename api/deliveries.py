@@ -79,3 +79,30 @@ class Deliveries:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+
+class IncidentThrottle:
+    """At most `per_minute` notifications delivered to one incident per minute by this API process.
+
+    Duplicates never count (they are answered before); over the rate a notification is a 503, so
+    the sender retries later and nothing is lost, while one incident's Temporal history grows at a
+    bounded pace however hard a sender pushes. Bounded memory: incidents idle a minute are forgotten.
+    """
+
+    def __init__(self, per_minute: int, capacity: int = 50_000) -> None:
+        self.per_minute = per_minute
+        self._capacity = capacity
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def admit(self, incident_id: str, now: float | None = None) -> bool:
+        moment = time.monotonic() if now is None else now
+        started, count = self._windows.get(incident_id, (moment, 0))
+        if moment - started >= 60.0:
+            started, count = moment, 0
+        if count >= self.per_minute:
+            return False
+        self._windows[incident_id] = (started, count + 1)
+        self._windows.move_to_end(incident_id)
+        while len(self._windows) > self._capacity:
+            self._windows.popitem(last=False)
+        return True

@@ -1,4 +1,5 @@
-"""GET /healthz (the API, Temporal reachable, a worker polling the task queue) and GET /metrics."""
+"""GET /healthz (no credential: the API, Temporal reachable, a worker polling the task queue) and
+GET /metrics (the metrics or the operator token)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from activities.incidents import workflow_pollers
+from api.auth import requires
 from api.common import TemporalGateway, services
 from api.incidents import list_incidents
 
@@ -26,8 +28,9 @@ async def healthz(request: Request) -> dict[str, Any]:
     try:
         client = await found.gateway.client()
         await asyncio.wait_for(client.service_client.check_health(), timeout=2)
-    except Exception as exc:
-        return {"status": "ok", "temporal": f"unreachable: {exc}", "worker": "unknown"}
+    except Exception:
+        # No detail: /healthz answers anyone, and a connection error names hosts and ports.
+        return {"status": "ok", "temporal": "unreachable", "worker": "unknown"}
     queue = found.settings.task_queue
     try:
         pollers = await asyncio.wait_for(workflow_pollers(client, queue), timeout=2)
@@ -37,7 +40,7 @@ async def healthz(request: Request) -> dict[str, Any]:
     return {"status": "ok", "temporal": "ok", "worker": worker}
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(requires("metrics", "operator"))])
 async def metrics(request: Request) -> Response:
     found = services(request)
     await _refresh_incident_gauge(found.gateway)

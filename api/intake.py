@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.incidents import open_or_join, signal_if_open
-from api.common import Services, temporal_call
+from api.common import ApiError, Services, temporal_call
+from config import Settings
 from incidents.key import IncidentKey, service_from_labels
+from incidents.limits import (
+    MAX_ALERTS_PER_NOTIFICATION,
+    MAX_URL_CHARS,
+    bounded_alert,
+    clip,
+    within_signal_budget,
+)
 from incidents.models import Alert, IncidentSignal, OpenIncidentRequest
 
 ALERTS_RECEIVED = Counter(
@@ -28,15 +36,26 @@ ALERTS_RECEIVED = Counter(
 DUPLICATES_ABSORBED = Counter(
     "backout_duplicate_notifications_total", "Notifications identical to one delivered moments before"
 )
+SIGNALS_THROTTLED = Counter(
+    "backout_notifications_throttled_total", "Notifications answered 503 because their incident got too many"
+)
 
 
 # Alertmanager writes this year for a firing alert's end: "no end".
 _ZERO_TIME_YEAR = 1
 
 
+# A real alert started after this and at most this far in the sender's future (clock skew).
+_EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+_FUTURE_SKEW = timedelta(days=1)
+
+
 class TemplateAlert(BaseModel):
     """One alert as Alertmanager's webhook template data carries it (Grafana alerting sends the
-    same shape, with a few fields of its own); unknown fields are accepted and ignored."""
+    same shape, with a few fields of its own); unknown fields are accepted and ignored.
+
+    Times are RFC 3339 strings as both senders write them (a number such as 12 is refused);
+    sizes are bounded when the alert is handed on (incidents/limits.py)."""
 
     model_config = ConfigDict(extra="allow")
     status: Literal["firing", "resolved"]
@@ -47,11 +66,31 @@ class TemplateAlert(BaseModel):
     generatorURL: str = ""
     fingerprint: str | None = None
 
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError(f"must be an RFC 3339 time string, not {type(value).__name__}")
+        return value
+
     @field_validator("startsAt", "endsAt")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamp needs a UTC offset (RFC 3339)")
+        return value
+
+    @field_validator("startsAt")
+    @classmethod
+    def _plausible_start(cls, value: datetime) -> datetime:
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is out of range") from None
+        if value < _EARLIEST_START:
+            raise ValueError(f"{value.isoformat()} is before 2000: not when an alert started")
+        if value > datetime.now(UTC) + _FUTURE_SKEW:
+            raise ValueError(f"{value.isoformat()} is more than a day in the future")
         return value
 
     def stable_fingerprint(self) -> str:
@@ -62,15 +101,20 @@ class TemplateAlert(BaseModel):
 
     def to_alert(self) -> Alert:
         ends = self.endsAt if self.endsAt and self.endsAt.year > _ZERO_TIME_YEAR else None
-        return Alert(
-            fingerprint=self.stable_fingerprint(),
-            status=self.status,
-            labels=self.labels,
-            annotations=self.annotations,
-            starts_at=self.startsAt,
-            ends_at=ends,
-            generator_url=self.generatorURL or None,
+        return bounded_alert(
+            Alert(
+                fingerprint=self.stable_fingerprint(),
+                status=self.status,
+                labels=self.labels,
+                annotations=self.annotations,
+                starts_at=self.startsAt,
+                ends_at=ends,
+                generator_url=self.generatorURL or None,
+            )
         )
+
+    def namespace(self) -> str | None:
+        return self.labels.get("namespace") or None
 
 
 def incident_key_of(
@@ -90,11 +134,81 @@ def _unique(values: Iterable[str | None]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+class NotificationFields(BaseModel):
+    """The envelope fields every Alertmanager-shaped payload shares, with their bounds."""
+
+    model_config = ConfigDict(extra="allow")
+    groupKey: str = Field(min_length=1, max_length=1024)
+    truncatedAlerts: int = Field(default=0, ge=0)
+    status: Literal["firing", "resolved"]
+    receiver: str = Field(default="", max_length=1024)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = Field(default="", max_length=MAX_URL_CHARS)
+
+
+def allowed_alerts(
+    settings: Settings, alerts: Sequence[TemplateAlert]
+) -> tuple[list[TemplateAlert], list[str]]:
+    """The alerts backout may look at (an alert naming a namespace outside the allow list is not
+    one of them); the namespaces refused."""
+    kept = [
+        alert
+        for alert in alerts
+        if alert.namespace() is None or settings.namespace_allowed(alert.namespace())
+    ]
+    refused = sorted(
+        {ns for alert in alerts if (ns := alert.namespace()) and not settings.namespace_allowed(ns)}
+    )
+    return kept, refused
+
+
+def build_batch(
+    settings: Settings,
+    source: str,
+    envelope: NotificationFields,
+    alerts: Sequence[TemplateAlert],
+    group: str,
+    received_at: datetime,
+) -> AlertBatch:
+    """The incident key and signal of one notification, within the allow list and the size limits.
+
+    Raises a 403 when every alert names a namespace outside the allow list (nothing to deliver,
+    and a retry would not change that)."""
+    considered = list(alerts[:MAX_ALERTS_PER_NOTIFICATION])
+    over_count = len(alerts) - len(considered)
+    kept, refused = allowed_alerts(settings, considered)
+    if not kept:
+        raise ApiError(
+            403,
+            "namespace_not_allowed",
+            f"namespace(s) {', '.join(refused)} are outside backout's allow list: nothing delivered",
+        )
+    common = {
+        k: v for k, v in envelope.commonLabels.items() if k != "namespace" or settings.namespace_allowed(v)
+    }
+    key = incident_key_of(common, kept, group)
+    if key.namespace is not None and not settings.namespace_allowed(key.namespace):
+        raise ApiError(403, "namespace_not_allowed", f"namespace {key.namespace} is outside the allow list")
+    carried, over_budget = within_signal_budget([alert.to_alert() for alert in kept])
+    signal = IncidentSignal(
+        source=source,
+        received_at=received_at,
+        alerts=carried,
+        group_key=clip(envelope.groupKey, 1024),
+        external_url=envelope.externalURL or None,
+        truncated=envelope.truncatedAlerts + over_count + (len(considered) - len(kept)) + over_budget,
+    )
+    return AlertBatch(key=key, signal=signal, refused_namespaces=refused)
+
+
 class AlertBatch(BaseModel):
     """One notification of an alert source, as the incident sees it."""
 
     key: IncidentKey
     signal: IncidentSignal
+    refused_namespaces: list[str] = Field(default_factory=list)
 
     @property
     def any_firing(self) -> bool:
@@ -122,6 +236,16 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
         # An HA twin or a retry of a notification already delivered: the signal would change nothing.
         DUPLICATES_ABSORBED.inc()
         return {"incident_id": incident_id, "status": "duplicate", "alerts": alerts}
+    if not services.throttle.admit(incident_id):
+        # Bounds one incident's history: a sender over the rate is told to come back (Alertmanager
+        # retries a 503 and its next notification carries the whole group anyway).
+        SIGNALS_THROTTLED.inc()
+        raise ApiError(
+            503,
+            "throttled",
+            f"incident {incident_id} got more than {services.throttle.per_minute} notifications this minute",
+            headers={"Retry-After": "30"},
+        )
 
     async def send() -> dict[str, Any]:
         client = await services.gateway.client()
@@ -142,4 +266,9 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
     if twin and outcome["incident_id"] is not None:
         DUPLICATES_ABSORBED.inc()
         return {**outcome, "status": "duplicate"}
-    return dict(outcome)
+    answer = dict(outcome)
+    if batch.signal.truncated:
+        answer["not_carried"] = batch.signal.truncated
+    if batch.refused_namespaces:
+        answer["refused_namespaces"] = batch.refused_namespaces
+    return answer

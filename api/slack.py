@@ -1,72 +1,95 @@
 """POST /v1/slack/interactions: the Approve / Reject buttons of an incident's Slack thread.
 
-Order of checks: Slack's signature over the raw body and a timestamp no older than 300 s
-(else 401 and nothing happens), a signature seen before is a replay (401), the clicking
-user must be an approver of the team in the ownership file, then the workflow's `approve`
-update decides (its validator rejects unknown, expired and already-decided requests).
+Order of checks: the body cap (api/transport.py, `slack_max_body_bytes`, before a byte is read),
+Slack's signature over the raw body and a timestamp no older than 300 s (else 401 and nothing
+happens), a signature seen before is a replay (401; recorded in Temporal, so every API replica
+and a restarted one know it: api/replay.py), the payload's shape (400), then the clicking Slack
+user must be an approver of the pending request (api/approvers.py: the runbook's approvers, else
+the owning team's), then the workflow's `approve` update decides (its validator rejects unknown,
+expired and already-decided requests and checks the approver's names once more).
 Slack wants an answer within 3 s: the update gets 2.5 s, after which the answer says the
 decision is still being applied and the user gets the result as an ephemeral message.
 
-Uses `request.app.state.temporal_client` (temporalio Client) and `request.app.state.settings`.
+Uses `request.app.state.settings` and the API's Temporal gateway (or `app.state.temporal_client`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.signature import SignatureVerifier
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from activities.paging.channel import DeliveryError
 from activities.paging.channels.slack import APPROVE_ACTION_ID, REJECT_ACTION_ID, SlackClient
-from activities.paging.owners import OwnerRequest, OwnershipError, load_ownership, resolve_owner
+from api.approvers import Verdict, approval_scope, judge
+from api.common import ApiError, read_body
+from api.replay import MAX_AGE_S, LocalReplayGuard, first_time_anywhere
 from config import Settings
 from incidents.models import ApprovalDecision, ChatThread
 
 router = APIRouter()
 log = logging.getLogger(__name__)
 
-MAX_AGE_S = 300
 ANSWER_BUDGET_S = 2.5
 _background: set[asyncio.Task[Any]] = set()
 
 
-class ReplayGuard:
-    """Signatures of requests already accepted, kept for twice the allowed age."""
-
-    def __init__(self, keep_s: float = 2 * MAX_AGE_S) -> None:
-        self._keep_s = keep_s
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_time(self, signature: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            for key in [key for key, at in self._seen.items() if now - at > self._keep_s]:
-                del self._seen[key]
-            if signature in self._seen:
-                return False
-            self._seen[signature] = now
-            return True
-
-
 class ButtonValue(BaseModel):
-    w: str  # workflow (incident) id
-    r: str  # approval request id
-    t: str | None = None  # owning team when the message was posted
-    s: str | None = None  # service and namespace, to find the team when t is unknown
-    n: str | None = None
+    w: str = Field(max_length=300)  # workflow (incident) id
+    r: str = Field(max_length=200)  # approval request id
+    t: str | None = Field(default=None, max_length=200)  # owning team when the message was posted
+    s: str | None = Field(default=None, max_length=300)  # service and namespace, for people reading it
+    n: str | None = Field(default=None, max_length=300)
+    p: str | None = Field(default=None, max_length=64)  # the plan the message showed (its plan_id)
     a: bool  # approve (True) or reject
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Action(_Lenient):
+    action_id: str = ""
+    value: str = ""
+
+
+class _User(_Lenient):
+    id: str = Field(min_length=1, max_length=64)
+
+
+class _Ids(_Lenient):
+    id: str | None = None
+
+
+class _Message(_Lenient):
+    ts: str | None = None
+    thread_ts: str | None = None
+
+
+class _Container(_Lenient):
+    channel_id: str | None = None
+    message_ts: str | None = None
+    thread_ts: str | None = None
+
+
+class BlockActions(_Lenient):
+    """The parts of Slack's block_actions payload backout reads; anything else in it is ignored."""
+
+    type: str
+    user: _User | None = None
+    actions: list[_Action] = Field(default_factory=list, max_length=25)
+    channel: _Ids | None = None
+    message: _Message | None = None
+    container: _Container | None = None
 
 
 class Click(BaseModel):
@@ -82,14 +105,18 @@ def _unauthorized(reason: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": reason}, status_code=401)
 
 
+def _malformed(reason: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": "malformed_interaction", "detail": reason}, status_code=400)
+
+
 def _reply(text: str, ok: bool) -> JSONResponse:
     return JSONResponse({"ok": ok, "response_type": "ephemeral", "replace_original": False, "text": text})
 
 
-def _guard(request: Request) -> ReplayGuard:
+def _guard(request: Request) -> LocalReplayGuard:
     guard = getattr(request.app.state, "slack_replay_guard", None)
     if guard is None:
-        guard = ReplayGuard()
+        guard = LocalReplayGuard()
         request.app.state.slack_replay_guard = guard
     return guard
 
@@ -97,52 +124,33 @@ def _guard(request: Request) -> ReplayGuard:
 def _parse_click(raw: bytes) -> Click | str:
     form = parse_qs(raw.decode("utf-8", errors="replace"))
     try:
-        payload = json.loads(form.get("payload", [""])[0])
-    except json.JSONDecodeError:
-        return "payload is not JSON"
-    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        payload = BlockActions.model_validate_json(form.get("payload", [""])[0])
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            return "payload is not JSON"
+        return "payload is not a Slack interaction backout understands"
+    if payload.type != "block_actions":
         return "not a block_actions interaction"
-    actions = [
-        a for a in payload.get("actions", []) if a.get("action_id") in (APPROVE_ACTION_ID, REJECT_ACTION_ID)
-    ]
+    actions = [a for a in payload.actions if a.action_id in (APPROVE_ACTION_ID, REJECT_ACTION_ID)]
     if not actions:
         return "no backout approval action in the interaction"
     try:
-        value = ButtonValue.model_validate_json(actions[0].get("value", ""))
+        value = ButtonValue.model_validate_json(actions[0].value)
     except ValidationError:
         return "button value is not a backout approval"
-    if value.a != (actions[0]["action_id"] == APPROVE_ACTION_ID):
+    if value.a != (actions[0].action_id == APPROVE_ACTION_ID):
         return "button value does not match its action"
-    user = (payload.get("user") or {}).get("id")
-    if not user:
+    if payload.user is None:
         return "interaction has no user"
-    message = payload.get("message") or {}
-    container = payload.get("container") or {}
+    message = payload.message or _Message()
+    container = payload.container or _Container()
     return Click(
-        user=user,
+        user=payload.user.id,
         value=value,
-        channel=(payload.get("channel") or {}).get("id") or container.get("channel_id"),
-        message_ts=message.get("ts") or container.get("message_ts"),
-        thread_ts=message.get("thread_ts") or container.get("thread_ts"),
+        channel=(payload.channel.id if payload.channel else None) or container.channel_id,
+        message_ts=message.ts or container.message_ts,
+        thread_ts=message.thread_ts or container.thread_ts,
     )
-
-
-def may_approve(settings: Settings, value: ButtonValue, user: str) -> str | None:
-    """None when `user` is an approver of the incident's team in the ownership file, else why not."""
-    if settings.ownership_file is None:
-        return "no ownership file is configured, so nobody may approve from Slack"
-    try:
-        ownership = load_ownership(settings.ownership_file)
-    except OwnershipError as exc:
-        return f"the ownership file cannot be read: {exc}"
-    team = value.t
-    if team not in ownership.teams:
-        team = resolve_owner(OwnerRequest(service=value.s, namespace=value.n), ownership).team
-    if not team or team not in ownership.teams:
-        return f"the incident's team {value.t or team!r} is not in the ownership file"
-    if user not in ownership.teams[team].approvers:
-        return f"<@{user}> is not an approver for team {team}"
-    return None
 
 
 async def _temporal_client(state: Any) -> Client:
@@ -154,13 +162,14 @@ async def _temporal_client(state: Any) -> Client:
     return state.temporal_client  # type: ignore[no-any-return]
 
 
-async def _decide(state: Any, click: Click) -> tuple[bool, str]:
-    try:
-        client = await _temporal_client(state)
-    except Exception as exc:  # the API gateway wraps every connect failure in its own error type
-        return False, f"Nothing changed: backout cannot reach Temporal ({exc})"
+async def _decide(client: Client, click: Click, verdict: Verdict) -> tuple[bool, str]:
     decision = ApprovalDecision(
-        request_id=click.value.r, approve=click.value.a, user=click.user, source="slack"
+        request_id=click.value.r,
+        approve=click.value.a,
+        user=click.user,
+        source="slack",
+        aliases=sorted(verdict.names - {click.user}),
+        plan_id=click.value.p,
     )
     handle = client.get_workflow_handle(click.value.w)
     verb = "Approved" if decision.approve else "Rejected"
@@ -199,28 +208,51 @@ async def slack_interactions(request: Request, background: BackgroundTasks) -> J
     settings: Settings = request.app.state.settings
     if settings.slack_signing_secret is None or not settings.slack_signing_secret.get_secret_value():
         return _unauthorized("slack_signing_secret is not configured")
-    raw = await request.body()
     timestamp = request.headers.get("x-slack-request-timestamp", "")
     signature = request.headers.get("x-slack-signature", "")
-    if not timestamp.isdigit() or not signature:
+    if not timestamp.isdigit() or len(timestamp) > 12 or not signature or len(signature) > 200:
         return _unauthorized("missing or malformed Slack signature headers")
     if abs(time.time() - int(timestamp)) > MAX_AGE_S:
         return _unauthorized("stale request timestamp")
+    try:
+        raw = await read_body(request, settings.slack_max_body_bytes)
+    except ApiError as exc:
+        return JSONResponse(
+            {"ok": False, "error": exc.error, "detail": exc.detail}, status_code=exc.status_code
+        )
     verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
     if not verifier.is_valid(raw, timestamp, signature):
         return _unauthorized("invalid signature")
     if not _guard(request).first_time(signature):
         return _unauthorized("replayed request")
+    try:
+        client = await _temporal_client(request.app.state)
+    except Exception as exc:  # the API gateway wraps every connect failure in its own error type
+        return _reply(f"Nothing changed: backout cannot reach Temporal ({exc})", ok=False)
+    try:
+        if not await first_time_anywhere(client, settings.task_queue, signature):
+            return _unauthorized("replayed request")
+    except RPCError as exc:
+        return _reply(
+            f"Nothing changed: backout cannot record the request in Temporal ({exc.message})", ok=False
+        )
 
     click = _parse_click(raw)
     if isinstance(click, str):
-        return _reply(f"Ignored: {click}", ok=False)
-    refusal = await asyncio.to_thread(may_approve, settings, click.value, click.user)
-    if refusal is not None:
+        return _malformed(click)
+    try:
+        scope = await approval_scope(client, click.value.w)
+        verdict = await asyncio.to_thread(judge, settings, scope, click.user)
+    except ApiError as exc:
+        return _reply(f"Nothing changed: {exc.detail}", ok=False)
+    except RPCError as exc:
+        return _reply(f"Nothing changed: incident {click.value.w} is not reachable ({exc.message})", ok=False)
+    if verdict.refusal is not None:
+        refusal = verdict.refusal.replace(click.user, f"<@{click.user}>", 1)
         background.add_task(_tell_user, settings, click, f"Not allowed: {refusal}", False)
         return _reply(f"Not allowed: {refusal}", ok=False)
 
-    task = asyncio.create_task(_decide(request.app.state, click))
+    task = asyncio.create_task(_decide(client, click, verdict))
     try:
         applied, text = await asyncio.wait_for(asyncio.shield(task), timeout=ANSWER_BUDGET_S)
     except TimeoutError:

@@ -11,10 +11,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.redact import redact_url
+
 CONFIG_FILE_ENV = "BACKOUT_CONFIG"
+# The allow list entry that means "every namespace"; it must be written on purpose, alone.
+ALL_NAMESPACES = "*"
+# The API's credentials, one per role (README "Security"): which setting holds each role's token.
+ROLE_TOKENS: dict[str, str] = {
+    "sender": "sender_token",
+    "reporter": "reporter_token",
+    "operator": "operator_token",
+    "metrics": "metrics_token",
+}
+MIN_TOKEN_CHARS = 16
+# Placeholders an evidence query may use; each must sit inside a double-quoted PromQL string.
+QUERY_PLACEHOLDERS = ("{namespace}", "{service}")
 
 
 class SettingsError(ValueError):
@@ -51,18 +65,52 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
-class EvidenceQuery(BaseModel):
-    """A PromQL query whose result series become metric evidence in every incident bundle.
+def _placeholders_outside_strings(query: str) -> list[str]:
+    """Placeholders written outside a double-quoted PromQL string (where a value could become code)."""
+    outside: list[str] = []
+    quoted = False
+    index = 0
+    while index < len(query):
+        char = query[index]
+        if quoted and char == "\\":
+            index += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            outside.extend(p for p in QUERY_PLACEHOLDERS if query.startswith(p, index))
+        index += 1
+    return outside
 
-    `{namespace}` and `{service}` in the query are replaced by the incident's. Each result
+
+class EvidenceQuery(BaseModel):
+    """A named PromQL query whose result series become metric evidence in incident bundles.
+
+    `{namespace}` and `{service}` are replaced by the incident's, escaped as PromQL string content,
+    so they may only appear inside double-quoted strings (`namespace="{namespace}"`). Each result
     series is attributed to its `service` label (else the incident's service) and, when
     `version_label` names one of its labels, to that version (canary-style comparison).
+    `run: always` queries run for every incident; `run: when_named` ones only for an incident
+    whose alert names them in its `backout.dev/evidence-query` annotation (alerts name queries,
+    they never carry PromQL).
     """
 
-    name: str
-    query: str
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_:][A-Za-z0-9_:.-]*$")
+    query: str = Field(min_length=1, max_length=4000)
     bad_direction: Literal["up", "down"] | None = None
     version_label: str | None = None
+    run: Literal["always", "when_named"] = "always"
+
+    @field_validator("query")
+    @classmethod
+    def _placeholders_quoted(cls, query: str) -> str:
+        outside = _placeholders_outside_strings(query)
+        if outside:
+            raise ValueError(
+                f"{', '.join(sorted(set(outside)))} must be inside a double-quoted string, "
+                'e.g. namespace="{namespace}" (values are escaped as string content)'
+            )
+        return query
 
 
 class EvalTarget(BaseModel):
@@ -87,12 +135,52 @@ class Settings(BaseSettings):
     temporal_ui: bool = True
     task_queue: str = "backout-incidents"
 
-    # HTTP API
+    # HTTP API: one credential per role (README "Security"); a role without one is closed.
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    api_token: SecretStr | None = None
+    sender_token: SecretStr | None = Field(
+        default=None, description="alert sources (Alertmanager, Grafana): POST /v1/alerts/*"
+    )
+    reporter_token: SecretStr | None = Field(
+        default=None, description="CI/CD and other change reporters: POST /v1/changes"
+    )
+    reporter_identity: str = Field(
+        default="reporter", min_length=1, description="stamped on every change the reporter token posts"
+    )
+    operator_token: SecretStr | None = Field(
+        default=None, description="people and tools that read incidents and changes, approve, label culprits"
+    )
+    operator_identity: str = Field(
+        default="operator",
+        min_length=1,
+        description="who an approval made with the operator token is from: a Slack user id, an email or a "
+        "team of the ownership file, as runbook approvers name them",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="GET /metrics only (Prometheus); the operator token reads it too"
+    )
+    allow_anonymous_loopback: bool = Field(
+        default=False,
+        description="a role without a token accepts requests without one, only from loopback and only "
+        "when the API listens on loopback (local demo and development)",
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="removed: one token for every role; use the per-role tokens"
+    )
+    api_docs: bool = Field(default=False, description="serve /openapi.json (operator token) and /docs")
     public_url: str = "http://127.0.0.1:8080"
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    slack_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    api_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's headers must arrive within"
+    )
+    api_body_timeout_s: float = Field(
+        default=30.0, gt=0, description="each read of a request's body waits at most"
+    )
+    api_keep_alive_s: float = Field(default=5.0, gt=0)
+    api_max_concurrency: int = Field(
+        default=200, ge=1, description="connections and requests at once; then 503"
+    )
     worker_metrics_port: int | None = Field(
         default=None, description="the worker serves its own Prometheus /metrics on worker_metrics_host:PORT"
     )
@@ -109,6 +197,9 @@ class Settings(BaseSettings):
     worker_metrics_url: str | None = Field(
         default=None, description="the API's /metrics also shows the worker's step latencies from this URL"
     )
+    max_notifications_per_incident_per_minute: int = Field(
+        default=120, ge=1, description="distinct notifications one incident takes per minute; then 503"
+    )
     duplicate_window_s: float = Field(
         default=30.0,
         ge=0,
@@ -118,6 +209,7 @@ class Settings(BaseSettings):
     # Kubernetes
     kubeconfig: Path | None = None
     # NoDecode: BACKOUT_ALLOWED_NAMESPACES is comma-separated, not JSON (split by _split_csv).
+    # Empty: backout refuses to start; "*" alone: every namespace, on purpose.
     allowed_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_rollbacks_per_namespace_per_hour: int = 3
     kube_dry_run: bool = Field(
@@ -134,6 +226,9 @@ class Settings(BaseSettings):
     # Prometheus (metric evidence and verification)
     prometheus_url: str | None = None
     evidence_queries: list[EvidenceQuery] = Field(default_factory=list)
+    max_evidence_queries: int = Field(
+        default=8, ge=1, le=100, description="range queries one incident may send to Prometheus"
+    )
     eval_manifests: dict[str, EvalTarget] = Field(
         default_factory=dict,
         description="namespace/service -> golden set (and endpoint) that verifies recovery",
@@ -175,6 +270,75 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("allowed_namespaces")
+    @classmethod
+    def _wildcard_alone(cls, value: list[str]) -> list[str]:
+        if ALL_NAMESPACES in value and len(value) > 1:
+            raise ValueError('"*" (every namespace) must be the only entry')
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _no_shared_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raise ValueError(
+                "BACKOUT_API_TOKEN (one token for every role) is gone: set BACKOUT_SENDER_TOKEN (alert "
+                "sources), BACKOUT_REPORTER_TOKEN (change reporters), BACKOUT_OPERATOR_TOKEN (reads and "
+                "approvals) and optionally BACKOUT_METRICS_TOKEN, each its own"
+            )
+        return value
+
+    @field_validator("evidence_queries")
+    @classmethod
+    def _unique_query_names(cls, value: list[EvidenceQuery]) -> list[EvidenceQuery]:
+        named = [query.name for query in value if query.run == "when_named"]
+        duplicates = sorted({name for name in named if named.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"when_named evidence queries need unique names: {', '.join(duplicates)}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_usable(self) -> Settings:
+        """A blank secret is a mistake, not "no credential"; one token may not serve two roles."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+                raise ValueError(
+                    f'{name} is set but blank (BACKOUT_{name.upper()}=""): unset it for no credential'
+                )
+        seen: dict[str, str] = {}
+        for field_name in ROLE_TOKENS.values():
+            token = getattr(self, field_name)
+            if token is None:
+                continue
+            secret = token.get_secret_value()
+            if len(secret) < MIN_TOKEN_CHARS:
+                raise ValueError(f"{field_name} is shorter than {MIN_TOKEN_CHARS} characters")
+            if secret in seen:
+                raise ValueError(f"{field_name} equals {seen[secret]}: every role needs its own token")
+            seen[secret] = field_name
+        return self
+
+    # --- what the settings allow ----------------------------------------------------------------
+
+    @property
+    def every_namespace(self) -> bool:
+        return self.allowed_namespaces == [ALL_NAMESPACES]
+
+    def namespace_allowed(self, namespace: str | None) -> bool:
+        """Whether backout may look at and act in `namespace` (an empty allow list allows nothing)."""
+        if not namespace:
+            return False
+        return self.every_namespace or namespace in self.allowed_namespaces
+
+    def listed_namespaces(self) -> list[str] | None:
+        """The namespaces to list cluster-wide reads over (None: every namespace)."""
+        return None if self.every_namespace else list(self.allowed_namespaces)
+
+    def role_token(self, role: str) -> SecretStr | None:
+        token: SecretStr | None = getattr(self, ROLE_TOKENS[role])
+        return token
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -206,17 +370,40 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     def masked(self) -> dict[str, Any]:
-        """Effective values for `backout config show`, secrets masked."""
+        """Effective values for `backout config show`: secrets masked, and credentials inside URLs."""
         shown: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 shown[name] = "********" if value.get_secret_value() else ""
+            elif isinstance(value, BaseModel):  # a section: its secrets dump masked
+                shown[name] = _redacted(value.model_dump(mode="json"))
             elif isinstance(value, Path):
                 shown[name] = str(value)
+            elif isinstance(value, str):
+                shown[name] = redact_url(value)
+            elif isinstance(value, list | dict):
+                shown[name] = _redacted(
+                    [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in value]
+                    if isinstance(value, list)
+                    else {
+                        k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+                        for k, v in value.items()
+                    }
+                )
             else:
                 shown[name] = value
         return shown
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    return value
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -27,6 +27,15 @@ ChangeKind = Literal[
 ]
 CHANGE_KINDS: tuple[str, ...] = ChangeKind.__args__  # type: ignore[attr-defined]
 
+# The author backout's own changes (rollbacks, restores) carry: never a candidate cause.
+BACKOUT_AUTHOR = "backout"
+# Change ids of backout's own change ledger (activities/kube/ledger.py): a reported change may not
+# take one (it would shadow the cluster's record of that change).
+RESERVED_CHANGE_ID_PREFIXES: tuple[str, ...] = ("k8s:", "backout:")
+# Unix times this large or small are not times of changes (and overflow datetime).
+_EARLIEST_UNIX = 0.0
+_LATEST_UNIX = 253402300799.0  # 9999-12-31T23:59:59Z
+
 # Well-known metric names and the direction in which they get worse.
 WELL_KNOWN_BAD_DIRECTION: dict[str, str] = {
     "error_rate": "up",
@@ -48,11 +57,17 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError(f"timestamp {value.isoformat()} is out of range") from exc
     if isinstance(value, bool):
         raise ValueError("timestamp must be an RFC 3339 string or unix seconds, not a boolean")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(float(value), tz=UTC)
+        seconds = float(value)
+        if not (_EARLIEST_UNIX <= seconds <= _LATEST_UNIX):  # also NaN and +-Infinity
+            raise ValueError(f"unix time {value!r} is out of range")
+        return datetime.fromtimestamp(seconds, tz=UTC)
     if isinstance(value, str):
         text = value.strip()
         if "T" not in text and " " not in text:
@@ -63,7 +78,10 @@ def parse_timestamp(value: Any) -> datetime:
             raise ValueError(f"timestamp {value!r} is not RFC 3339") from exc
         if parsed.tzinfo is None:
             raise ValueError(f"timestamp {value!r} has no UTC offset (RFC 3339 needs Z or +hh:mm)")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError(f"timestamp {value!r} is out of range") from exc
     raise ValueError(f"timestamp must be an RFC 3339 string or unix seconds, got {type(value).__name__}")
 
 
@@ -128,6 +146,9 @@ class Change(_Lenient):
     author: str | None = None
     description: str | None = None
     rollback: RollbackHandle | None = None
+    # Who reported it through POST /v1/changes (the reporter credential's identity); None for
+    # changes backout read from the cluster.
+    reported_by: str | None = None
 
     @field_validator("kind", mode="before")
     @classmethod

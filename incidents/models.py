@@ -119,6 +119,9 @@ class IncidentSignal(BaseModel):
     eval: EvalSymptom | None = None
     group_key: str | None = None
     external_url: str | None = None
+    # Alerts of the notification not carried: the sender's truncatedAlerts, alerts outside the
+    # namespace allow list and those over the signal's size budget (incidents/limits.py).
+    truncated: int = 0
 
 
 def _flat_key(data: Any) -> Any:
@@ -243,11 +246,20 @@ class ApprovalRequest(BaseModel):
 
 
 class ApprovalDecision(BaseModel):
+    """A decision on a pending approval. `user` is the verified identity (the Slack user who
+    clicked, the API credential's identity), never what a request body claims; `aliases` are the
+    other names the API resolved for it (email, Slack user groups, teams of the ownership file)."""
+
     request_id: str
     approve: bool
     user: str
     source: Literal["slack", "api", "cli"] = "api"
     reason: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+    def names(self) -> set[str]:
+        """Every name the approver answers to, as runbook approvers may list it."""
+        return {self.user, *self.aliases}
 
 
 class Culprit(BaseModel):
@@ -376,6 +388,11 @@ class IncidentView(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     deliveries: list[DeliveryRecord] = Field(default_factory=list)
     summary: str = ""
+    # A page of a large incident (the `view_page` query): how many of each list there are in all.
+    alerts_total: int | None = None
+    timeline_total: int | None = None
+    deliveries_total: int | None = None
+    alerts_not_kept: int = 0
 
     def timeline_for_people(self, verbose: bool = False) -> list[TimelineEntry]:
         """The timeline in time order; `verbose` adds every delivery, also those that sent nothing."""
@@ -393,6 +410,27 @@ class IncidentView(BaseModel):
                 for record in self.deliveries
             ]
         return sorted(entries, key=lambda entry: entry.at)
+
+
+class ViewPage(BaseModel):
+    """Which slice of an incident's alerts, timeline and deliveries the `view_page` query returns."""
+
+    alerts_offset: int = Field(default=0, ge=0)
+    alerts_limit: int = Field(default=100, ge=0, le=1000)
+    timeline_offset: int = Field(default=0, ge=0)
+    timeline_limit: int = Field(default=300, ge=0, le=1000)
+    deliveries_offset: int = Field(default=0, ge=0)
+    deliveries_limit: int = Field(default=300, ge=0, le=1000)
+
+
+class ApprovalScope(BaseModel):
+    """What the API needs to authorise a decision: the pending request and whose incident it is."""
+
+    approval: ApprovalRequest | None = None
+    decided: bool = False
+    service: str | None = None
+    namespace: str | None = None
+    team: str | None = None
 
 
 class OpenIncidentRequest(BaseModel):

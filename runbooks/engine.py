@@ -6,7 +6,6 @@ only the standard library, pydantic and backout's own models.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC
 from functools import lru_cache
@@ -16,6 +15,7 @@ from incidents.actions import Action, Mode, PlannedAction, RecordAction, effecti
 from incidents.models import Decision, DecisionContext, DecisionStep
 from runbooks import expr, expr_eval
 from runbooks.models import LabelMatcher, Runbook
+from runbooks.regex import full_match
 from runbooks.variables import build_variables
 
 NO_RUNBOOK_NOTE = "no runbook matched this incident; a human decides"
@@ -32,7 +32,7 @@ def _matcher_holds(matcher: LabelMatcher, labels: dict[str, str]) -> bool:
         return value == matcher.value
     if matcher.op == "!=":
         return value != matcher.value
-    found = re.fullmatch(matcher.value, value) is not None
+    found = full_match(matcher.value, value)
     return found if matcher.op == "=~" else not found
 
 

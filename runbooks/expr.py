@@ -28,6 +28,9 @@ from typing import Any
 
 MAX_SOURCE_CHARS = 2000
 MAX_NODES = 300
+# Parentheses, lists, calls, indexes and prefix operators nested deeper than this are refused:
+# the parser recurses, and a deep expression is unreadable anyway.
+MAX_DEPTH = 24
 
 
 class ExprError(ValueError):
@@ -196,6 +199,15 @@ class _Parser:
         self.tokens = tokenize(source)
         self.index = 0
         self.nodes = 0
+        self.depth = 0
+
+    def deeper(self, offset: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"expression nested more than {MAX_DEPTH} levels deep", offset)
+
+    def shallower(self) -> None:
+        self.depth -= 1
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
@@ -247,7 +259,10 @@ class _Parser:
     def parse_prefix(self, operator: str, operand: Callable[[], Node]) -> Node:
         token = self.advance()
         self.count(token.offset)
-        return Unary(operator, operand(), token.offset)
+        self.deeper(token.offset)
+        node = Unary(operator, operand(), token.offset)
+        self.shallower()
+        return node
 
     def at_not_in(self) -> bool:
         return self.at("not") and self.peek(1).text == "in"
@@ -299,8 +314,10 @@ class _Parser:
                 _check_name(name)
                 node = Var((*node.path, name.text), node.offset)
             else:
+                self.deeper(token.offset)
                 index = self.parse_or()
                 self.expect("]")
+                self.shallower()
                 node = Var((*node.path, index), node.offset)
             self.count(token.offset)
         if self.at("(") and isinstance(node, Var):
@@ -326,11 +343,16 @@ class _Parser:
                 return self.parse_call(token)
             return Var((token.text,), token.offset)
         if token.kind == "op" and token.text == "(":
+            self.deeper(token.offset)
             node = self.parse_or()
             self.expect(")")
+            self.shallower()
             return node
         if token.kind == "op" and token.text == "[":
-            return ListExpr(self.parse_comma_separated("]"), token.offset)
+            self.deeper(token.offset)
+            items = self.parse_comma_separated("]")
+            self.shallower()
+            return ListExpr(items, token.offset)
         if token.kind == "end":
             raise ExprError("unexpected end of expression", token.offset)
         raise ExprError(f"unexpected {token.text!r}", token.offset)
@@ -340,7 +362,9 @@ class _Parser:
             known = ", ".join(sorted(FUNCTION_ARITY))
             raise ExprError(f"unknown function {name.text!r} (allowed: {known})", name.offset)
         self.expect("(")
+        self.deeper(name.offset)
         args = self.parse_comma_separated(")")
+        self.shallower()
         arity = FUNCTION_ARITY[name.text]
         if arity is not None and len(args) != arity:
             raise ExprError(f"{name.text}() takes {arity} argument(s), got {len(args)}", name.offset)

@@ -23,6 +23,7 @@ from pydantic import (
 
 from incidents.actions import ACTIONS, Action, Mode, Severity
 from incidents.models import IncidentSource
+from runbooks.regex import PatternError, compile_pattern
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -33,19 +34,20 @@ class _Strict(BaseModel):
 
 
 class LabelMatcher(_Strict):
-    """A Prometheus-style matcher: `op` is =, !=, =~ or !~ (regexes are fully anchored)."""
+    """A Prometheus-style matcher: `op` is =, !=, =~ or !~ (regexes are RE2, fully anchored, and
+    run in time linear in the label value: runbooks/regex.py)."""
 
     name: str = Field(min_length=1)
     op: Literal["=", "!=", "=~", "!~"] = "="
-    value: str
+    value: str = Field(max_length=1000)
 
     @model_validator(mode="after")
     def _valid_regex(self) -> LabelMatcher:
         if self.op in ("=~", "!~"):
             try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {self.value!r}: {exc}") from None
+                compile_pattern(self.value)
+            except PatternError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 

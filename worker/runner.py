@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -13,7 +12,10 @@ import sys
 import uvicorn
 
 from api.app import create_app
+from api.auth import is_loopback_host
 from config import Settings, SettingsError
+from config.redact import install_log_redaction
+from config.settings import ROLE_TOKENS
 from worker.temporal_client import connect
 from worker.temporal_server import DevServerConfig, TemporalDevServer, free_port
 from worker.worker import run_worker
@@ -21,17 +23,31 @@ from worker.worker import run_worker
 log = logging.getLogger("backout")
 
 
-def check_listen_safety(settings: Settings) -> None:
-    """Refuse to expose the webhook beyond loopback without a bearer token."""
-    host = settings.api_host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and settings.api_token is None:
+def check_start_safety(settings: Settings, with_api: bool = True, with_worker: bool = True) -> None:
+    """Refuse settings that would let backout act or listen more widely than anyone decided."""
+    if not settings.allowed_namespaces:
         raise SettingsError(
-            f"api_host {host} is not a loopback address: set BACKOUT_API_TOKEN (or --api-token) "
-            "so the webhook requires a bearer token"
+            "allowed_namespaces is empty: set BACKOUT_ALLOWED_NAMESPACES to the namespaces backout may "
+            'look at and change (or "*" for every namespace, on purpose)'
+        )
+    if not with_api:
+        return
+    loopback = is_loopback_host(settings.api_host)
+    if settings.allow_anonymous_loopback and not loopback:
+        raise SettingsError(
+            f"allow_anonymous_loopback is only for an API on loopback, not on {settings.api_host}: "
+            "give each role its token instead"
+        )
+    configured = [role for role in ROLE_TOKENS if settings.role_token(role) is not None]
+    if not loopback and not configured:
+        raise SettingsError(
+            f"api_host {settings.api_host} is not a loopback address and no API credential is set: set "
+            "BACKOUT_SENDER_TOKEN, BACKOUT_REPORTER_TOKEN and BACKOUT_OPERATOR_TOKEN (each its own)"
+        )
+    closed = [role for role in ROLE_TOKENS if role not in configured]
+    if closed and not settings.allow_anonymous_loopback:
+        log.warning(
+            "no token for API role(s) %s: their endpoints answer 401 (README, Security)", ", ".join(closed)
         )
 
 
@@ -60,7 +76,8 @@ async def _serve_api(settings: Settings, stop: asyncio.Event, temporal_ui_url: s
 
 
 async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = True) -> None:
-    check_listen_safety(settings)
+    install_log_redaction()
+    check_start_safety(settings, with_api=with_api, with_worker=with_worker)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     server: TemporalDevServer | None = None
     ui_url: str | None = None

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from incidents.models import (
         ApprovalDecision,
         ApprovalRequest,
+        ApprovalScope,
         ContextResult,
         Decision,
         IncidentInput,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentStateName,
         IncidentView,
         NotifyEvent,
+        ViewPage,
     )
     from incidents.remediation import RemediationResult
     from runbooks.engine import decide
@@ -75,6 +77,14 @@ class IncidentWorkflow:
     def bundle(self) -> IncidentBundle | None:
         return self.state.bundle
 
+    @workflow.query(name="view_page")
+    def view_page(self, page: ViewPage) -> IncidentView:
+        return self.state.page(page)
+
+    @workflow.query(name="approval_scope")
+    def approval_scope(self) -> ApprovalScope:
+        return self.state.approval_scope()
+
     @workflow.update(name="approve")
     async def approve(self, decision: ApprovalDecision) -> str:
         self.state.approval_result = decision
@@ -93,7 +103,7 @@ class IncidentWorkflow:
             raise ValueError("this approval request was already decided")
         if self.state.approval_timed_out or workflow.now() >= pending.expires_at:
             raise ValueError("this approval request has expired")
-        if pending.approvers and decision.user not in pending.approvers:
+        if pending.approvers and not set(pending.approvers) & decision.names():
             raise ValueError(f"{decision.user} may not approve for this incident")
 
     # --- Main flow ------------------------------------------------------------------------

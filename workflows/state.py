@@ -13,12 +13,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from config.redact import redact_text
 from incidents.actions import PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
+from incidents.limits import (
+    MAX_DELIVERIES,
+    MAX_DIFF_CHARS,
+    MAX_INCIDENT_ALERTS,
+    MAX_MESSAGE_CHARS,
+    MAX_TIMELINE_ENTRIES,
+    MAX_TRACKED_ALERTS,
+    bounded_alert,
+    clip,
+)
 from incidents.models import (
     ActionRecord,
     Alert,
     ApprovalDecision,
+    ApprovalScope,
     ChatThread,
     ContextRequest,
     DecisionContext,
@@ -31,6 +43,7 @@ from incidents.models import (
     NotifyEvent,
     NotifyResult,
     TimelineEntry,
+    ViewPage,
 )
 from incidents.remediation import RemediationRequest
 from workflows.summary import render_report
@@ -59,6 +72,11 @@ class IncidentState(BaseModel):
     in_cooldown: bool = False
     refired: bool = False
     last_remediation: RemediationRequest | None = None
+    # Past MAX_INCIDENT_ALERTS alerts the incident keeps only each one's state (by fingerprint),
+    # and past MAX_TRACKED_ALERTS only a count (incidents/limits.py).
+    untracked_states: dict[str, str] = Field(default_factory=dict)
+    alerts_not_kept: int = 0
+    folded_signals: int = 0
 
     @classmethod
     def opened(cls, params: IncidentInput, now: datetime) -> IncidentState:
@@ -79,10 +97,47 @@ class IncidentState(BaseModel):
     def log(
         self, now: datetime, kind: TimelineKind, step: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
+        """Append to the timeline: messages clipped and credentials in URLs masked; a timeline at its
+        cap folds its oldest alert signals into one line first."""
+        if len(self.view.timeline) >= MAX_TIMELINE_ENTRIES:
+            self._fold_timeline()
         self.view.timeline.append(
-            TimelineEntry(at=now, kind=kind, step=step, message=message, data=data or {})
+            TimelineEntry(
+                at=now,
+                kind=kind,
+                step=step,
+                message=clip(redact_text(message), MAX_MESSAGE_CHARS),
+                data=data or {},
+            )
         )
         self.view.updated_at = now
+
+    def _fold_timeline(self) -> None:
+        """Make room: alert signal lines (oldest first, half of them) become one summary line; with none
+        left to fold, the oldest entries after the first give way."""
+        timeline = self.view.timeline
+        signals = [
+            index for index, entry in enumerate(timeline) if entry.kind == "signal" and entry.step == "alert"
+        ]
+        folding = (
+            set(signals[: max(1, len(signals) // 2)]) if signals else set(range(1, len(timeline) // 4 + 1))
+        )
+        self.folded_signals += len(folding)
+        first = min(folding)
+        kept = [
+            entry
+            for index, entry in enumerate(timeline)
+            if index not in folding and not (entry.kind == "note" and entry.step == "timeline")
+        ]
+        summary = TimelineEntry(
+            at=timeline[first].at,
+            kind="note",
+            step="timeline",
+            message=f"{self.folded_signals} older timeline entries folded (alert signals first); "
+            "the alerts list keeps each alert's latest state",
+        )
+        kept.insert(min(first, len(kept)), summary)
+        self.view.timeline = kept
 
     def record(
         self,
@@ -102,8 +157,8 @@ class IncidentState(BaseModel):
                 mode=mode,
                 outcome=outcome,
                 target=target,
-                message=message,
-                diff=diff,
+                message=clip(redact_text(message), MAX_MESSAGE_CHARS),
+                diff=clip(diff, MAX_DIFF_CHARS),
                 dry_run=dry_run,
             )
         )
@@ -116,6 +171,8 @@ class IncidentState(BaseModel):
         Every answer joins the delivery record (the audit trail). The timeline shows only what was
         sent, or why it could not be: one line per channel for deliveries that follow each other
         within a step, which later events extend instead of repeating."""
+        if len(self.view.deliveries) >= MAX_DELIVERIES:
+            del self.view.deliveries[: MAX_DELIVERIES // 4]
         self.view.deliveries.append(
             DeliveryRecord(
                 at=now,
@@ -123,7 +180,7 @@ class IncidentState(BaseModel):
                 channel=channel,
                 outcome=result.outcome,
                 sent=result.sent,
-                message=result.message,
+                message=clip(redact_text(result.message), MAX_MESSAGE_CHARS),
             )
         )
         self.view.updated_at = now
@@ -176,11 +233,23 @@ class IncidentState(BaseModel):
             )
         for alert in signal.alerts:
             self.merge_alert(now, alert)
+        if signal.truncated:
+            self.log(
+                now,
+                "note",
+                "alert",
+                f"{signal.truncated} alert(s) of a {signal.source} notification not carried (the sender's "
+                "truncation, namespaces outside the allow list, or the size budget)",
+            )
 
     def merge_alert(self, now: datetime, alert: Alert) -> None:
+        alert = bounded_alert(alert)
         known = self.alerts.get(alert.fingerprint)
         if known is not None and known.status == alert.status:
             self.duplicates += 1
+            return
+        if known is None and len(self.alerts) >= MAX_INCIDENT_ALERTS:
+            self._track_only(now, alert)
             return
         self.alerts[alert.fingerprint] = alert
         name = alert.labels.get("alertname", alert.fingerprint)
@@ -195,6 +264,25 @@ class IncidentState(BaseModel):
         self.log(now, "signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
         self.view.alerts = list(self.alerts.values())
 
+    def _track_only(self, now: datetime, alert: Alert) -> None:
+        """An alert past the cap: only its state is kept (or, past MAX_TRACKED_ALERTS, a count)."""
+        if alert.fingerprint in self.untracked_states or len(self.untracked_states) < MAX_TRACKED_ALERTS:
+            if self.untracked_states.get(alert.fingerprint) == alert.status:
+                self.duplicates += 1
+                return
+            self.untracked_states[alert.fingerprint] = alert.status
+        if alert.status == "firing" and self.in_cooldown:
+            self.refired = True
+        self.alerts_not_kept += 1
+        if self.alerts_not_kept == 1 or self.alerts_not_kept % 500 == 0:
+            self.log(
+                now,
+                "note",
+                "alert",
+                f"{self.alerts_not_kept} alert update(s) past the incident's {MAX_INCIDENT_ALERTS} kept "
+                "alerts: their state is tracked, not their labels",
+            )
+
     # --- what the incident knows ---------------------------------------------------------------
 
     def labels(self) -> dict[str, str]:
@@ -205,12 +293,46 @@ class IncidentState(BaseModel):
         return labels
 
     def all_alerts_resolved(self) -> bool:
-        return bool(self.alerts) and all(alert.status == "resolved" for alert in self.alerts.values())
+        counted_only = self.alerts_not_kept > 0 and len(self.untracked_states) >= MAX_TRACKED_ALERTS
+        if counted_only:
+            return False  # some alerts are only counted: never assume they resolved
+        untracked_firing = any(status == "firing" for status in self.untracked_states.values())
+        return (
+            bool(self.alerts)
+            and not untracked_firing
+            and all(alert.status == "resolved" for alert in self.alerts.values())
+        )
 
     def alerts_about_resolved(self, metric: str) -> bool:
         """Every alert about `metric` resolved (and there is one)."""
         about = [alert for alert in self.alerts.values() if alert.is_about(metric)]
         return bool(about) and all(alert.status == "resolved" for alert in about)
+
+    def page(self, page: ViewPage) -> IncidentView:
+        """A slice of the view (the API pages large incidents instead of failing on them)."""
+        view = self.view
+        return view.model_copy(
+            update={
+                "alerts": view.alerts[page.alerts_offset : page.alerts_offset + page.alerts_limit],
+                "timeline": view.timeline[page.timeline_offset : page.timeline_offset + page.timeline_limit],
+                "deliveries": view.deliveries[
+                    page.deliveries_offset : page.deliveries_offset + page.deliveries_limit
+                ],
+                "alerts_total": len(view.alerts),
+                "timeline_total": len(view.timeline),
+                "deliveries_total": len(view.deliveries),
+                "alerts_not_kept": self.alerts_not_kept,
+            }
+        )
+
+    def approval_scope(self) -> ApprovalScope:
+        return ApprovalScope(
+            approval=self.view.approval,
+            decided=self.approval_result is not None,
+            service=self.input.key.service,
+            namespace=self.input.key.namespace,
+            team=self.team,
+        )
 
     def context_request(self, now: datetime) -> ContextRequest:
         starts = [alert.starts_at for alert in self.alerts.values()]

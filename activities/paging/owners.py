@@ -7,7 +7,7 @@ File format (see deploy/owners.yaml):
         pagerduty_routing_key: R0123...      # or pagerduty_routing_key_env: PD_KEY_ML
         pagerduty_service_id: PABC123        # optional, for the REST API
         slack_channel: "#ml-incidents"
-        approvers: [U012ABCDEF]              # Slack user ids allowed to approve
+        approvers: [U012ABCDEF, S0ONCALL, oncall@example.com]   # Slack user or group ids, emails
     services:
       - {service: rag-api, namespace: prod, team: ml-platform}   # namespace optional
     namespaces:
@@ -34,7 +34,9 @@ from incidents.models import IncidentReport
 
 TEAM_ANNOTATION = "backout.dev/team"
 
-_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# Who may approve: a Slack user id (U/W...), a Slack user group id (S...) or an email; the same
+# identities runbook `approvers` name (api/approvers.py resolves them).
+_APPROVER_ID = re.compile(r"^(?:[UWS][A-Z0-9]{2,}|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 _LABEL_KEYS = (TEAM_ANNOTATION, "team")
 
 
@@ -68,10 +70,13 @@ class TeamEntry(BaseModel):
 
     @field_validator("approvers")
     @classmethod
-    def _slack_ids(cls, approvers: list[str]) -> list[str]:
-        bad = [user for user in approvers if not _SLACK_USER_ID.match(user)]
+    def _identities(cls, approvers: list[str]) -> list[str]:
+        bad = [user for user in approvers if not _APPROVER_ID.match(user)]
         if bad:
-            raise ValueError(f"approvers must be Slack user ids (U.../W...), not {', '.join(bad)}")
+            raise ValueError(
+                f"approvers must be Slack user ids (U.../W...), Slack user group ids (S...) or emails, "
+                f"not {', '.join(bad)}"
+            )
         return approvers
 
     def routing_key(self) -> str | None:

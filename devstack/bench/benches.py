@@ -16,6 +16,7 @@ from devstack.bench.runner import (
     RunIncidents,
     SendReport,
     alerts_held,
+    auth_headers,
     check_api,
     incidents_of_run,
     send_all,
@@ -24,7 +25,8 @@ from devstack.bench.runner import (
 
 class Target(BaseModel):
     url: str = "http://127.0.0.1:8080"
-    token: str | None = None
+    token: str | None = Field(default=None, description="the sender token (alerts)")
+    operator_token: str | None = Field(default=None, description="the operator token (reading incidents)")
     concurrency: int = Field(default=16, ge=1, le=1024)
     list_wait_s: float = Field(
         default=60.0, ge=0, description="how long to wait for incidents to become listed"
@@ -103,7 +105,11 @@ def storm_shape(alerts: int, groups: int, batches: int) -> LoadShape:
 def _client(target: Target) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=target.concurrency, max_keepalive_connections=target.concurrency)
     return httpx.AsyncClient(
-        base_url=target.url, timeout=target.retry.request_timeout_s, limits=limits, trust_env=False
+        base_url=target.url,
+        timeout=target.retry.request_timeout_s,
+        limits=limits,
+        trust_env=False,
+        headers=auth_headers(target.operator_token),  # reads; alerts carry the sender token
     )
 
 

@@ -264,11 +264,15 @@ async def _measure(
     latencies: list[float] = []
     slowest: tuple[float, str] | None = None
     problems: list[str] = []
-    async with httpx.AsyncClient(base_url=stack.url, timeout=30, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        base_url=stack.url, timeout=30, trust_env=False, headers=auth_headers(stack.operator_token)
+    ) as http:
         # The deploy pipeline reports each change, as it would in production.
         changed_at = datetime.now(UTC) - timedelta(seconds=30)
         for namespace in namespaces:
-            response = await http.post("/v1/changes", json=_change(namespace, changed_at), headers=headers)
+            response = await http.post(
+                "/v1/changes", json=_change(namespace, changed_at), headers=auth_headers(stack.reporter_token)
+            )
             if response.status_code >= 300:
                 raise BenchError(
                     f"POST /v1/changes answered HTTP {response.status_code}: {response.text[:300]}"

@@ -79,7 +79,7 @@ async def check_api(client: httpx.AsyncClient, token: str | None) -> None:
         raise BenchError(f"backout API at {client.base_url} is not connected to Temporal: {temporal}")
     probe = await client.post(WEBHOOK_PATH, content=b"{}", headers=auth_headers(token))
     if probe.status_code == 401:
-        raise BenchError("the API rejected the bearer token (HTTP 401): pass --token or BACKOUT_API_TOKEN")
+        raise BenchError("the API rejected the sender token (HTTP 401): pass --token or BACKOUT_SENDER_TOKEN")
 
 
 async def _deliver(

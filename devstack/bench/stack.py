@@ -30,7 +30,11 @@ class SpawnedStack:
         self.state_dir = state_dir
         self.api_port = free_port()
         self.temporal_port = free_port()
-        self.token = secrets.token_urlsafe(24)
+        # One credential per API role (README "Security"): the bench sends alerts and reports
+        # changes, and reads incidents as an operator.
+        self.token = secrets.token_urlsafe(24)  # sender
+        self.reporter_token = secrets.token_urlsafe(24)
+        self.operator_token = secrets.token_urlsafe(24)
         self.startup_timeout_s = startup_timeout_s
         self.extra_env = dict(extra_env or {})
         self.process: ManagedProcess | None = None
@@ -44,12 +48,15 @@ class SpawnedStack:
         return f"127.0.0.1:{self.temporal_port}"
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("BACKOUT_TEMPORAL_ADDRESS", "BACKOUT_CONFIG")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKOUT_")}
         env.update(
             BACKOUT_STATE_DIR=str(self.state_dir),
             BACKOUT_API_HOST="127.0.0.1",
             BACKOUT_API_PORT=str(self.api_port),
-            BACKOUT_API_TOKEN=self.token,
+            BACKOUT_SENDER_TOKEN=self.token,
+            BACKOUT_REPORTER_TOKEN=self.reporter_token,
+            BACKOUT_OPERATOR_TOKEN=self.operator_token,
+            BACKOUT_ALLOWED_NAMESPACES="*",
             BACKOUT_PUBLIC_URL=self.url,
             BACKOUT_TEMPORAL_PORT=str(self.temporal_port),
             BACKOUT_TEMPORAL_UI="false",

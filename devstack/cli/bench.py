@@ -24,7 +24,7 @@ ResultT = TypeVar("ResultT", bound="BaseModel")
 
 UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="base URL of a running backout API")
 TokenOption = typer.Option(
-    None, "--token", help="bearer token of the API (default: BACKOUT_API_TOKEN)", show_default=False
+    None, "--token", help="the API's sender token (default: BACKOUT_SENDER_TOKEN)", show_default=False
 )
 ConcurrencyOption = typer.Option(16, "--concurrency", help="notifications in flight at once")
 SpawnOption = typer.Option(
@@ -53,13 +53,20 @@ def _target(
         if not spawn:
             yield Target(
                 url=url,
-                token=token or os.environ.get("BACKOUT_API_TOKEN") or None,
+                token=token or os.environ.get("BACKOUT_SENDER_TOKEN") or None,
+                operator_token=os.environ.get("BACKOUT_OPERATOR_TOKEN") or None,
                 concurrency=concurrency,
                 list_wait_s=list_wait_s,
             )
             return
         with SpawnedStack() as stack:
-            yield Target(url=stack.url, token=stack.token, concurrency=concurrency, list_wait_s=list_wait_s)
+            yield Target(
+                url=stack.url,
+                token=stack.token,
+                operator_token=stack.operator_token,
+                concurrency=concurrency,
+                list_wait_s=list_wait_s,
+            )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise _fail(problems) from exc

@@ -25,6 +25,7 @@ from temporalio.client import Client
 
 from activities.kube.client import KubeApis, apis_from_kubeconfig
 from api.app import create_app
+from api.transport import server_config
 from config import EvalTarget, EvidenceQuery, Settings
 from devstack.cluster.local import LocalCluster
 from devstack.demo import workloads
@@ -39,7 +40,11 @@ REPO = Path(__file__).resolve().parents[2]  # the repository: the demo runs from
 RULES_DIR = REPO / "deploy" / "prometheus" / "rules"
 OWNERS_FILE = REPO / "deploy" / "owners.yaml"
 GOLDEN_MANIFEST = REPO / "evals" / "sets" / "orbitdesk" / "manifest.yaml"
-API_TOKEN = "backout-demo-token"
+# One credential per API role (README "Security"); loopback only, for the demo and its tests.
+SENDER_TOKEN = "backout-demo-sender-token"
+REPORTER_TOKEN = "backout-demo-reporter-token"
+OPERATOR_TOKEN = "backout-demo-operator-token"
+API_TOKEN = OPERATOR_TOKEN  # what the demo and its tests read incidents with
 SERVICE = "rag-api"
 
 # Per-version retrieval precision of the RAG service: new prompt/corpus versions next to old.
@@ -164,7 +169,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         alerting = AlertingStack(
             state / "alerting",
             webhook_url=f"http://127.0.0.1:{api_port}/v1/alerts/alertmanager",
-            bearer_token=API_TOKEN,
+            bearer_token=SENDER_TOKEN,
             rule_dirs=options.rule_dirs,
             scrape_targets=[
                 ScrapeTarget(
@@ -178,7 +183,9 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             state_dir=state / "backout",
             temporal_address=temporal_address,
             api_port=api_port,
-            api_token=SecretStr(API_TOKEN),
+            sender_token=SecretStr(SENDER_TOKEN),
+            reporter_token=SecretStr(REPORTER_TOKEN),
+            operator_token=SecretStr(OPERATOR_TOKEN),
             public_url=f"http://127.0.0.1:{api_port}",
             kubeconfig=cluster.kubeconfig,
             allowed_namespaces=[workloads.NAMESPACE],
@@ -202,9 +209,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         stop = asyncio.Event()
         worker_task = asyncio.create_task(run_worker(client, settings, stop))
         app = create_app(settings, lambda: connect(settings), temporal_ui_url=temporal_ui_url)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning", lifespan="off")
-        )
+        server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=api_port))
         api_task = asyncio.create_task(server.serve())
 
         async def stop_backout() -> None:

@@ -1,4 +1,5 @@
-"""A local stand-in for the Slack Web API: chat.postMessage, chat.update, chat.postEphemeral, auth.test.
+"""A local stand-in for the Slack Web API: chat.postMessage, chat.update, chat.postEphemeral, auth.test,
+and the reads an approval check makes: users.info (a user's email) and usergroups.users.list.
 
 Checks the bearer token and the documented fields (channel, text or blocks, thread_ts of an
 existing message, Block Kit size limits), records every call and every message, and can be
@@ -69,7 +70,11 @@ class SlackReceiver(LocalApi):
         self.ephemeral: list[dict[str, Any]] = []
         self._channel_ids: dict[str, str] = {}
         self._clock = 1_700_000_000
+        # Who is who, for users.info and usergroups.users.list: set by a test or the demo.
+        self.user_emails: dict[str, str] = {}
+        self.user_groups: dict[str, list[str]] = {}
         self.app.post("/api/{method}")(self._dispatch)
+        self.app.get("/api/{method}")(self._dispatch)
 
     def _forget_records(self) -> None:
         self.calls.clear()
@@ -104,7 +109,9 @@ class SlackReceiver(LocalApi):
                 headers=fault[1],
             )
         raw = await request.body()
-        if request.headers.get("content-type", "").startswith("application/json"):
+        if request.method == "GET":
+            arguments: dict[str, Any] = dict(request.query_params)
+        elif request.headers.get("content-type", "").startswith("application/json"):
             try:
                 arguments = json.loads(raw or b"{}")
             except json.JSONDecodeError:
@@ -120,6 +127,8 @@ class SlackReceiver(LocalApi):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
+            "users.info": self._users_info,
+            "usergroups.users.list": self._group_users,
         }.get(method)
         if handler is None:
             return self._answer(method, arguments, error="unknown_method")
@@ -134,6 +143,19 @@ class SlackReceiver(LocalApi):
         if error:
             body["error"] = error
         return JSONResponse(body)
+
+    def _users_info(self, method: str, arguments: dict[str, Any]) -> JSONResponse:
+        user = str(arguments.get("user", ""))
+        if not user:
+            return self._answer(method, arguments, error="user_not_found")
+        profile = {"email": self.user_emails[user]} if user in self.user_emails else {}
+        return self._answer(method, arguments, user={"id": user, "profile": profile})
+
+    def _group_users(self, method: str, arguments: dict[str, Any]) -> JSONResponse:
+        group = str(arguments.get("usergroup", ""))
+        if group not in self.user_groups:
+            return self._answer(method, arguments, error="no_such_subteam")
+        return self._answer(method, arguments, users=list(self.user_groups[group]))
 
     def _auth_test(self, method: str, arguments: dict[str, Any]) -> JSONResponse:
         return self._answer(method, arguments, user_id="UBACKOUT", team="local", url="http://127.0.0.1/")

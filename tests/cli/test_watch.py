@@ -31,7 +31,8 @@ from worker.temporal_server import TemporalDevServer, free_port
 
 pytestmark = pytest.mark.temporal
 
-TOKEN = "watch-test-token"
+TOKEN = "watch-test-operator-token"
+SENDER = "watch-test-sender-token"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ async def _serve(temporal: TemporalDevServer, state: Path, **overrides: object) 
         temporal,
         state,
         api_port=port,
-        api_token=TOKEN,
+        operator_token=TOKEN,
+        sender_token=SENDER,
+        allow_anonymous_loopback=False,
         public_url=f"http://127.0.0.1:{port}",
         **overrides,
     )
@@ -94,7 +97,7 @@ async def served(own_temporal: TemporalDevServer, tmp_path: Path) -> AsyncIterat
 
 
 async def _open_incident(url: str, service: str) -> str:
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {SENDER}"}) as http:
         answer = await http.post(
             "/v1/alerts/alertmanager", json=notification([alert(service=service)], group=service)
         )
@@ -140,7 +143,7 @@ async def test_the_command_prints_one_frame_with_once(served: Served) -> None:
         CliRunner().invoke,
         cli,
         ["incidents", "watch", "--once", "--url", served.url],
-        env={"BACKOUT_API_TOKEN": TOKEN, "COLUMNS": "200"},
+        env={"BACKOUT_OPERATOR_TOKEN": TOKEN, "COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
     assert open_id in result.output and "gateway (prod)" in result.output

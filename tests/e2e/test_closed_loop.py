@@ -19,7 +19,15 @@ import pytest
 from temporalio.client import Client
 
 from devstack.demo import workloads
-from devstack.demo.stack import API_TOKEN, GOLDEN_MANIFEST, SERVICE, Stack, StackOptions, running_stack
+from devstack.demo.stack import (
+    API_TOKEN,
+    GOLDEN_MANIFEST,
+    SENDER_TOKEN,
+    SERVICE,
+    Stack,
+    StackOptions,
+    running_stack,
+)
 from evals.execute import execute_run
 from evals.golden import golden_path, load_golden_set, load_manifest
 from evals.store import EvalStore
@@ -176,7 +184,7 @@ async def test_bad_deploy_is_rolled_back_once_through_a_real_alert(stack: Stack)
 
     # A flapping alert on the same service: fires, resolves, fires again within seconds.
     async with httpx.AsyncClient(
-        base_url=stack.api_url, headers={"Authorization": f"Bearer {API_TOKEN}"}
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {SENDER_TOKEN}"}
     ) as http:
         for status in ("firing", "resolved", "firing"):
             answer = await http.post("/v1/alerts/alertmanager", json=_flap(status))

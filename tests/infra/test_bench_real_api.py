@@ -21,7 +21,13 @@ def backout_stack() -> Iterator[SpawnedStack]:
 
 
 async def test_ingest_against_real_api(backout_stack: SpawnedStack) -> None:
-    target = Target(url=backout_stack.url, token=backout_stack.token, concurrency=8, list_wait_s=30)
+    target = Target(
+        url=backout_stack.url,
+        token=backout_stack.token,
+        operator_token=backout_stack.operator_token,
+        concurrency=8,
+        list_wait_s=30,
+    )
     result = await run_ingest(target, notifications=48, groups=6)
     assert result.ok, result.problems
     assert (result.incidents, result.lost) == (6, 0)
@@ -30,7 +36,13 @@ async def test_ingest_against_real_api(backout_stack: SpawnedStack) -> None:
 async def test_storm_against_real_api_keeps_every_alert_in_one_incident_per_group(
     backout_stack: SpawnedStack,
 ) -> None:
-    target = Target(url=backout_stack.url, token=backout_stack.token, concurrency=8, list_wait_s=30)
+    target = Target(
+        url=backout_stack.url,
+        token=backout_stack.token,
+        operator_token=backout_stack.operator_token,
+        concurrency=8,
+        list_wait_s=30,
+    )
     result = await run_storm(target, alerts=120, groups=6, batches=3)
     assert result.ok, result.problems
     assert result.incidents_opened == 6

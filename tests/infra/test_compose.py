@@ -26,7 +26,14 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 BACKOUT_SERVICES = ("backout-worker", "backout-api")
-HOST_ENV = {"HOME": "/home/user"}
+# What an operator exports before `docker compose up` (the file ships no token of its own).
+HOST_ENV = {
+    "HOME": "/home/user",
+    "BACKOUT_SENDER_TOKEN": "sender-0123456789abcdef",
+    "BACKOUT_REPORTER_TOKEN": "reporter-0123456789abcdef",
+    "BACKOUT_OPERATOR_TOKEN": "operator-0123456789abcdef",
+    "BACKOUT_ALLOWED_NAMESPACES": "prod",
+}
 
 _VARIABLE = re.compile(
     r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>(?:[^{}]|\{[^{}]*\})*))?\}"
@@ -144,18 +151,33 @@ def test_backout_environment_names_are_settings_fields_and_load(
             monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.temporal_address is not None, "containers must use the Temporal service, not embed one"
-    assert settings.api_token is not None
+    assert settings.allowed_namespaces == ["prod"]
+    if service == "backout-api":
+        assert settings.sender_token and settings.reporter_token and settings.operator_token
+    else:
+        assert settings.sender_token is None, "the worker holds no API credential"
+
+
+@pytest.mark.parametrize(
+    "variable", ["BACKOUT_SENDER_TOKEN", "BACKOUT_REPORTER_TOKEN", "BACKOUT_OPERATOR_TOKEN"]
+)
+def test_the_compose_file_ships_no_token(variable: str) -> None:
+    """Issue 12: without the operator's own token Compose refuses to start (no default credential)."""
+    host = {key: value for key, value in HOST_ENV.items() if key != variable}
+    with pytest.raises(AssertionError, match=variable):
+        for value in (SERVICES["backout-api"].get("environment") or {}).values():
+            interpolate(str(value), host)
 
 
 def test_api_listens_beyond_loopback_with_a_token_on_the_published_port() -> None:
     env = service_env("backout-api")
     assert env["BACKOUT_API_HOST"] == "0.0.0.0"
-    assert env["BACKOUT_API_TOKEN"]
+    assert env["BACKOUT_SENDER_TOKEN"] and env["BACKOUT_OPERATOR_TOKEN"]
     published = [str(p).rsplit(":", 1)[-1] for p in SERVICES["backout-api"]["ports"]]
     assert env["BACKOUT_API_PORT"] in published
 
 
-def test_alertmanager_webhook_points_at_the_api_with_the_shared_bearer_token() -> None:
+def test_alertmanager_webhook_points_at_the_api_with_the_sender_token() -> None:
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     [receiver] = [r for r in config["receivers"] if r["name"] == config["route"]["receiver"]]
     [webhook] = receiver["webhook_configs"]
@@ -169,10 +191,10 @@ def test_alertmanager_webhook_points_at_the_api_with_the_shared_bearer_token() -
     assert authorization.get("type", "Bearer") == "Bearer"
     token_file = authorization["credentials_file"]
     command = " ".join(SERVICES["alertmanager"]["command"])
-    assert f'"$$BACKOUT_API_TOKEN" > {token_file}' in command, (
+    assert f'"$$BACKOUT_SENDER_TOKEN" > {token_file}' in command, (
         "alertmanager must write the token file it reads"
     )
-    assert service_env("alertmanager")["BACKOUT_API_TOKEN"] == api_env["BACKOUT_API_TOKEN"]
+    assert service_env("alertmanager")["BACKOUT_SENDER_TOKEN"] == api_env["BACKOUT_SENDER_TOKEN"]
     assert (
         bind_mounts("alertmanager")[flag("alertmanager", "config.file")]
         == "./deploy/alertmanager/alertmanager.yml"

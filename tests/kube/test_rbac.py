@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import utils
 from kubernetes.client.exceptions import ApiException
 from temporalio.exceptions import ApplicationError
@@ -27,23 +28,38 @@ from tests.kube.helpers import (
 
 pytestmark = pytest.mark.kube
 
-RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rbac" / "backout-worker.yaml"
+RBAC_DIR = Path(__file__).resolve().parents[2] / "deploy" / "rbac"
+
+
+def apply_worker_rbac(apis: KubeApis, namespaces: list[str]) -> None:
+    """deploy/rbac/ as its README says: the identity once, the Role and RoleBinding per namespace."""
+    documents = [yaml.safe_load_all((RBAC_DIR / "backout-worker.yaml").read_text(encoding="utf-8"))]
+    template = (RBAC_DIR / "backout-worker-namespace.yaml").read_text(encoding="utf-8")
+    documents += [yaml.safe_load_all(template.replace("NAMESPACE", namespace)) for namespace in namespaces]
+    for document in (doc for batch in documents for doc in batch if doc):
+        try:
+            utils.create_from_dict(apis.api_client, document)
+        except utils.FailToCreateError as exc:  # applied by an earlier test in this session
+            assert all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions), exc
+
+
+def worker_identity(apis: KubeApis, cluster: LocalCluster) -> KubeApis:
+    """A client authenticated as the backout-worker ServiceAccount."""
+    state = cluster.read_state()
+    assert state is not None
+    return apis_with_token(
+        state.apiserver_url,
+        cluster.pki_dir / "ca.crt",
+        service_account_token(apis, "backout", "backout-worker"),
+    )
 
 
 @pytest.fixture
-def worker_apis(kube_apis: KubeApis, kube_cluster: LocalCluster) -> Iterator[KubeApis]:
-    """A client authenticated as the backout-worker ServiceAccount, bound only by deploy/rbac/."""
-    try:
-        utils.create_from_yaml(kube_apis.api_client, str(RBAC_FILE))
-    except utils.FailToCreateError as exc:  # applied by an earlier test in this session
-        assert all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions), exc
-    state = kube_cluster.read_state()
-    assert state is not None
-    apis = apis_with_token(
-        state.apiserver_url,
-        kube_cluster.pki_dir / "ca.crt",
-        service_account_token(kube_apis, "backout", "backout-worker"),
-    )
+def worker_apis(kube_apis: KubeApis, kube_cluster: LocalCluster, kube_namespace: str) -> Iterator[KubeApis]:
+    """A client authenticated as the backout-worker ServiceAccount, bound only by deploy/rbac/ in the
+    test's namespace."""
+    apply_worker_rbac(kube_apis, [kube_namespace])
+    apis = worker_identity(kube_apis, kube_cluster)
     yield apis
     apis.close()
 

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
         ActionRecord,
         ApprovalDecision,
         ApprovalRequest,
+        ApprovalScope,
         ChatThread,
         IncidentReport,
         IncidentStateName,
@@ -55,6 +56,7 @@ class PagingTestIncident:
     def __init__(self) -> None:
         self._result = ScenarioResult()
         self._approval: ApprovalRequest | None = None
+        self._scenario: Scenario | None = None
 
     async def _notify(
         self, report: IncidentReport, event: NotifyEvent, state: IncidentStateName, detail: str | None = None
@@ -75,6 +77,7 @@ class PagingTestIncident:
 
     @workflow.run
     async def run(self, scenario: Scenario) -> ScenarioResult:
+        self._scenario = scenario
         report = scenario.report
         await self._notify(report, "opened", "open")
         if scenario.approval_request_id:
@@ -124,3 +127,15 @@ class PagingTestIncident:
     @workflow.query(name="decisions")
     def decisions(self) -> list[ApprovalDecision]:
         return list(self._result.decisions)
+
+    @workflow.query(name="approval_scope")
+    def approval_scope(self) -> ApprovalScope:
+        """The same query the real workflow answers: what the API checks an approver against."""
+        report = self._scenario.report if self._scenario is not None else None
+        return ApprovalScope(
+            approval=self._approval,
+            decided=bool(self._result.decisions),
+            service=report.service if report else None,
+            namespace=report.namespace if report else None,
+            team=report.team if report else None,
+        )

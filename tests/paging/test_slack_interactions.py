@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import httpx
@@ -19,11 +20,13 @@ from temporalio.service import RPCError
 
 from activities.paging.channels.pagerduty import dedup_key_for
 from api import slack as slack_api
-from api.slack import ButtonValue, may_approve, router
+from api.approvers import judge
+from api.slack import router
 from config import Settings
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackMessage, SlackReceiver
-from tests.paging.conftest import APPROVER, OUTSIDER, SIGNING_SECRET, make_report, rollback_record
+from incidents.models import ApprovalRequest, ApprovalScope
+from tests.paging.conftest import APPROVER, DETECTED, OUTSIDER, SIGNING_SECRET, make_report, rollback_record
 from tests.paging.harness import button_payload, paging_worker, start_incident, wait_for_approval_message
 from tests.paging.incident_workflow import PagingTestIncident, Scenario, ScenarioResult
 
@@ -148,7 +151,7 @@ async def test_user_who_is_not_an_approver_changes_nothing(
     body = click_body(pending.message, OUTSIDER)
     response = await pending.post(body, signed(body))
     assert response.status_code == 200 and response.json()["ok"] is False
-    assert "not an approver for team ml-platform" in response.json()["text"]
+    assert "is not an approver for ml-platform" in response.json()["text"]
     assert await pending.decisions() == 0
     await asyncio.sleep(0.2)
     assert any(e["user"] == OUTSIDER and "Not allowed" in e["text"] for e in slack_receiver.ephemeral)
@@ -216,28 +219,36 @@ async def test_without_a_signing_secret_every_interaction_is_refused(paging_sett
     assert response.status_code == 401
 
 
-async def test_malformed_interactions_are_ignored_after_the_signature_check(
-    paging_settings: Settings,
+async def test_malformed_interactions_are_refused_after_the_signature_check(
+    pending: Pending,
 ) -> None:
-    transport = httpx.ASGITransport(app=_standalone_app(paging_settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
-        for body, expected in [
-            ("payload=not-json", "payload is not JSON"),
-            (urlencode({"payload": '{"type":"view_submission"}'}), "not a block_actions"),
-            (_fake_click().replace("backout_approve", "backout_reject"), "does not match"),
-        ]:
-            response = await http.post("/v1/slack/interactions", content=body, headers=signed(body))
-            assert response.status_code == 200 and expected in response.json()["text"], response.text
+    for body, expected in [
+        ("payload=not-json", "payload is not JSON"),
+        (urlencode({"payload": '{"type":"view_submission"}'}), "not a block_actions"),
+        (
+            urlencode({"payload": '{"type":"block_actions","actions":"x","user":7}'}),
+            "not a Slack interaction",
+        ),
+        (_fake_click().replace("backout_approve", "backout_reject"), "does not match"),
+    ]:
+        response = await pending.post(body, signed(body))
+        assert response.status_code == 400 and expected in response.json()["detail"], response.text
+    assert await pending.decisions() == 0
+
+
+def _scope(team: str | None, service: str = "rag-api", namespace: str = "prod") -> ApprovalScope:
+    request = ApprovalRequest(request_id="r", expires_at=DETECTED + timedelta(hours=1))
+    return ApprovalScope(approval=request, service=service, namespace=namespace, team=team)
 
 
 async def test_team_falls_back_to_the_service_owner(paging_settings: Settings) -> None:
-    by_service = ButtonValue(w="i", r="r", t=None, s="rag-api", n="prod", a=True)
-    assert may_approve(paging_settings, by_service, APPROVER) is None
-    assert "not an approver for team ml-platform" in str(may_approve(paging_settings, by_service, OUTSIDER))
-    unknown = ButtonValue(w="i", r="r", t="ghost-team", s="nobody", n="dev", a=True)
-    assert "not in the ownership file" in str(may_approve(paging_settings, unknown, APPROVER))
+    by_service = _scope(team=None)
+    assert judge(paging_settings, by_service, APPROVER).refusal is None
+    assert "not an approver for ml-platform" in str(judge(paging_settings, by_service, OUTSIDER).refusal)
+    unowned = _scope(team=None, service="nobody", namespace="dev")
+    assert "nobody may approve" in str(judge(paging_settings, unowned, APPROVER).refusal)
     no_file = paging_settings.model_copy(update={"ownership_file": None})
-    assert "no ownership file" in str(may_approve(no_file, by_service, APPROVER))
+    assert "nobody may approve" in str(judge(no_file, by_service, APPROVER).refusal)
 
 
 async def test_slow_decision_is_answered_at_once_and_reported_later(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from api.app import create_app
@@ -169,9 +171,14 @@ async def test_malformed_webhooks_get_a_json_4xx(
     assert body["detail"]
 
 
-async def test_bearer_token_is_required_when_configured(backout_settings: Settings) -> None:
-    settings = Settings.model_validate(
-        {**backout_settings.model_dump(), "api_token": "s3cret", "incident_settle_s": 60.0}
+async def test_the_sender_token_is_required_when_configured(backout_settings: Settings) -> None:
+    settings = backout_settings.model_copy(
+        update={
+            "sender_token": SecretStr("sender-token-0123456789"),
+            "operator_token": SecretStr("operator-token-0123456789"),
+            "allow_anonymous_loopback": False,
+            "incident_settle_s": 60.0,
+        }
     )
     app = create_app(settings, lambda: connect(settings))
     body = notification([alert(service="authz")], group="authz")
@@ -180,11 +187,22 @@ async def test_bearer_token_is_required_when_configured(backout_settings: Settin
         wrong = await http.post(
             "/v1/alerts/alertmanager", json=body, headers={"Authorization": "Bearer nope"}
         )
-        right = await http.post(
-            "/v1/alerts/alertmanager", json=body, headers={"Authorization": "Bearer s3cret"}
+        other_role = await http.post(
+            "/v1/alerts/alertmanager",
+            json=body,
+            headers={"Authorization": "Bearer operator-token-0123456789"},
         )
-    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 202)
+        right = await http.post(
+            "/v1/alerts/alertmanager", json=body, headers={"Authorization": "Bearer sender-token-0123456789"}
+        )
+    assert (missing.status_code, wrong.status_code, other_role.status_code, right.status_code) == (
+        401,
+        401,
+        403,
+        202,
+    )
     assert missing.json()["error"] == "unauthorized"
+    assert "sender" in other_role.json()["detail"]
 
 
 async def test_unreachable_temporal_is_a_503_so_alertmanager_retries(backout_settings: Settings) -> None:
@@ -203,7 +221,7 @@ async def test_changes_are_stored_idempotently(api: httpx.AsyncClient) -> None:
         "service": "rag-api",
         "namespace": "prod",
         "kind": "prompt",
-        "started_at": "2026-11-27T09:41:10Z",
+        "started_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
         "from_version": "prompt-v6",
         "to_version": "prompt-v7",
     }
@@ -218,7 +236,7 @@ async def test_changes_are_stored_idempotently(api: httpx.AsyncClient) -> None:
         422,
     )
     assert "started_at" in invalid.json()["detail"]
-    listed = await api.get("/v1/changes", params={"since_s": 10**9})
+    listed = await api.get("/v1/changes", params={"since_s": 30 * 86400})
     assert [c["id"] for c in listed.json()["changes"]] == ["chg-prompt-7"]
 
 

@@ -79,7 +79,7 @@ def test_helm_lint_is_clean(helm_binary: Path, helm_env: None) -> None:
         (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["*","prod"]'],
          '"*" must be the only entry'),
         (["--set", "temporal.address=t:7233", "--set-json", 'allowedNamespaces=["prod"]'],
-         "secrets.apiToken.existingSecret is required"),
+         "secrets.senderToken.existingSecret is required"),
     ],
 )  # fmt: skip
 def test_missing_or_bad_values_fail_with_the_value_named(
@@ -317,7 +317,14 @@ def test_the_rendered_settings_file_loads_as_backout_settings(
         }
         fields = {f"BACKOUT_{name.upper()}" for name in Settings.model_fields} | {"BACKOUT_CONFIG"}
         assert env_names <= fields, env_names - fields
-        assert {"BACKOUT_API_TOKEN", "BACKOUT_PAGERDUTY_ROUTING_KEY", "BACKOUT_LLM_API_KEY"} <= env_names
+        assert {
+            "BACKOUT_SENDER_TOKEN",
+            "BACKOUT_REPORTER_TOKEN",
+            "BACKOUT_OPERATOR_TOKEN",
+            "BACKOUT_METRICS_TOKEN",
+            "BACKOUT_PAGERDUTY_ROUTING_KEY",
+            "BACKOUT_LLM_API_KEY",
+        } <= env_names
 
 
 def test_the_compose_file_and_the_chart_name_the_tested_server_version() -> None:

@@ -33,6 +33,7 @@ def test_engine_imports_only_stdlib_pydantic_and_own_modules() -> None:
         "typing_extensions",
         "annotated_types",
         "typing_inspection",
+        "re2",  # label matchers: a linear-time engine, deterministic and without I/O (runbooks/regex.py)
         "incidents",
         "runbooks",
     }, third_party

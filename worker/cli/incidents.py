@@ -1,6 +1,6 @@
 """`backout incidents list|show|confirm|watch`: incidents through the backout API.
 
-The API's address and token come from the settings (BACKOUT_PUBLIC_URL, BACKOUT_API_TOKEN).
+The API's address and token come from the settings (BACKOUT_PUBLIC_URL, BACKOUT_OPERATOR_TOKEN).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _api(config: Path | None, url: str | None) -> ApiClient:
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    token = settings.api_token.get_secret_value() if settings.api_token is not None else None
+    token = settings.operator_token.get_secret_value() if settings.operator_token is not None else None
     return ApiClient(url or settings.public_url, token)
 
 

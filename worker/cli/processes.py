@@ -59,13 +59,14 @@ def up(
     temporal_address: str | None = AddressOption,
     api_host: str | None = typer.Option(None, "--host", help="API listen address (default 127.0.0.1)"),
     api_port: int | None = typer.Option(None, "--port", help="API port (default 8080)"),
-    api_token: str | None = typer.Option(None, "--api-token", help="bearer token the API requires"),
 ) -> None:
-    """Run everything: embedded Temporal (SQLite in the state dir) and its UI, the worker and the API."""
+    """Run everything: embedded Temporal (SQLite in the state dir) and its UI, the worker and the API.
+
+    The API's credentials come from the environment or the config file, one per role
+    (BACKOUT_SENDER_TOKEN, BACKOUT_REPORTER_TOKEN, BACKOUT_OPERATOR_TOKEN; README "Security")."""
     settings = _settings(
-        config, state_dir=state_dir, temporal_address=temporal_address, api_host=api_host, api_port=api_port,
-        api_token=api_token,
-    )  # fmt: skip
+        config, state_dir=state_dir, temporal_address=temporal_address, api_host=api_host, api_port=api_port
+    )
     _run(settings, with_worker=True, with_api=True)
 
 

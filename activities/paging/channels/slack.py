@@ -49,6 +49,12 @@ def _clip(text: str, limit: int = _SECTION_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def escape(text: str) -> str:
+    """Text from senders and reporters (alert names, change descriptions, details) as Slack shows
+    it, never as markup: `<!channel>` stays words and `<http://x|y>` no link (Slack's escaping)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _links_text(report: IncidentReport) -> str:
     return " · ".join(f"<{href}|{name}>" for name, href in sorted(report.links.items()) if href)
 
@@ -56,15 +62,15 @@ def _links_text(report: IncidentReport) -> str:
 def head_blocks(report: IncidentReport) -> tuple[str, list[dict[str, Any]]]:
     """The one message per incident, edited in place as the state changes."""
     emoji, state = _HEAD_STATE.get(report.state, (":grey_question:", report.state))
-    text = f"{emoji} [{state}] {report.title}"
+    text = f"{emoji} [{state}] {escape(report.title)}"
     top = report.culprits[0] if report.culprits else None
     culprit = (
-        f"*Top culprit* (p={top.probability:.2f}): {top.change}\n"
-        + "\n".join(f"• {reason}" for reason in top.reasons[:3])
+        f"*Top culprit* (p={top.probability:.2f}): {escape(top.change)}\n"
+        + "\n".join(f"• {escape(reason)}" for reason in top.reasons[:3])
         if top
         else "*Top culprit*: none found yet"
     )
-    done = report.done
+    done = [escape(item) for item in report.done]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(f"{emoji} {report.title}", 150)}},
         {
@@ -72,13 +78,13 @@ def head_blocks(report: IncidentReport) -> tuple[str, list[dict[str, Any]]]:
             "fields": [
                 {"type": "mrkdwn", "text": f"*State*\n{state}"},
                 {"type": "mrkdwn", "text": f"*Severity*\n{report.severity}"},
-                {"type": "mrkdwn", "text": f"*Service*\n{report.service or '-'}"},
-                {"type": "mrkdwn", "text": f"*Namespace*\n{report.namespace or '-'}"},
+                {"type": "mrkdwn", "text": f"*Service*\n{escape(report.service or '-')}"},
+                {"type": "mrkdwn", "text": f"*Namespace*\n{escape(report.namespace or '-')}"},
             ],
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(f"*What broke*: {report.symptom}")},
+            "text": {"type": "mrkdwn", "text": _clip(f"*What broke*: {escape(report.symptom)}")},
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(culprit)}},
         {
@@ -112,21 +118,22 @@ def head_blocks(report: IncidentReport) -> tuple[str, list[dict[str, Any]]]:
 def reply_blocks(request: NotifyRequest) -> tuple[str, list[dict[str, Any]]]:
     """A thread reply for one step of the incident."""
     report = request.report
+    detail = escape(request.detail) if request.detail else None
     if request.event == "needs_human":
-        text = f":rotating_light: Needs a human: {request.detail or 'backout cannot resolve this alone'}"
+        text = f":rotating_light: Needs a human: {detail or 'backout cannot resolve this alone'}"
     elif request.event == "recovered":
-        text = ":white_check_mark: Recovered. " + (request.detail or "")
+        text = ":white_check_mark: Recovered. " + (detail or "")
     elif request.event == "rollback_performed":
         rollback = report.last_rollback()
-        text = ":rewind: " + (f"Rolled back: {rollback[1]}" if rollback else "Rollback performed")
+        text = ":rewind: " + (f"Rolled back: {escape(rollback[1])}" if rollback else "Rollback performed")
     elif request.event == "approved":
-        text = ":thumbsup: Approved. " + (request.detail or "")
+        text = ":thumbsup: Approved. " + (detail or "")
     elif request.event == "rejected":
-        text = ":no_entry: Rejected. " + (request.detail or "")
+        text = ":no_entry: Rejected. " + (detail or "")
     else:
-        text = request.detail or f"State: {head_state(report)}"
+        text = detail or f"State: {head_state(report)}"
     text = text.strip()
-    summary = report.summary
+    summary = escape(report.summary)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(summary, 2000)}]},
@@ -153,7 +160,7 @@ def approval_blocks(request: NotifyRequest, team: str | None = None) -> tuple[st
     approval = report.approval
     if approval is None:
         raise ValueError("approval_requested needs report.approval")
-    proposed = "; ".join(approval.proposed) or "the planned remediation"
+    proposed = escape("; ".join(approval.proposed)) or "the planned remediation"
     text = f":raised_hand: Approval needed: {proposed} (expires {approval.expires_at.isoformat()})"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}},
@@ -258,9 +265,12 @@ class SlackClient:
         )
         self._client.retry_handlers.append(ConnectionErrorRetryHandler(max_retry_count=1))
 
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, *, read: bool = False, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = self._client.api_call(method, json=kwargs)
+            if read:  # Slack's read methods take query parameters, not a JSON body
+                response = self._client.api_call(method, http_verb="GET", params=kwargs)
+            else:
+                response = self._client.api_call(method, json=kwargs)
         except SlackApiError as exc:
             raise _api_error(exc, method) from exc
         except (SlackClientError, OSError) as exc:
@@ -292,6 +302,17 @@ class SlackClient:
         if thread_ts:
             arguments["thread_ts"] = thread_ts
         self._call("chat.postEphemeral", **arguments)
+
+    def user_email(self, user: str) -> str | None:
+        """The user's email (users.info, scope users:read.email), if Slack shares it."""
+        profile = (self._call("users.info", read=True, user=user).get("user") or {}).get("profile") or {}
+        email = profile.get("email") if isinstance(profile, dict) else None
+        return email if isinstance(email, str) and email else None
+
+    def group_members(self, group: str) -> set[str]:
+        """The user ids of a Slack user group (usergroups.users.list, scope usergroups:read)."""
+        users = self._call("usergroups.users.list", read=True, usergroup=group).get("users") or []
+        return {user for user in users if isinstance(user, str)}
 
 
 # --- The channel ---------------------------------------------------------------------------------

@@ -61,8 +61,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (has "*" .Values.allowedNamespaces) (gt (len .Values.allowedNamespaces) 1) -}}
 {{- fail "allowedNamespaces: \"*\" must be the only entry" -}}
 {{- end -}}
-{{- if not .Values.secrets.apiToken.existingSecret -}}
-{{- fail "secrets.apiToken.existingSecret is required: the API listens beyond loopback and refuses to start without a bearer token" -}}
+{{- if not .Values.secrets.senderToken.existingSecret -}}
+{{- fail "secrets.senderToken.existingSecret is required: the API listens beyond loopback and alert sources need their own credential" -}}
+{{- end -}}
+{{- if and .Values.serviceMonitor.enabled (not (or .Values.serviceMonitor.bearerTokenSecret.name .Values.secrets.metricsToken.existingSecret .Values.secrets.operatorToken.existingSecret)) -}}
+{{- fail "serviceMonitor.enabled needs a token for /metrics: secrets.metricsToken (or operatorToken, or serviceMonitor.bearerTokenSecret)" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

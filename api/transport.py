@@ -1,0 +1,165 @@
+"""The API's transport limits: what one client can hold or send, before any route runs.
+
+- Headers: at most 16 KiB (h11), complete within `api_header_timeout_s` of the connection (or of
+  the previous response), else the connection is closed (a slow client cannot park there).
+- Bodies: a declared Content-Length over the route's cap is a 413 before a byte is read; a
+  chunked body is counted as it arrives and stopped at the cap; each read waits at most
+  `api_body_timeout_s` (408). The Slack route has its own, smaller cap.
+- Concurrency: `api_max_concurrency` connections and requests at once, then 503 (Alertmanager
+  retries a 503; it drops a 4xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from config import Settings
+
+SLACK_PATH = "/v1/slack/interactions"
+# Methods that carry no body in this API: anything they send beyond this is refused.
+BODYLESS_LIMIT = 1024
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class BodyTimeout(Exception):
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the body did not arrive within {timeout_s:g}s")
+        self.timeout_s = timeout_s
+
+
+def body_limit(settings: Settings, method: str, path: str) -> int:
+    if method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        return BODYLESS_LIMIT
+    if path == SLACK_PATH:
+        return settings.slack_max_body_bytes
+    return settings.max_body_bytes
+
+
+async def _send_json(send: Send, status: int, error: str, detail: str) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimits:
+    """ASGI middleware: the body cap and the per-read body timeout for every route."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(self.settings, scope["method"], scope["path"])
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_json(send, 400, "bad_content_length", "Content-Length must be a number of bytes")
+                return
+            if int(declared) > limit:
+                await _send_json(
+                    send, 413, "payload_too_large", f"body is {int(declared)} bytes; the limit is {limit}"
+                )
+                return
+        received = 0
+        timeout_s = self.settings.api_body_timeout_s
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), timeout=timeout_s)
+            except TimeoutError:
+                raise BodyTimeout(timeout_s) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for a request's headers (uvicorn has none)."""
+
+    header_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._cancel_header_timer()  # the headers are in: the body has its own timeout
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(
+    app: Any, settings: Settings, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """The uvicorn configuration every backout API process uses (`backout up|api`, the demo)."""
+    protocol = type(
+        "BackoutH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.api_header_timeout_s}
+    )
+    return uvicorn.Config(
+        app,
+        host=host or settings.api_host,
+        port=port if port is not None else settings.api_port,
+        http=protocol,
+        log_level="warning",
+        lifespan="off",
+        timeout_keep_alive=int(max(1, settings.api_keep_alive_s)),
+        limit_concurrency=settings.api_max_concurrency,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        server_header=False,
+    )
