@@ -12,7 +12,7 @@ from activities.changes_store import ChangeStore
 from activities.kube import guards, ledger
 from activities.kube.client import KubeApis, kube_configured, shared_apis
 from activities.kube.dry_run import DryRun
-from activities.prometheus import PrometheusError, query_range
+from activities.prometheus import QueryBudget
 from config import EvidenceQuery, Settings
 from incidents.bundle import (
     BundleIncident,
@@ -102,7 +102,7 @@ def _step_for(start: datetime, end: datetime) -> float:
 
 
 def _evidence(
-    settings: Settings, request: ContextRequest, start: datetime, end: datetime
+    settings: Settings, request: ContextRequest, start: datetime, end: datetime, budget: QueryBudget
 ) -> tuple[list[MetricSeries], list[str]]:
     series: list[MetricSeries] = []
     notes: list[str] = []
@@ -115,12 +115,10 @@ def _evidence(
     if not settings.prometheus_url:
         return series, notes
     for query in _queries_for(settings, request):
-        try:
-            results = query_range(
-                settings.prometheus_url, query.query, start, end, step_s=_step_for(start, end)
-            )
-        except PrometheusError as exc:
-            notes.append(f"evidence query {query.name} skipped: {exc}")
+        results = budget.range(
+            settings.prometheus_url, query.name, query.query, start, end, step_s=_step_for(start, end)
+        )
+        if results is None:
             continue
         for result in results:
             service = result.labels.get("service") or request.service
@@ -181,8 +179,10 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
     # Evidence from shortly before the earliest candidate change (else the lookback) until now.
     earliest = min((change.started_at for change in changes.values()), default=since)
     evidence_start = max(since, min(earliest, request.detected_at) - EVIDENCE_LEAD)
-    metrics, evidence_notes = _evidence(settings, request, evidence_start, now)
+    budget = QueryBudget(settings.prometheus_timeout_s, settings.evidence_budget_s)
+    metrics, evidence_notes = _evidence(settings, request, evidence_start, now, budget)
     notes.extend(evidence_notes)
+    notes.extend(budget.notes())
     metric_name = _symptom_metric(request, metrics)
     bundle = IncidentBundle(
         version=1,
@@ -199,7 +199,12 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         changes=sorted(changes.values(), key=lambda c: c.started_at),
         metrics=metrics,
     )
-    return ContextResult(bundle=bundle, notes=notes, recent_rollbacks=facts.recent_rollbacks)
+    return ContextResult(
+        bundle=bundle,
+        notes=notes,
+        recent_rollbacks=facts.recent_rollbacks,
+        missing_evidence=sorted(budget.missing),
+    )
 
 
 class ContextActivities:

@@ -48,6 +48,7 @@ class IncidentBehaviour:
             public_url=s.public_url,
             temporal_ui_url=self.temporal_ui_url,
             channels=enabled_channels(s),
+            approval_recheck_s=s.approval_recheck_s,
         )
 
 

@@ -225,6 +225,15 @@ class Settings(BaseSettings):
 
     # Prometheus (metric evidence and verification)
     prometheus_url: str | None = None
+    prometheus_timeout_s: float = Field(
+        default=5.0, gt=0, description="one evidence query waits at most this long for Prometheus"
+    )
+    evidence_budget_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="all evidence queries of an incident wait at most this long together; once "
+        "Prometheus is away or too slow the rest are not sent (the runbook sees evidence.missing)",
+    )
     evidence_queries: list[EvidenceQuery] = Field(default_factory=list)
     max_evidence_queries: int = Field(
         default=8, ge=1, le=100, description="range queries one incident may send to Prometheus"
@@ -241,6 +250,11 @@ class Settings(BaseSettings):
     lookback_s: int = 7200
     incident_settle_s: float = Field(default=5.0, ge=0, description="wait for the rest of an alert storm")
     incident_cooldown_s: float = Field(default=600.0, ge=0, description="absorb re-fires after handling")
+    approval_recheck_s: float = Field(
+        default=60.0,
+        ge=1,
+        description="while an approval is pending, look again this often: a new plan withdraws it",
+    )
 
     # Paging
     pagerduty_routing_key: SecretStr | None = None

@@ -148,6 +148,8 @@ class IncidentInput(BaseModel):
     # The paging channels to call, in order (activities/paging/channels); incidents started before
     # the list existed called these two.
     channels: list[str] = Field(default_factory=lambda: ["pagerduty", "slack"])
+    # While an approval is pending the incident looks again this often (changes, culprit, plan).
+    approval_recheck_s: float = 60.0
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +175,10 @@ class DecisionContext(BaseModel):
     eval: EvalSymptom | None = None
     now: datetime
     recent_rollbacks: int = 0
+    # Evidence queries that brought nothing (Prometheus away, too slow, answering garbage), and
+    # how many metric series the incident has.
+    missing_evidence: list[str] = Field(default_factory=list)
+    evidence_series: int = 0
 
 
 class DecisionStep(BaseModel):
@@ -208,6 +214,8 @@ class ContextResult(BaseModel):
     bundle: IncidentBundle
     notes: list[str] = Field(default_factory=list)
     recent_rollbacks: int = 0
+    # Names of the evidence queries that brought nothing; why is in `notes`.
+    missing_evidence: list[str] = Field(default_factory=list)
 
 
 # --- Notification (activities/paging) -------------------------------------------------
@@ -238,11 +246,37 @@ class ActionRecord(BaseModel):
     dry_run: bool = False
 
 
+class PlannedChange(BaseModel):
+    """One change to the cluster an approval covers, exactly as it will be requested."""
+
+    action: str
+    target: str  # target_type/namespace/name
+    change_id: str | None = None
+    from_version: str | None = None  # what runs now (the culprit change's new version)
+    to_version: str | None = None  # what it goes back to (a version, or a revision number)
+    replicas: int | None = None
+
+    def describe(self) -> str:
+        versions = ""
+        if self.from_version or self.to_version:
+            versions = f" from {self.from_version or '?'} to {self.to_version or 'the previous revision'}"
+        if self.replicas is not None:
+            versions += f" to {self.replicas} replicas"
+        return f"{self.action} {self.target}{versions}" + (
+            f" (change {self.change_id})" if self.change_id else ""
+        )
+
+
 class ApprovalRequest(BaseModel):
     request_id: str
     approvers: list[str] = Field(default_factory=list)
     expires_at: datetime
     proposed: list[str] = Field(default_factory=list)
+    # The exact changes this request asks for and their digest: a decision answers this plan only,
+    # and a new plan (another culprit first, a new change) withdraws the request and asks again.
+    # Empty on requests made before approvals were bound to their plan.
+    plan: list[PlannedChange] = Field(default_factory=list)
+    plan_id: str | None = None
 
 
 class ApprovalDecision(BaseModel):
@@ -256,6 +290,8 @@ class ApprovalDecision(BaseModel):
     source: Literal["slack", "api", "cli"] = "api"
     reason: str | None = None
     aliases: list[str] = Field(default_factory=list)
+    # The plan the approver saw (the request's plan_id): refused when the pending plan differs.
+    plan_id: str | None = None
 
     def names(self) -> set[str]:
         """Every name the approver answers to, as runbook approvers may list it."""

@@ -55,6 +55,7 @@ SCHEMA: dict[str, Any] = {
     "time": {"hour": "number", "minute": "number", "weekday": "string", "minute_of_day": "number"},
     "freeze": {"active": "bool", "name": "string"},
     "rollbacks": {"recent": "number"},
+    "evidence": {"complete": "bool", "missing": "list", "series": "number"},
 }
 
 
@@ -156,4 +157,9 @@ def build_variables(ctx: DecisionContext, freeze_windows: list[FreezeWindow]) ->
         },
         "freeze": {"active": freeze is not None, "name": freeze.name if freeze else None},
         "rollbacks": {"recent": ctx.recent_rollbacks},
+        "evidence": {
+            "complete": not ctx.missing_evidence,
+            "missing": sorted(ctx.missing_evidence),
+            "series": ctx.evidence_series,
+        },
     }

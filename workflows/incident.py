@@ -48,12 +48,20 @@ with workflow.unsafe.imports_passed_through():
     from runbooks.engine import decide
     from workflows.paging import cause_of, channels_named, notify_channels
     from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
-    from workflows.state import IncidentFailure, IncidentState, TimelineKind
+    from workflows.state import IncidentFailure, IncidentState, TimelineKind, plan_digest
     from workflows.verify import verify_recovery
 
 
 # workflow.patched ids: each guards a change of the command sequence (docs/ARCHITECTURE.md).
 DRY_RUN_PATCH = "kube-dry-run-would-have"
+APPROVAL_PLAN_PATCH = "approval-bound-to-plan"
+# A plan that changes this often while waiting for approval is handed to a human instead.
+MAX_REPLANS = 3
+
+
+class PlanChanged(Exception):
+    """The plan a pending approval covered changed: the request is withdrawn and the runbook's
+    actions start again with the new decision."""
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -87,6 +95,9 @@ class IncidentWorkflow:
 
     @workflow.update(name="approve")
     async def approve(self, decision: ApprovalDecision) -> str:
+        if self.state.approval_result is not None:
+            # Two decisions validated in one workflow task: only the first one counts, on every replica.
+            raise ApplicationError("this approval request was already decided", type="ApprovalRefused")
         self.state.approval_result = decision
         verdict = "approved" if decision.approve else "rejected"
         self._log("decision", "approval", f"{verdict} by {decision.user} via {decision.source}")
@@ -95,6 +106,10 @@ class IncidentWorkflow:
     @approve.validator
     def _validate_approval(self, decision: ApprovalDecision) -> None:
         pending = self.state.view.approval
+        withdrawn = self.state.withdrawn_approvals.get(decision.request_id)
+        if withdrawn is not None:
+            current = f"; the pending request is {pending.request_id}" if pending is not None else ""
+            raise ValueError(f"approval request {decision.request_id} is stale: {withdrawn}{current}")
         if pending is None:
             raise ValueError("no approval is pending for this incident")
         if decision.request_id != pending.request_id:
@@ -103,6 +118,11 @@ class IncidentWorkflow:
             raise ValueError("this approval request was already decided")
         if self.state.approval_timed_out or workflow.now() >= pending.expires_at:
             raise ValueError("this approval request has expired")
+        if decision.plan_id is not None and decision.plan_id != pending.plan_id:
+            raise ValueError(
+                f"this decision is for plan {decision.plan_id}, the pending request is for plan "
+                f"{pending.plan_id}: " + "; ".join(change.describe() for change in pending.plan)
+            )
         if pending.approvers and not set(pending.approvers) & decision.names():
             raise ValueError(f"{decision.user} may not approve for this incident")
 
@@ -204,13 +224,31 @@ class IncidentWorkflow:
             retry_policy=SHORT_RETRY,
         )
         ctx = self.state.decision_context(
-            workflow.now(), attribution, context.bundle.changes, context.recent_rollbacks
+            workflow.now(),
+            attribution,
+            context.bundle.changes,
+            context.recent_rollbacks,
+            context.missing_evidence,
         )
         return decide(runbooks, ctx)
 
     # --- Executing the decision -----------------------------------------------------------
 
     async def _execute(self, actions: list[PlannedAction]) -> None:
+        """The decision's actions; once more with the new decision each time the plan a pending
+        approval covered changes (never more than MAX_REPLANS times)."""
+        for _ in range(MAX_REPLANS):
+            try:
+                await self._run_actions(actions)
+                return
+            except PlanChanged:
+                decision = self.state.view.decision
+                actions = decision.actions if decision is not None else []
+        await self._needs_human(
+            f"the plan changed {MAX_REPLANS} times while waiting for approval; a human decides"
+        )
+
+    async def _run_actions(self, actions: list[PlannedAction]) -> None:
         state = self.state
         approved = False
         acted = False
@@ -281,9 +319,145 @@ class IncidentWorkflow:
                     await self._needs_human("no runbook matched this incident")
 
     async def _request_approval(self, action: ApprovalAction) -> bool:
+        """Ask a human to approve the plan; True when approved (or on_timeout: proceed). Raises
+        PlanChanged when the plan changed while waiting."""
+        if not workflow.patched(APPROVAL_PLAN_PATCH):
+            return await self._request_approval_unbound(action)
         state = self.state
+        planned = state.view.decision.actions if state.view.decision else []
         now = workflow.now()
-        proposed = [a.type for a in (state.view.decision.actions if state.view.decision else [])]
+        plan = state.approval_plan(planned)
+        state.approval_result = None
+        state.approval_timed_out = False
+        state.approved_plan = None
+        request = ApprovalRequest(
+            request_id=str(workflow.uuid4()),
+            approvers=action.approvers,
+            expires_at=now + timedelta(seconds=action.timeout_s),
+            proposed=[a.type for a in planned if a.type in MUTATING_ACTIONS],
+            plan=plan,
+            plan_id=plan_digest(plan),
+        )
+        state.view.approval = request
+        self._log(
+            "decision",
+            "approval",
+            f"approval {request.request_id} asked for plan {request.plan_id}: "
+            + ("; ".join(change.describe() for change in plan) or "no cluster change"),
+            {"plan": [change.model_dump(mode="json") for change in plan]},
+        )
+        self._move_to("awaiting_approval")
+        await self._notify("approval_requested")
+        if not await self._await_decision(request, timedelta(seconds=action.timeout_s)):
+            state.approval_timed_out = True
+            self._log("decision", "approval", f"no answer within {action.timeout_s}s: {action.on_timeout}")
+            if action.on_timeout == "proceed":
+                state.approved_plan = plan
+                return True
+            if action.on_timeout == "abort":
+                self._move_to("no_action")
+                return False
+            await self._needs_human(f"approval not given within {action.timeout_s}s")
+            return False
+        return await self._decided()
+
+    async def _await_decision(self, request: ApprovalRequest, timeout: timedelta) -> bool:
+        """Wait for the decision (True) or the request's expiry (False). Meanwhile look again every
+        approval_recheck_s, on every new signal and after an approval: a different plan withdraws
+        the request (PlanChanged)."""
+        state = self.state
+        deadline = workflow.now() + timeout
+        recheck = timedelta(seconds=max(state.input.approval_recheck_s, 1.0))
+        while True:
+            signals = state.signals
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                return state.approval_result is not None
+            try:
+                await workflow.wait_condition(
+                    lambda seen=signals: state.approval_result is not None or state.signals != seen,  # type: ignore[misc]
+                    timeout=min(remaining, recheck),
+                )
+            except TimeoutError:
+                pass
+            if workflow.now() >= deadline and state.approval_result is None:
+                return False
+            # Looked at again on every recheck, every new signal and once more after an approval:
+            # what runs is the plan as it stands when it was approved.
+            decided = state.approval_result
+            if decided is not None and not decided.approve:
+                return True
+            await self._recheck_plan(request)
+            if state.approval_result is not None:
+                return True
+
+    async def _recheck_plan(self, request: ApprovalRequest) -> None:
+        """Collect, attribute and decide again; raise PlanChanged when the plan is not the one asked."""
+        state = self.state
+        context = await workflow.execute_activity_method(
+            ContextActivities.collect_context,
+            state.context_request(workflow.now()),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+        attribution = await workflow.execute_local_activity_method(
+            AttributionActivities.attribute_bundle,
+            context.bundle,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+        decision = await self._decide(state.input, context, attribution)
+        previous = (state.bundle, state.view.attribution, state.view.decision)
+        state.bundle, state.view.attribution, state.view.decision = context.bundle, attribution, decision
+        plan = state.approval_plan(decision.actions)
+        if plan_digest(plan) == request.plan_id:
+            return
+        was = "; ".join(change.describe() for change in request.plan) or "no cluster change"
+        now = "; ".join(change.describe() for change in plan) or "no cluster change"
+        reason = f"the plan changed from [{was}] to [{now}]"
+        if previous[1] is not None and attribution.ranking and previous[1].ranking:
+            before, after = previous[1].ranking[0].change_id, attribution.ranking[0].change_id
+            if before != after:
+                reason += f" (top culprit {before} -> {after})"
+        state.withdrawn_approvals[request.request_id] = reason
+        late = state.approval_result
+        state.approval_result = None
+        state.view.approval = None
+        self._log(
+            "decision",
+            "approval",
+            f"approval {request.request_id} withdrawn: {reason}"
+            + (f"; the decision of {late.user} was for the old plan" if late is not None else ""),
+            {"plan": [change.model_dump(mode="json") for change in plan]},
+        )
+        self._log(
+            "decision",
+            "runbook",
+            f"runbook {decision.runbook or '(none matched)'} in {decision.mode} mode: "
+            + (", ".join(f"{a.type}[{a.mode}]" for a in decision.actions) or "no actions"),
+        )
+        await self._notify("update", detail=f"approval withdrawn: {reason}; asking again")
+        raise PlanChanged(reason)
+
+    async def _decided(self) -> bool:
+        state = self.state
+        result = state.approval_result
+        assert result is not None
+        if result.approve:
+            state.approved_plan = state.view.approval.plan if state.view.approval else None
+            await self._notify("approved", detail=f"approved by {result.user}")
+            return True
+        await self._needs_human(
+            f"remediation rejected by {result.user}" + (f": {result.reason}" if result.reason else "")
+        )
+        return False
+
+    async def _request_approval_unbound(self, action: ApprovalAction) -> bool:
+        """The approval of incidents started before approvals were bound to their plan (replays)."""
+        state = self.state
+        planned = state.view.decision.actions if state.view.decision else []
+        now = workflow.now()
+        proposed = [a.type for a in planned]
         state.approval_result = None
         state.approval_timed_out = False
         state.view.approval = ApprovalRequest(
@@ -334,6 +508,11 @@ class IncidentWorkflow:
         request = self.state.remediation_for(action)
         if isinstance(request, str):
             raise IncidentFailure(request)
+        if not self.state.in_approved_plan(request):
+            raise IncidentFailure(
+                f"{action.type} of {request.target_type}/{request.namespace}/{request.name} is not in the "
+                "plan that was approved; nothing was changed"
+            )
         self._move_to("remediating")
         result = await workflow.execute_activity_method(
             KubeActivities.remediate,

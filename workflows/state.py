@@ -8,13 +8,15 @@ no Temporal calls, so it is tested as plain data and replays the same. The workf
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from config.redact import redact_text
-from incidents.actions import PlannedAction, Severity
+from incidents.actions import MUTATING_ACTIONS, PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
 from incidents.limits import (
     MAX_DELIVERIES,
@@ -42,6 +44,7 @@ from incidents.models import (
     IncidentView,
     NotifyEvent,
     NotifyResult,
+    PlannedChange,
     TimelineEntry,
     ViewPage,
 )
@@ -53,6 +56,12 @@ TimelineKind = Literal["step", "decision", "action", "signal", "error", "note"]
 
 class IncidentFailure(Exception):
     """A step failed in a way a human must hear about."""
+
+
+def plan_digest(plan: list[PlannedChange]) -> str:
+    """A short stable id of a plan: equal plans, equal ids (sha256 of its JSON)."""
+    text = json.dumps([item.model_dump(mode="json") for item in plan], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class IncidentState(BaseModel):
@@ -69,6 +78,10 @@ class IncidentState(BaseModel):
     severity: Severity = "critical"
     approval_result: ApprovalDecision | None = None
     approval_timed_out: bool = False
+    # Requests withdrawn because the plan changed (request id -> why): a late decision on one is
+    # refused with the reason. The plan the last approval covered: remediation runs only that.
+    withdrawn_approvals: dict[str, str] = Field(default_factory=dict)
+    approved_plan: list[PlannedChange] | None = None
     in_cooldown: bool = False
     refired: bool = False
     last_remediation: RemediationRequest | None = None
@@ -325,6 +338,57 @@ class IncidentState(BaseModel):
             }
         )
 
+    def approval_plan(self, actions: list[PlannedAction]) -> list[PlannedChange]:
+        """The changes to the cluster `actions` would request now, each exactly (target, versions)."""
+        plan: list[PlannedChange] = []
+        for action in actions:
+            if action.type not in MUTATING_ACTIONS or action.mode == "shadow":
+                continue
+            request = self.remediation_for(action)
+            if isinstance(request, str):
+                plan.append(PlannedChange(action=action.type, target=f"(none: {request})"))
+                continue
+            change = request.change
+            live = self._latest_change_on(request) or change
+            to = request.to_version or (str(request.to_revision) if request.to_revision else None)
+            plan.append(
+                PlannedChange(
+                    action=action.type,
+                    target=f"{request.target_type}/{request.namespace}/{request.name}",
+                    change_id=change.id if change else None,
+                    from_version=live.to_version if live else None,
+                    to_version=to or (change.from_version if change else None),
+                    replicas=request.replicas,
+                )
+            )
+        return plan
+
+    def _latest_change_on(self, request: RemediationRequest) -> Change | None:
+        """The newest known change of the request's object: what runs there now (a change made
+        after the culprit, say, is in the plan as what the rollback goes back from)."""
+        on_target = [
+            change
+            for change in (self.bundle.changes if self.bundle else [])
+            if change.rollback is not None
+            and change.rollback.type == request.target_type
+            and change.rollback.name == request.name
+            and (change.rollback.namespace or change.namespace) == request.namespace
+        ]
+        return max(on_target, key=lambda change: change.started_at, default=None)
+
+    def in_approved_plan(self, request: RemediationRequest) -> bool:
+        """Whether `request` is one of the changes the last approval covered (no bound plan: yes)."""
+        if not self.approved_plan:
+            return True
+        target = f"{request.target_type}/{request.namespace}/{request.name}"
+        change_id = request.change.id if request.change else None
+        return any(
+            planned.action == request.operation
+            and planned.target == target
+            and planned.change_id == change_id
+            for planned in self.approved_plan
+        )
+
     def approval_scope(self) -> ApprovalScope:
         return ApprovalScope(
             approval=self.view.approval,
@@ -350,7 +414,12 @@ class IncidentState(BaseModel):
         )
 
     def decision_context(
-        self, now: datetime, attribution: AttributionOutput, changes: list[Change], recent_rollbacks: int
+        self,
+        now: datetime,
+        attribution: AttributionOutput,
+        changes: list[Change],
+        recent_rollbacks: int,
+        missing_evidence: list[str] | None = None,
     ) -> DecisionContext:
         """What runbook conditions may look at, for this incident now."""
         labels = self.labels()
@@ -369,6 +438,8 @@ class IncidentState(BaseModel):
             eval=self.view.eval,
             now=now,
             recent_rollbacks=recent_rollbacks,
+            missing_evidence=list(missing_evidence or []),
+            evidence_series=len(self.bundle.metrics) if self.bundle else 0,
         )
 
     def change_for(self, action: PlannedAction) -> Change | None:

@@ -151,6 +151,8 @@ def button_value(report: IncidentReport, approval: ApprovalRequest, approve: boo
         "n": report.namespace,
         "a": approve,
     }
+    if approval.plan_id:
+        value["p"] = approval.plan_id  # the click approves this plan only
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -160,7 +162,8 @@ def approval_blocks(request: NotifyRequest, team: str | None = None) -> tuple[st
     approval = report.approval
     if approval is None:
         raise ValueError("approval_requested needs report.approval")
-    proposed = escape("; ".join(approval.proposed)) or "the planned remediation"
+    planned = [change.describe() for change in approval.plan] or approval.proposed
+    proposed = escape("; ".join(planned)) or "the planned remediation"
     text = f":raised_hand: Approval needed: {proposed} (expires {approval.expires_at.isoformat()})"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}},
