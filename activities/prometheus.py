@@ -16,6 +16,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
+from config.redact import redact_text
+
 FailureKind = Literal["unreachable", "timeout", "invalid", "failed"]
 
 
@@ -135,4 +137,5 @@ class QueryBudget:
             return None
 
     def notes(self) -> list[str]:
-        return [f"evidence {name} missing: {why}" for name, why in self.missing.items()]
+        """One line per missing query; credentials in URLs masked."""
+        return [redact_text(f"evidence {name} missing: {why}") for name, why in self.missing.items()]
