@@ -10,7 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY . /src
-RUN pip install /src \
+# The product's dependencies exactly as pinned, with their hashes (requirements-product.lock,
+# `make lock`), then backout itself without resolving anything again.
+RUN pip install --require-hashes -r /src/requirements-product.lock \
+    && pip install --no-deps /src \
     && useradd --system --uid 10001 --home-dir /var/lib/backout --create-home backout \
     && rm -rf /src
 

@@ -42,10 +42,10 @@ class ListChangesRequest(BaseModel):
 
 
 def resolve_namespaces(apis: KubeApis, settings: Settings, requested: list[str]) -> list[str]:
+    """The namespaces to read: those requested (each inside the allow list), else the allow list
+    (every namespace but the system ones for "*"); an empty allow list allows none."""
     if requested:
-        outside = [
-            ns for ns in requested if settings.allowed_namespaces and ns not in settings.allowed_namespaces
-        ]
+        outside = [ns for ns in requested if not settings.namespace_allowed(ns)]
         if outside:
             raise ApplicationError(
                 f"namespaces outside the allow list: {', '.join(outside)}",
@@ -53,7 +53,13 @@ def resolve_namespaces(apis: KubeApis, settings: Settings, requested: list[str])
                 non_retryable=True,
             )
         return requested
-    if settings.allowed_namespaces:
+    if not settings.allowed_namespaces:
+        raise ApplicationError(
+            "the namespace allow list is empty: set BACKOUT_ALLOWED_NAMESPACES",
+            type="NamespaceNotAllowed",
+            non_retryable=True,
+        )
+    if not settings.every_namespace:
         return list(settings.allowed_namespaces)
     return sorted(
         ns.metadata.name

@@ -164,9 +164,17 @@ def api_message(exc: ApiException) -> str:
 
 
 def classify(exc: BaseException, doing: str) -> ApplicationError:
-    """Turn a client-side failure into the ApplicationError Temporal should see."""
+    """Turn a client-side failure into the ApplicationError Temporal should see (a new one, so
+    `raise classify(exc, ...) from exc` never makes an error its own cause: an ApplicationError is
+    copied with its message, type, details and retry policy)."""
     if isinstance(exc, ApplicationError):
-        return exc
+        return ApplicationError(
+            exc.message,
+            *exc.details,
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+            next_retry_delay=exc.next_retry_delay,
+        )
     if isinstance(exc, ApiException):
         status = exc.status or 0
         message = api_message(exc)

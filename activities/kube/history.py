@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from kubernetes import watch
-from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1Secret
+from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1OwnerReference, V1Secret
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
@@ -43,6 +43,9 @@ SOURCE_ANNOTATIONS = "backout.dev/source-annotations"
 TRACK_ANNOTATION = "backout.dev/track"
 HISTORY_SECRET_TYPE = "backout.dev/history"
 KEEP_VERSIONS = 20
+# Secret values are copied too, so fewer of them linger: each copy is owned by the Secret it
+# copies (deleted with it by the garbage collector) and only this many are kept.
+KEEP_SECRET_VERSIONS = 5
 SKIP_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 SKIP_CONFIGMAPS = frozenset({"kube-root-ca.crt"})
 SKIP_SECRET_TYPES = frozenset(
@@ -201,6 +204,7 @@ def record_object(
         version = int(existing[-1].metadata.labels[HISTORY_VERSION_LABEL]) + 1 if existing else 1
         now = datetime.now(UTC)
         history_meta = V1ObjectMeta(
+            owner_references=_owned_by(kind, meta),
             name=history_object_name(kind, name, version),
             namespace=namespace,
             labels={
@@ -262,8 +266,25 @@ def record_object(
     return None
 
 
+def _owned_by(kind: ObjectKind, meta: Any) -> list[V1OwnerReference] | None:
+    """The copied object as the copy's owner (not a controller; nothing blocks its deletion)."""
+    if not meta.uid:
+        return None
+    return [
+        V1OwnerReference(
+            api_version="v1",
+            kind="ConfigMap" if kind == "configmap" else "Secret",
+            name=meta.name,
+            uid=meta.uid,
+            controller=False,
+            block_owner_deletion=False,
+        )
+    ]
+
+
 def _prune(apis: KubeApis, kind: ObjectKind, namespace: str, existing: list[Any]) -> None:
-    for old in existing[: max(0, len(existing) + 1 - KEEP_VERSIONS)]:
+    keep = KEEP_VERSIONS if kind == "configmap" else KEEP_SECRET_VERSIONS
+    for old in existing[: max(0, len(existing) + 1 - keep)]:
         try:
             if kind == "configmap":
                 apis.core.delete_namespaced_config_map(old.metadata.name, namespace)
@@ -378,7 +399,11 @@ def run_history_recorder(settings: Settings, stop: StopFlag, window_s: int = 60)
     allow list is empty) for `window_s` at a time, sweeping again between windows so
     nothing written while a watch reconnects is missed.
     """
-    namespaces: list[str | None] = list(settings.allowed_namespaces) or [None]
+    # Only where backout may act: its allow list, every namespace only for "*" (never by default).
+    namespaces: list[str | None] = [None] if settings.every_namespace else list(settings.allowed_namespaces)
+    if not namespaces:
+        log.warning("history recorder not started: the namespace allow list is empty")
+        return
     dry_run = DryRun.of(settings)
     try:
         apis = apis_from_settings(settings)

@@ -34,9 +34,12 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
     one, whatever it says: the write is sent as a server-side dry run and its result says so."""
     if not request.dry_run and DryRun.of(settings).applies(request.namespace):
         request = request.model_copy(update={"dry_run": True})
-    if settings.allowed_namespaces and request.namespace not in settings.allowed_namespaces:
-        allowed = ", ".join(settings.allowed_namespaces)
+    if not settings.namespace_allowed(request.namespace):
+        allowed = ", ".join(settings.allowed_namespaces) or "empty"
         return refused(request, f"namespace {request.namespace!r} is not in the allow list ({allowed})")
+    outside = _outside_its_namespace(request)
+    if outside is not None:
+        return refused(request, outside)
     executor = EXECUTORS.get(request.operation)
     if executor is None:
         raise bad_input(f"unknown operation {request.operation!r} (known: {', '.join(sorted(EXECUTORS))})")
@@ -55,3 +58,21 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
             )
     run = Remediation(apis, settings, request, key, f"{request.incident_id}:{key}", log)
     return retry_on_conflict(lambda: executor.apply(run))
+
+
+def _outside_its_namespace(request: RemediationRequest) -> str | None:
+    """Why a remediation of a change reaches outside the change's own namespace, if it does: a
+    rollback handle (or a request) naming another namespace than the change would let one change
+    steer backout at an unrelated target."""
+    change = request.change
+    if change is None or not change.namespace:
+        return None
+    handle = change.rollback
+    if handle is not None and handle.namespace and handle.namespace != change.namespace:
+        return (
+            f"change {change.id} in namespace {change.namespace} has a rollback handle in namespace "
+            f"{handle.namespace}: a change is only undone in its own namespace"
+        )
+    if request.namespace != change.namespace:
+        return f"change {change.id} is in namespace {change.namespace}, not {request.namespace}"
+    return None

@@ -115,7 +115,8 @@ def test_worker_and_api_run_one_image_built_from_the_repo_dockerfile() -> None:
 def test_dockerfile_installs_the_project_with_backout_as_entrypoint() -> None:
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^COPY \. ", dockerfile, re.M), "the build must copy the project"
-    assert re.search(r"pip install /src\b", dockerfile), "the build must pip-install the project"
+    assert re.search(r"pip install --no-deps /src\b", dockerfile), "the build must pip-install the project"
+    assert "--require-hashes -r /src/requirements-product.lock" in dockerfile, "dependencies as locked"
     assert re.search(r'^ENTRYPOINT \["backout"\]$', dockerfile, re.M)
     scripts = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     assert 'backout = "worker.cli:main"' in scripts
