@@ -70,7 +70,9 @@ class ChangeStore:
             query += " AND started_at <= ?"
             params.append(until.timestamp())
         if namespace is not None:
-            query += " AND (namespace = ? OR namespace IS NULL)"
+            # Strictly that namespace: a change stored without one (before reported changes had to
+            # name theirs) would otherwise be a candidate in every incident.
+            query += " AND namespace = ?"
             params.append(namespace)
         query += " ORDER BY started_at"
         with self._lock:
