@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from attribution.case import Case, ChangeData
-from attribution.signals import Family, family_weight, symptom_family
+from attribution.signals import HEALTH_FAMILIES, Family, family_weight, symptom_family
 from attribution.stats import Effect, compare, fast_median, onset, paired, sample_step
 from attribution.telemetry import (
     Series,
@@ -47,6 +47,8 @@ Basis = Literal["version", "before-after", "callers", "symptom"]
 RELATIONS: tuple[str, ...] = ("same", "callee", "caller", "unrelated", "unknown")
 # Kinds that replace pods, so that the service's latency and resources pass through a warm-up.
 POD_KINDS = frozenset({"image", "model", "scale", "infra", "other"})
+PATH_ONSET_POINTS = 8  # a series dating a flat symptom from its path needs this many points
+LOCAL_S = 600.0  # the minutes around a change's start in which its own step shows
 WARMUP_S = 300.0  # a fresh pod's first minutes (warm-up latency, cold caches) are not evidence
 BEFORE_S = 1800.0  # how far back a before-window reaches (at least 4 samples)
 SILENT_GRACE_S = 120.0  # a new version gets this long to report before its silence counts
@@ -88,6 +90,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "own_magnitude",
     "before_window_no_onset",
     "log_min_after_onset",
+    "old_version_worse",
+    "symptom_step",
 )
 FEATURE_INDEX: dict[str, int] = {name: index for index, name in enumerate(FEATURE_NAMES)}
 NULL_FEATURE_NAMES: tuple[str, ...] = (
@@ -143,6 +147,9 @@ class Evidence:
     upstream: tuple[str, Finding] | None = None  # a caller on the symptom's path that worsened then
     symptom: Finding | None = None
     resource: Finding | None = None  # the largest resource shift seen (a tie-breaker at most)
+    old_version: Finding | None = None  # the old version's own shift at the change: a common cause
+    version_discount: float = 0.0  # how much a callee degrading then explains a full-switch comparison
+    symptom_step: float = 0.0  # the symptom's step in the minutes around the change's start
 
 
 @dataclass(slots=True)
@@ -154,6 +161,7 @@ class Incident:
     onset_known: bool
     tolerance: float
     symptom_series: str | None
+    onset_source: str | None  # the series that dated the onset ('metric of service')
     traffic: tuple[str, Effect] | None
     unexplained: tuple[str, Finding] | None
     null_features: np.ndarray
@@ -206,6 +214,9 @@ class _Extractor:
         self._version_cache: dict[str, tuple[Finding | None, float, list[str], frozenset[str]]] = {}
         self.until = float("inf")  # the end of the symptom's bad episode, when it recovered before the end
         self.load = 0.0  # how much of any before/after shift a traffic surge at the onset explains
+        self.symptom_bad: tuple[str, float, float] | None = (
+            None  # a series dating the onset: level before, after
+        )
         self._before_after_cache: dict[
             tuple[str, float, bool, frozenset[str]], tuple[Finding | None, float]
         ] = {}
@@ -232,28 +243,38 @@ class _Extractor:
                 for name, found in sorted(source.items())
                 if found and family_weight(found[0].family, self.family) >= 1.0 and name != wanted
             ]
-        out = []
-        for found in candidates:
-            if found:
-                times, values = merged(level_view(found))
-                first = found[0]
-                out.append(
-                    (
-                        first.name,
-                        Series(
-                            first.name,
-                            first.family,
-                            first.service,
-                            None,
-                            None,
-                            None,
-                            first.bad_sign,
-                            times,
-                            values,
-                            first.ceiling,
-                        ),
-                    )
-                )
+        return [(found[0].name, _merged_series(found)) for found in candidates if found]
+
+    def path_series(self) -> list[Series]:
+        """Health series that can date a flat or absent symptom, nearest first.
+
+        The symptom's service's other health families, then its callees' symptom-family
+        series, by depth: a symptom the alert saw usually began when its origin degraded.
+        """
+        case, telemetry = self.case, self.telemetry
+        if case.symptom_service is None:
+            return []
+        out: list[Series] = []
+        own = telemetry.metrics(case.symptom_service)
+        for _, found in sorted(own.items()):
+            if (
+                found
+                and found[0].family in HEALTH_FAMILIES
+                and family_weight(found[0].family, self.family) < 1.0
+            ):
+                out.append(_merged_series(found))
+        callees = sorted(
+            (depth, service) for service, (relation, depth) in self.relations.items() if relation == "callee"
+        )
+        for _, service in callees:
+            for source in (telemetry.seen_by_callers.get(service, {}), telemetry.metrics(service)):
+                for _, found in sorted(source.items()):
+                    if (
+                        found
+                        and family_weight(found[0].family, self.family) >= 1.0
+                        and found[0].family != "resource"
+                    ):
+                        out.append(_merged_series(found))
         return out
 
     def onset(self, symptom: Series | None) -> tuple[float, bool, float]:
@@ -274,6 +295,10 @@ class _Extractor:
         if not np.isfinite(when):
             return case.detected_at, False, 120.0
         self.until = last_bad + sample_step(times)
+        before = values_before([symptom], when - 0.5 * sample_step(times), self.before_s)
+        after = values_after([symptom], when, self.until)
+        if before.size and after.size:
+            self.symptom_bad = (symptom.name, fast_median(before), fast_median(after))
         return when, True, 60.0
 
     # --- comparisons -------------------------------------------------------------------
@@ -376,6 +401,38 @@ class _Extractor:
             if best is None or finding.score > best.score:
                 best = finding
         return best, measured, clean, frozenset(compared)
+
+    def old_version_shift(self, change: ChangeData) -> Finding | None:
+        """The old version's own strongest shift at the change (it kept serving after it).
+
+        The change did not touch the old version's pods: when they degrade as much as the
+        service does, something both versions share (a dependency, load) is the cause.
+        """
+        best: Finding | None = None
+        for name, found in sorted(self.telemetry.metrics(change.service).items()):
+            family = found[0].family
+            weight = _health_weight(family, family_weight(family, self.family))
+            if weight < MEASURED_WEIGHT:
+                continue
+            old = _old_version(found, change)
+            if not old:
+                continue
+            after = values_after(
+                old,
+                change.started + SILENT_GRACE_S,
+                self.until if self.until > change.started else float("inf"),
+            )
+            if after.size < 2:
+                continue
+            effect = self._effect(after, values_before(old, change.started, self.before_s), found[0])
+            if effect is None:
+                continue
+            finding = Finding(
+                "before-after", name, family, weight, effect, "old version", ceiling=found[0].ceiling
+            )
+            if best is None or finding.score > best.score:
+                best = finding
+        return best
 
     def silent_new_version(self, change: ChangeData) -> str | None:
         """Why the new version counts as silent, if it does.
@@ -541,6 +598,24 @@ class _Extractor:
         return best
 
 
+def _merged_series(found: list[Series]) -> Series:
+    """One series for a metric of a service: its service-level series, else its pods or versions merged."""
+    times, values = merged(level_view(found))
+    first = found[0]
+    return Series(
+        first.name,
+        first.family,
+        first.service,
+        None,
+        None,
+        None,
+        first.bad_sign,
+        times,
+        values,
+        first.ceiling,
+    )
+
+
 def _surge(effect: Effect) -> float:
     return max(effect.strength, 0.0) * float(np.log(max(effect.ratio, 1.0)))
 
@@ -604,6 +679,16 @@ def _version_split(found: list[Series], change: ChangeData) -> tuple[list[Series
     if not fresh or not old:
         return None
     return fresh, old, "pods started after the change against older pods" + _pods(fresh, old)
+
+
+def _old_version(found: list[Series], change: ChangeData) -> list[Series]:
+    """The series of the version the change replaced (whether or not the new one reports)."""
+    versions = {s.version for s in found if s.version is not None}
+    if change.from_version and change.from_version in versions:
+        return [s for s in found if s.version == change.from_version]
+    if change.to_version and change.to_version in versions:
+        return [s for s in found if s.version is not None and s.version != change.to_version]
+    return []
 
 
 def _pods(new: list[Series], old: list[Series]) -> str:
@@ -688,11 +773,7 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence], Incident]:
     candidates = ex.symptom_series()
     symptom = candidates[0] if candidates else None
     symptom_series = symptom[1] if symptom else None
-    onset, onset_known, tolerance = ex.onset(symptom_series)
-    for _, other in candidates[1:]:  # a coarse or short named series may not show the onset
-        if onset_known:
-            break
-        onset, onset_known, tolerance = ex.onset(other)
+    onset, onset_known, tolerance, onset_source = _find_onset(ex, [series for _, series in candidates])
 
     traffic = ex.traffic_surge(onset) if onset_known else None
     ex.load = _load_share(traffic)
@@ -723,11 +804,31 @@ def extract(case: Case) -> tuple[np.ndarray, list[Evidence], Incident]:
         onset_known=onset_known,
         tolerance=tolerance,
         symptom_series=symptom[0] if symptom else None,
+        onset_source=onset_source,
         traffic=traffic,
         unexplained=unexplained,
         null_features=null,
     )
     return rows, evidence, incident
+
+
+def _find_onset(ex: _Extractor, symptom: list[Series]) -> tuple[float, bool, float, str | None]:
+    """The symptom's onset (time, known, tolerance) and the series that dated it ('metric of service').
+
+    The symptom's own series first (a coarse or short named series may not show it, another
+    of its family may); when the symptom is flat or absent, what degraded on its path.
+    """
+    for series in symptom:
+        onset, known, tolerance = ex.onset(series)
+        if known:
+            return onset, known, tolerance, f"{series.name} of {series.service}"
+    for series in ex.path_series():
+        if series.times.size < PATH_ONSET_POINTS:
+            continue
+        onset, known, tolerance = ex.onset(series)
+        if known:
+            return onset, known, max(tolerance, 2 * ex.telemetry.step), f"{series.name} of {series.service}"
+    return ex.case.detected_at, False, 120.0, None
 
 
 def _change_evidence(
@@ -760,6 +861,9 @@ def _change_evidence(
     ex.version_score(change)
     item.version, item.version_measured, item.version_clean, compared = ex._version_cache[change.id]
     item.silent = ex.silent_new_version(change)
+    item.old_version = ex.old_version_shift(change)
+    if item.version is not None and not item.version.paired and item.version.score > 0:
+        _, item.version_discount = ex.explained_below(change.service, change.started, item.version)
     rollout = change.kind in POD_KINDS
     # A metric compared per version is not compared again before/after: the version
     # comparison is not confounded by whatever else changed at the same time.
@@ -792,10 +896,27 @@ def _change_evidence(
         earlier = window(symptom, change.started - ex.before_s - settle, change.started - settle)
         pre = ex._effect(recent, earlier, symptom)
         item.pre_degraded = max(pre.strength, 0.0) if pre is not None else 0.0
+        if pre is not None and ex.symptom_bad is not None and ex.symptom_bad[0] == symptom.name:
+            # Only as far as the degradation the symptom settled at was already there.
+            _, base, bad = ex.symptom_bad
+            share = symptom.bad_sign * (pre.after_level - pre.before_level) / max(abs(bad - base), 1e-12)
+            item.pre_degraded *= float(np.clip(share, 0.0, 1.0))
+        local = max(LOCAL_S, 4 * ex.telemetry.step)
+        step = ex._effect(
+            values_after([symptom], change.started, change.started + local),
+            values_before([symptom], change.started, local),
+            symptom,
+        )
+        item.symptom_step = step.strength if step is not None else 0.0
     item.resource = _largest_resource(ex, change)
     item.own_pre_degraded = ex.already_degrading(change.service, change.started)
-    if onset_known and item.minutes_before_onset > 5 and not item.after_onset:
+    if onset_known and not item.after_onset:
         found, _ = ex.before_after(change.service, onset)
+        seen_at_onset = ex.telemetry.seen_by_callers.get(change.service)
+        if seen_at_onset:
+            by_callers, _ = ex.before_after(change.service, onset, seen_at_onset)
+            if by_callers is not None and (found is None or by_callers.score > found.score):
+                found = by_callers
         if found is not None and found.score > 0:
             _, below = ex.explained_below(change.service, onset, found)
             item.at_onset = Finding(
@@ -845,8 +966,9 @@ def _fill(row: np.ndarray, item: Evidence, load: float) -> None:
     }
     version = item.version.score if item.version else 0.0
     if item.version is not None and not item.version.paired and version > 0:
-        version *= 1.0 - load
-    explained = 1.0 - (1.0 - item.discount) * (1.0 - load)
+        version *= (1.0 - load) * (1.0 - item.version_discount)
+    common = common_cause(item)
+    explained = 1.0 - (1.0 - item.discount) * (1.0 - load) * (1.0 - common)
     before_after = _discounted(item.before_after, explained)
     callers = _discounted(item.callers, explained)
     symptom = item.symptom.effect.strength if item.symptom else 0.0
@@ -873,10 +995,20 @@ def _fill(row: np.ndarray, item: Evidence, load: float) -> None:
             "own_worse_at_onset": max(item.at_onset.score, 0.0) * (1.0 - load) if item.at_onset else 0.0,
             "own_magnitude": _magnitude(item),
             "before_window_no_onset": float(item.before_window and not item.onset_known),
+            "old_version_worse": max(item.old_version.score, 0.0) if item.old_version else 0.0,
+            "symptom_step": max(item.symptom_step, 0.0) * (1.0 - load),
         }
     )
     for name, value in values.items():
         row[FEATURE_INDEX[name]] = value
+
+
+def common_cause(item: Evidence) -> float:
+    """How much of the service's own shift its old version's shift accounts for (0..1)."""
+    old, own = item.old_version, item.before_after or item.callers
+    if old is None or own is None or old.score <= 0 or own.score <= 0:
+        return 0.0
+    return _explained_share(old, own) * min(old.score / 0.5, 1.0)
 
 
 def _magnitude(item: Evidence) -> float:

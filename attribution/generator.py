@@ -18,6 +18,7 @@ Concurrent rollouts started within minutes and still rolling at detection are co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,9 @@ from attribution.catalog import (
 
 FAMILIES = ("errors", "latency", "quality")
 MAX_POINTS = 360
+LOOKBACK_S = 7200.0  # backout lists changes from this far back (activities/context.py)...
+EVIDENCE_LEAD_S = 600.0  # ...and reads evidence from this long before the earliest of them
+_Curve = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(slots=True)
@@ -217,16 +221,14 @@ class ScenarioGenerator:
         lookback = float(rng.choice([600, 900, 1200, 1800, 3600, 5400, 7200, 10800]))
         if rng.random() < 0.7:  # most bundles reach back past the onset; some start after it
             lookback = max(lookback, detection_delay + float(rng.uniform(300, 1800)))
-        step = max(step, (lookback + 600) / MAX_POINTS)
         detected = 1.79e9 + float(rng.integers(0, 10_000_000))
         post = float(rng.uniform(0, 300)) if rng.random() < 0.3 else 0.0
-        times = np.arange(detected - lookback, detected + post + 1e-6, step)
         onset = detected - detection_delay
 
         has_culprit = rng.random() >= self.no_culprit_rate
         changes: list[_Change] = []
-        load = np.ones(times.size)
-        outside: dict[str, dict[str, np.ndarray]] = {}
+        load: _Curve = _flat
+        outside: dict[str, dict[str, _Curve]] = {}
         if has_culprit:
             culprit_service = str(rng.choice(names))
             culprit = self._culprit(rng, services[culprit_service], onset)
@@ -240,13 +242,17 @@ class ScenarioGenerator:
             story = str(rng.choice(["load", "dependency", "dependency"]))
             if story == "load":
                 surge = float(np.exp(rng.uniform(np.log(1.5), np.log(5))))
-                load = 1 + (surge - 1) * np.clip((times - onset) / float(rng.uniform(30, 600)), 0, 1)
+                ramp = float(rng.uniform(30, 600))
+
+                def load(times: np.ndarray) -> np.ndarray:
+                    return 1 + (surge - 1) * np.clip((times - onset) / ramp, 0, 1)
+
                 origin = str(rng.choice(entry_points)) if entry_points else str(rng.choice(names))
                 fault_family = "latency"
             else:
                 origin = str(rng.choice(names))
                 fault_family = str(rng.choice(FAMILIES, p=[0.5, 0.35, 0.15]))
-                curve = _outside_fault(rng, times, onset, fault_family)
+                curve = _outside_fault(rng, onset, fault_family)
                 outside[origin] = {fault_family: curve}
                 if rng.random() < 0.3:  # the failing dependency is not even in the telemetry
                     services[origin].telemetry = "none"
@@ -263,7 +269,15 @@ class ScenarioGenerator:
         changes += self._distractors(
             rng, services, edges, symptom_service, culprit, onset, detected, lookback
         )
-        world = _World(times, services, edges, changes, load, outside)
+        times = _frame(changes, detected, lookback, post, step)
+        world = _World(
+            times,
+            services,
+            edges,
+            changes,
+            load(times),
+            {name: {f: curve(times) for f, curve in faults.items()} for name, faults in outside.items()},
+        )
         series = _emit(rng, world)
 
         if rng.random() < 0.1:  # the alert fired on data the bundle does not carry
@@ -445,6 +459,21 @@ class ScenarioGenerator:
 
 
 def _symptom_metric(rng: np.random.Generator, service: _Service, family: str) -> str:
+    """The metric the alert fired on: mostly one the fault moves (the service gains it if it lacks it).
+
+    Now and then another family's metric, which the fault may leave flat (an alert on a
+    composite signal, a series the bundle does not carry).
+    """
+    if rng.random() < 0.85:
+        if family == "quality":
+            if not service.quality_names:
+                service.quality_names = ("eval_score",)
+            return service.quality_names[0]
+        if family == "latency":
+            service.latency_name = service.latency_name or "latency_ms"
+            return service.latency_name
+        service.error_name = service.error_name or ("error_rate", "rate")
+        return service.error_name[0]
     if family == "quality" and service.quality_names:
         return service.quality_names[0]
     if family == "latency" and service.latency_name:
@@ -457,16 +486,41 @@ def _symptom_metric(rng: np.random.Generator, service: _Service, family: str) ->
     return "error_rate"
 
 
-def _outside_fault(rng: np.random.Generator, times: np.ndarray, onset: float, family: str) -> np.ndarray:
+def _outside_fault(rng: np.random.Generator, onset: float, family: str) -> _Curve:
     magnitude = (
         float(np.exp(rng.uniform(np.log(0.15), 0.0)))
         * {"errors": 0.6, "latency": 4.0, "quality": 0.4}[family]
     )
-    curve = magnitude * np.clip((times - onset) / float(rng.uniform(10, 300)), 0, 1)
-    if rng.random() < 0.2:  # flapping
-        period = float(rng.uniform(120, 900))
-        curve *= (np.floor(np.clip(times - onset, 0, None) / period) % 2 == 0).astype(float)
+    ramp = float(rng.uniform(10, 300))
+    period = float(rng.uniform(120, 900)) if rng.random() < 0.2 else 0.0  # flapping
+
+    def curve(times: np.ndarray) -> np.ndarray:
+        out = magnitude * np.clip((times - onset) / ramp, 0, 1)
+        if period:
+            out *= (np.floor(np.clip(times - onset, 0, None) / period) % 2 == 0).astype(float)
+        return out
+
     return curve
+
+
+def _flat(times: np.ndarray) -> np.ndarray:
+    return np.ones(times.size)
+
+
+def _frame(changes: list[_Change], detected: float, lookback: float, post: float, step: float) -> np.ndarray:
+    """The bundle's time grid, framed the way backout's context collection frames it.
+
+    Changes are listed from a 2-hour lookback (an older one is clamped inside it) and evidence
+    starts EVIDENCE_LEAD_S before the earliest of them, so every listed change has pre-change
+    data; a drawn lookback reaching further back is kept.
+    """
+    for item in changes:
+        if item.change.started < detected - LOOKBACK_S + 30:
+            item.change.started = detected - LOOKBACK_S + 30
+    earliest = min((c.change.started for c in changes if c.change.started <= detected), default=detected)
+    begin = max(detected - LOOKBACK_S, min(detected - lookback, earliest - EVIDENCE_LEAD_S))
+    step = max(step, (detected + post - begin) / MAX_POINTS)
+    return np.arange(begin, detected + post + 1e-6, step)
 
 
 # --- the health state and what the telemetry shows of it ----------------------------------------

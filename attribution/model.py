@@ -59,6 +59,8 @@ SIGNS: dict[str, int] = {
     "own_worse_at_onset": 1,
     "own_magnitude": 1,
     "log_min_after_onset": -1,
+    "old_version_worse": -1,
+    "symptom_step": 1,
 }
 NULL_SIGNS: dict[str, int] = {"traffic_surge": 1, "unexplained_origin": 1}
 

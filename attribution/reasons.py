@@ -9,7 +9,7 @@ what its callers measured, the symptom's movement; then what was weighed and set
 
 from __future__ import annotations
 
-from attribution.evidence import Evidence, Finding, Incident
+from attribution.evidence import Evidence, Finding, Incident, common_cause
 from attribution.stats import Effect
 
 STRONG = 0.5  # a finding this strong (after family weighting) is called out as evidence
@@ -93,7 +93,7 @@ def explain(evidence: Evidence, incident: Incident, symptom_service: str | None)
     if evidence.after_onset:
         reasons.append(
             f"started {_minutes(evidence.minutes_before_onset)} after the symptom began"
-            f" ({incident.symptom_series or 'symptom'} onset estimated from the data), so it cannot explain it"
+            f" (onset estimated from {incident.onset_source or 'the data'}), so it cannot explain it"
         )
     elif evidence.pre_degraded >= STRONG:
         reasons.append("the symptom was already degrading before this change started")
@@ -127,6 +127,12 @@ def explain(evidence: Evidence, incident: Incident, symptom_service: str | None)
                     f"; but {below}, which it calls, degraded at the same time ({cause.metric}"
                     f" {_movement(cause)}), so the fault may come from further down"
                 )
+            old = evidence.old_version
+            if old is not None and common_cause(evidence) >= CLEAN:
+                text += (
+                    f"; but its old version, which the change did not touch, degraded too ({old.metric}"
+                    f" {_movement(old)}), so both versions share the cause"
+                )
             reasons.append(text)
         else:
             reasons.append(f"no worsening of {change.service}'s own health metrics after the change")
@@ -140,6 +146,12 @@ def explain(evidence: Evidence, incident: Incident, symptom_service: str | None)
             )
         else:
             reasons.append(f"calls to {change.service} look the same before and after the change")
+    onset = evidence.at_onset
+    if onset is not None and onset.score >= STRONG and evidence.minutes_before_onset > 5:
+        reasons.append(
+            f"{onset.metric} of {change.service} {_movement(onset)} when the symptom began,"
+            f" {_minutes(evidence.minutes_before_onset)} after the change (a delayed effect)"
+        )
     if evidence.upstream is not None and evidence.upstream[1].score >= STRONG:
         caller, finding = evidence.upstream
         reasons.append(

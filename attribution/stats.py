@@ -21,6 +21,8 @@ SHORT_FLOOR = 0.25  # ...or 25 % when the before-sample is too short to show its
 REFERENCE_FLOOR = 0.1  # nor, for rates near zero, below 10 % of the metric's typical level in the bundle
 SHRINK_POINTS = 0.25  # strength * n / (n + SHRINK_POINTS), n = the smaller sample
 ONSET_RUN_Z = 3.0  # a degradation this many noise units past the baseline has an onset
+ONSET_SUSTAINED = 0.7  # from its onset on, a degradation holds for at least this share of the points...
+ONSET_RECURRING = 0.4  # ...or, when none does (a flapping symptom), recurs for this share
 
 
 @dataclass(slots=True, frozen=True)
@@ -155,9 +157,10 @@ def onset(times: np.ndarray, values: np.ndarray, bad_sign: float, floor: float) 
     The baseline is the first third of the series and the degradation its worst
     (smoothed) excursion, which must exceed ONSET_RUN_Z noise units. The onset is the
     first point past half the level the series settled at (or past 30 % of its worst,
-    if it recovered) from which it stays mostly bad: a small bump before the main step
-    (another rollout's warm-up, a cron job) does not move it earlier, an overshoot
-    does not hide a lower plateau, a flapping symptom dates from its first episode, and
+    if it recovered) from which it stays bad for ONSET_SUSTAINED of the points: a bump
+    before the main step (another rollout's warm-up, a cron job) does not move it
+    earlier, an overshoot does not hide a lower plateau. A symptom that never stays
+    bad that long (it flaps) dates from its first episode that keeps recurring, and
     one that already recovered (a transient) is still found.
     """
     none = (float("nan"), 0.0, float("nan"))
@@ -188,7 +191,9 @@ def onset(times: np.ndarray, values: np.ndarray, bad_sign: float, floor: float) 
     threshold = max(0.5 * max(settled, 0.3 * peak), 0.5 * ONSET_RUN_Z)
     bad = smooth[head:] > threshold
     share = np.cumsum(bad[::-1])[::-1] / np.arange(bad.size, 0, -1)
-    candidates = np.flatnonzero(bad & (share >= 0.4))
+    candidates = np.flatnonzero(bad & (share >= ONSET_SUSTAINED))
+    if candidates.size == 0:  # it comes and goes: date it from the first episode that keeps recurring
+        candidates = np.flatnonzero(bad & (share >= ONSET_RECURRING))
     if candidates.size == 0:
         return none
     first = head + int(candidates[0])

@@ -234,8 +234,16 @@ def test_the_ranking_works_without_the_symptom_series() -> None:
         _series("retriever", "error_rate", ONSET, 0.2, "r2", start=ONSET - 300, level=0.01),
     ]
     rows, _, incident = extract(_case(series, [culprit]))
-    assert not incident.onset_known  # the alert fired on data the bundle does not carry
+    # The alert fired on data the bundle does not carry: the onset is read from the symptom's path.
+    assert incident.onset_known and abs(incident.onset - ONSET) <= STEP
     assert rows[0, FEATURE_INDEX["version_worse"]] > 0.8
+    assert rows[0, FEATURE_INDEX["after_onset"]] == 0.0
+    flat = [
+        _series("retriever", "error_rate", None, 0, "r1", level=0.01),
+        _series("retriever", "error_rate", None, 0, "r2", start=ONSET - 300, level=0.01),
+    ]
+    _, _, incident = extract(_case(flat, [culprit]))
+    assert not incident.onset_known  # nothing on the path degraded either
 
 
 def test_a_traffic_surge_at_the_onset_explains_shifts_and_raises_no_culprit() -> None:
