@@ -3,14 +3,18 @@ workflow writes them), settings bound to the receivers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.kube.client import KubeApis
 from config import Settings
+from devstack.cluster.local import LocalCluster
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackReceiver
@@ -18,6 +22,9 @@ from incidents.bundle import AttributionOutput, Change, ModelInfo, RankedChange,
 from incidents.models import ActionRecord, IncidentReport
 from tests.fixtures.receivers import PD_TEAM_ROUTING_KEY, PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
 from worker.temporal_server import TemporalDevServer
+
+if TYPE_CHECKING:
+    from tests.paging.real_incident import RealStack
 from workflows.summary import render_report
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -140,3 +147,46 @@ def paging_settings(
 async def paging_client(temporal_server: TemporalDevServer) -> Client:
     """A client of the suite's Temporal dev server (tests/fixtures/temporal.py)."""
     return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+async def stack(
+    temporal_client: Client,
+    backout_settings: Settings,
+    kube_cluster: LocalCluster,
+    kube_apis: KubeApis,
+    kube_namespace: str,
+    receivers_tls: TlsFiles,
+    pagerduty_receiver: PagerDutyReceiver,
+    slack_receiver: SlackReceiver,
+    tmp_path: Path,
+) -> AsyncIterator[RealStack]:
+    """The real incident on real parts (tests/paging/real_incident.py), its worker running."""
+    from tests.paging.real_incident import real_stack, stack_settings, write_owners
+
+    settings = stack_settings(
+        backout_settings, kube_cluster.kubeconfig, kube_namespace, write_owners(tmp_path), receivers_tls,
+        pagerduty_receiver, slack_receiver,
+    )  # fmt: skip
+    async with real_stack(
+        temporal_client, settings, kube_apis, kube_namespace, slack_receiver, pagerduty_receiver
+    ) as running:
+        yield running
+
+
+PAGING_FIELDS = (
+    "pagerduty_routing_key",
+    "pagerduty_events_url",
+    "pagerduty_ca_file",
+    "slack_token",
+    "slack_api_url",
+    "slack_channel",
+    "ownership_file",
+)
+
+
+def with_paging(settings: Settings, paging: Settings, **overrides: object) -> Settings:
+    """`settings` with the paging channels and ownership of `paging` (the receivers')."""
+    return settings.model_copy(
+        update={**{name: getattr(paging, name) for name in PAGING_FIELDS}, **overrides}
+    )

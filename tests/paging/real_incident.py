@@ -15,7 +15,6 @@ import copy
 import hashlib
 import hmac
 import json
-import signal
 import subprocess
 import time
 import uuid
@@ -39,7 +38,13 @@ from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from incidents.models import ApprovalRequest, IncidentView, OpenIncidentRequest
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
-from tests.fixtures.temporal import backout_process, running_worker
+from tests.fixtures.temporal import (
+    backout_process,
+    running_worker,
+    stop_process,
+    until_view,
+    wait_healthy,
+)
 from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.paging.conftest import OWNERS_YAML, SIGNING_SECRET
 from tests.pipeline.payloads import alert, notification
@@ -157,16 +162,7 @@ class RealStack:
         test: Callable[[IncidentView], bool],
         timeout_s: float = WAIT_S,
     ) -> IncidentView:
-        view: IncidentView | None = None
-        try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    view = await handle.query("view", result_type=IncidentView)
-                    if test(view):
-                        return view
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            raise AssertionError(f"{handle.id}: not {what} within {timeout_s}s:\n{timeline(view)}") from None
+        return await until_view(handle, what, test, timeout_s)
 
     async def pending_approval(
         self, handle: WorkflowHandle[Any, Any], other_than: str | None = None
@@ -202,26 +198,12 @@ class RealStack:
     async def api(self) -> Api:
         """One more `backout api` process (a replica), ready."""
         settings = self.settings.model_copy(update={"api_port": free_port()})
-        process = backout_process(settings, "api", log_name=f"api-{settings.api_port}.log")
+        log_name = f"api-{settings.api_port}.log"
+        process = backout_process(settings, "api", log_name=log_name)
         api = Api(f"http://127.0.0.1:{settings.api_port}", process)
         self.apis_started.append(api)
-        async with httpx.AsyncClient(base_url=api.url, timeout=5) as http, asyncio.timeout(60):
-            while True:
-                if process.poll() is not None:
-                    log = (settings.state_dir / f"api-{settings.api_port}.log").read_text()
-                    raise AssertionError(f"backout api exited: {log[-2000:]}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        return api
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-
-
-def timeline(view: IncidentView | None) -> str:
-    if view is None:
-        return "(no view)"
-    return "\n".join(f"  {e.kind} {e.step}: {e.message}" for e in view.timeline)
+        await wait_healthy(api.url, process, settings.state_dir / log_name)
+        return api
 
 
 def stack_settings(
@@ -277,13 +259,4 @@ async def real_stack(
             yield stack
     finally:
         for api in stack.apis_started:
-            _stop(api.process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+            stop_process(api.process)

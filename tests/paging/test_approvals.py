@@ -7,58 +7,32 @@ decision, so every API replica agrees."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 
-from activities.kube.client import KubeApis
-from config import Settings
-from devstack.cluster.local import LocalCluster
-from devstack.receivers.pagerduty import PagerDutyReceiver
-from devstack.receivers.server import TlsFiles
-from devstack.receivers.slack import SlackReceiver
+from incidents.models import ApprovalRequest, IncidentView
+from tests.fixtures.temporal import timeline
 from tests.paging.real_incident import (
     APPROVER,
+    Api,
     RealStack,
     click_body,
-    real_stack,
     signed,
-    stack_settings,
-    timeline,
-    write_owners,
 )
 
 pytestmark = [pytest.mark.temporal, pytest.mark.kube, pytest.mark.slow]
 
 
-@pytest.fixture
-async def stack(
-    temporal_client: Client,
-    backout_settings: Settings,
-    kube_cluster: LocalCluster,
-    kube_apis: KubeApis,
-    kube_namespace: str,
-    receivers_tls: TlsFiles,
-    pagerduty_receiver: PagerDutyReceiver,
-    slack_receiver: SlackReceiver,
-    tmp_path: Path,
-) -> AsyncIterator[RealStack]:
-    settings = stack_settings(
-        backout_settings,
-        kube_cluster.kubeconfig,
-        kube_namespace,
-        write_owners(tmp_path),
-        receivers_tls,
-        pagerduty_receiver,
-        slack_receiver,
-    )
-    async with real_stack(
-        temporal_client, settings, kube_apis, kube_namespace, slack_receiver, pagerduty_receiver
-    ) as running:
-        yield running
+async def _asking(
+    stack: RealStack, alertname: str = "ApprovalDrill"
+) -> tuple[Api, WorkflowHandle[Any, IncidentView], ApprovalRequest]:
+    """A bad deploy, an API replica, and the incident asking for approval of its rollback."""
+    await stack.bad_deploy("chat")
+    api = await stack.api()
+    handle = await stack.open("chat", alertname)
+    return api, handle, await stack.pending_approval(handle)
 
 
 async def _recovers(stack: RealStack, handle: WorkflowHandle[Any, Any], service: str = "chat") -> None:
@@ -72,10 +46,7 @@ async def _recovers(stack: RealStack, handle: WorkflowHandle[Any, Any], service:
 async def test_approve_through_the_slack_button_rolls_back_exactly_the_approved_plan(
     stack: RealStack,
 ) -> None:
-    await stack.bad_deploy("chat")
-    api = await stack.api()
-    handle = await stack.open("chat", "ApprovalDrill")
-    pending = await stack.pending_approval(handle)
+    api, handle, pending = await _asking(stack)
     [planned] = pending.plan
     assert planned.action == "rollback" and planned.target == f"deployment/{stack.namespace}/chat"
     assert (planned.from_version, planned.to_version) == ("chat:v2", "chat:v1"), planned
@@ -99,10 +70,7 @@ async def test_approve_through_the_slack_button_rolls_back_exactly_the_approved_
 
 
 async def test_approve_through_the_api(stack: RealStack) -> None:
-    await stack.bad_deploy("chat")
-    api = await stack.api()
-    handle = await stack.open("chat", "ApprovalDrill")
-    pending = await stack.pending_approval(handle)
+    api, handle, pending = await _asking(stack)
     answer = await api.approve(handle.id, pending.request_id, plan_id=pending.plan_id)
     assert answer.status_code == 200, answer.text
     assert answer.json()["decision"] == "approved"
@@ -114,10 +82,7 @@ async def test_approve_through_the_api(stack: RealStack) -> None:
 
 
 async def test_reject_changes_nothing_and_hands_the_incident_to_a_human(stack: RealStack) -> None:
-    await stack.bad_deploy("chat")
-    api = await stack.api()
-    handle = await stack.open("chat", "ApprovalDrill")
-    pending = await stack.pending_approval(handle)
+    api, handle, pending = await _asking(stack)
     message = await stack.approval_message(pending.request_id)
     body = click_body(message, APPROVER, approve=False)
     answer = await api.click(body, signed(body))
@@ -130,10 +95,7 @@ async def test_reject_changes_nothing_and_hands_the_incident_to_a_human(stack: R
 
 
 async def test_an_unanswered_request_expires_with_the_runbooks_on_timeout(stack: RealStack) -> None:
-    await stack.bad_deploy("chat")
-    api = await stack.api()
-    handle = await stack.open("chat", "ApprovalExpires")
-    pending = await stack.pending_approval(handle)
+    api, handle, pending = await _asking(stack, "ApprovalExpires")
     view = await stack.finished(handle)
     assert view.state == "needs_human", timeline(view)
     assert any("approval not given within 5s" in e.message for e in view.timeline), timeline(view)
@@ -145,10 +107,7 @@ async def test_an_unanswered_request_expires_with_the_runbooks_on_timeout(stack:
 async def test_a_new_culprit_withdraws_the_pending_approval_and_the_stale_one_is_refused(
     stack: RealStack,
 ) -> None:
-    await stack.bad_deploy("chat")
-    api = await stack.api()
-    handle = await stack.open("chat", "ApprovalDrill")
-    first = await stack.pending_approval(handle)
+    api, handle, first = await _asking(stack)
     assert [(c.from_version, c.to_version) for c in first.plan] == [("chat:v2", "chat:v1")]
 
     await stack.deploy("chat", "chat:v3")  # a new change joins while the approval waits

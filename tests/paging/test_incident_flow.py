@@ -6,37 +6,24 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.incidents import IncidentBehaviour, open_or_join
-from activities.kube.client import KubeApis
 from activities.paging.channels.pagerduty import dedup_key_for
 from api.sources.alertmanager import AlertmanagerPayload
 from config import Settings
-from devstack.cluster.local import LocalCluster
 from devstack.receivers.pagerduty import PagerDutyReceiver
-from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest
-from tests.fixtures.temporal import running_worker
-from tests.paging.real_incident import real_stack, stack_settings, timeline, write_owners
+from tests.fixtures.temporal import running_worker, timeline
+from tests.paging.conftest import with_paging
+from tests.paging.real_incident import RealStack
 from tests.pipeline.payloads import alert, notification
 
 pytestmark = [pytest.mark.temporal]
-
-PAGING_FIELDS = (
-    "pagerduty_routing_key",
-    "pagerduty_events_url",
-    "pagerduty_ca_file",
-    "slack_token",
-    "slack_api_url",
-    "slack_channel",
-    "ownership_file",
-)
 
 
 def _unexplained(service: str) -> OpenIncidentRequest:
@@ -51,9 +38,7 @@ def _unexplained(service: str) -> OpenIncidentRequest:
 async def _page_for_a_human(
     client: Client, backout_settings: Settings, paging_settings: Settings, service: str, **overrides: object
 ) -> IncidentView:
-    settings = backout_settings.model_copy(
-        update={**{name: getattr(paging_settings, name) for name in PAGING_FIELDS}, **overrides}
-    )
+    settings = with_paging(backout_settings, paging_settings, **overrides)
     async with running_worker(client, settings):
         handle = await open_or_join(client, IncidentBehaviour(settings), _unexplained(service))
         view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
@@ -64,28 +49,13 @@ async def _page_for_a_human(
 @pytest.mark.kube
 @pytest.mark.slow
 async def test_incident_end_to_end_pages_once_records_rollback_resolves_and_threads(
-    temporal_client: Client,
-    backout_settings: Settings,
-    kube_cluster: LocalCluster,
-    kube_apis: KubeApis,
-    kube_namespace: str,
-    receivers_tls: TlsFiles,
-    pagerduty_receiver: PagerDutyReceiver,
-    slack_receiver: SlackReceiver,
-    tmp_path: Path,
+    stack: RealStack, pagerduty_receiver: PagerDutyReceiver, slack_receiver: SlackReceiver
 ) -> None:
-    settings = stack_settings(
-        backout_settings, kube_cluster.kubeconfig, kube_namespace, write_owners(tmp_path), receivers_tls,
-        pagerduty_receiver, slack_receiver,
-    )  # fmt: skip
-    async with real_stack(
-        temporal_client, settings, kube_apis, kube_namespace, slack_receiver, pagerduty_receiver
-    ) as stack:
-        await stack.bad_deploy("chat")
-        handle = await stack.open("chat", "PagingRollback")
-        await stack.until(handle, "verifying", lambda v: any(a.action == "verify_rollout" for a in v.actions))
-        await stack.resolve(handle, "chat", "PagingRollback")
-        view = await stack.finished(handle)
+    await stack.bad_deploy("chat")
+    handle = await stack.open("chat", "PagingRollback")
+    await stack.until(handle, "verifying", lambda v: any(a.action == "verify_rollout" for a in v.actions))
+    await stack.resolve(handle, "chat", "PagingRollback")
+    view = await stack.finished(handle)
 
     assert view.state == "recovered", timeline(view)
     key = dedup_key_for(handle.id)

@@ -17,7 +17,7 @@ from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from incidents.models import IncidentView, OpenIncidentRequest
 from tests.fixtures.temporal import running_worker
-from tests.paging.conftest import make_report
+from tests.paging.conftest import make_report, with_paging
 from tests.pipeline.payloads import alert, notification
 
 pytestmark = [pytest.mark.temporal]
@@ -30,18 +30,7 @@ async def test_real_workflow_pages_once_and_keeps_one_slack_thread(
     pagerduty_receiver: PagerDutyReceiver,
     slack_receiver: SlackReceiver,
 ) -> None:
-    paging_fields = (
-        "pagerduty_routing_key",
-        "pagerduty_events_url",
-        "pagerduty_ca_file",
-        "slack_token",
-        "slack_api_url",
-        "slack_channel",
-        "ownership_file",
-    )
-    settings = backout_settings.model_copy(
-        update={name: getattr(paging_settings, name) for name in paging_fields}
-    )
+    settings = with_paging(backout_settings, paging_settings)
     payload = AlertmanagerPayload.model_validate(notification([alert(service="rag-api")], group="rag-api"))
     key = payload.incident_key()
     request = OpenIncidentRequest(

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,27 +22,21 @@ from fastapi import FastAPI
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.kube.client import KubeApis
 from activities.paging.channels.pagerduty import dedup_key_for
 from api import slack as slack_api
 from api.app import create_app
 from api.approvers import judge
 from api.slack import router
 from config import Settings
-from devstack.cluster.local import LocalCluster
 from devstack.receivers.pagerduty import PagerDutyReceiver
-from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackMessage, SlackReceiver
 from incidents.models import ApprovalRequest, ApprovalScope, IncidentView
+from tests.fixtures.temporal import timeline
 from tests.paging.conftest import APPROVER, DETECTED, OUTSIDER
 from tests.paging.real_incident import (
     RealStack,
     click_body,
-    real_stack,
     signed,
-    stack_settings,
-    timeline,
-    write_owners,
 )
 
 pytestmark = [pytest.mark.temporal]
@@ -84,38 +77,22 @@ class Pending:
 
 
 @pytest.fixture
-async def pending(
-    temporal_client: Client,
-    backout_settings: Settings,
-    kube_cluster: LocalCluster,
-    kube_apis: KubeApis,
-    kube_namespace: str,
-    receivers_tls: TlsFiles,
-    pagerduty_receiver: PagerDutyReceiver,
-    slack_receiver: SlackReceiver,
-    tmp_path: Path,
-) -> AsyncIterator[Pending]:
-    settings = stack_settings(
-        backout_settings, kube_cluster.kubeconfig, kube_namespace, write_owners(tmp_path), receivers_tls,
-        pagerduty_receiver, slack_receiver,
-    )  # fmt: skip
+async def pending(stack: RealStack, temporal_client: Client) -> AsyncIterator[Pending]:
+    """A real incident waiting for approval in Slack, and the API app that receives the clicks."""
 
     async def client() -> Client:
         return temporal_client
 
-    app = create_app(settings, client)
-    async with real_stack(
-        temporal_client, settings, kube_apis, kube_namespace, slack_receiver, pagerduty_receiver
-    ) as stack:
-        await stack.bad_deploy("chat")
-        handle = await stack.open("chat", "ApprovalDrill")
-        request = await stack.pending_approval(handle)
-        message = await stack.approval_message(request.request_id)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
-            yield Pending(stack, handle, request, message, http)
-        with contextlib.suppress(RPCError):  # most tests let it finish
-            await handle.terminate("test over")
+    app = create_app(stack.settings, client)
+    await stack.bad_deploy("chat")
+    handle = await stack.open("chat", "ApprovalDrill")
+    request = await stack.pending_approval(handle)
+    message = await stack.approval_message(request.request_id)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://backout.test") as http:
+        yield Pending(stack, handle, request, message, http)
+    with contextlib.suppress(RPCError):  # most tests let it finish
+        await handle.terminate("test over")
 
 
 async def _told(slack: SlackReceiver, user: str, text: str) -> bool:

@@ -42,7 +42,7 @@ from devstack.receivers.slack import SlackReceiver
 from evals.contracts import EvalWorkflowInput, EvalWorkflowResult
 from incidents.models import ApprovalDecision, IncidentView, OpenIncidentRequest
 from tests.fixtures.simservice import SimService, start_simservice, stop_simservice
-from tests.fixtures.temporal import running_worker, start_dev_server
+from tests.fixtures.temporal import running_worker, start_dev_server, until_view
 from tests.kube.helpers import assert_rolled_out, create_deployment, deployment_body, set_image, wait_until
 from tests.pipeline.payloads import alert, notification
 from worker.temporal_client import connect
@@ -112,16 +112,6 @@ async def _bad_deploy(rec: Recording, namespace: str, service: str) -> None:
     await asyncio.to_thread(set_image, rec.apis, namespace, service, f"{service}:v2", "deploy v2")
 
 
-async def _until(handle: WorkflowHandle[Any, Any], what: str, test: Callable[[IncidentView], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while asyncio.get_running_loop().time() < deadline:
-        view = await handle.query("view", result_type=IncidentView)
-        if test(view):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{handle.id}: {what} not reached within {WAIT_S}s")
-
-
 async def _finished(handle: WorkflowHandle[Any, Any], expected_state: str) -> None:
     view = IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=WAIT_S))
     if view.state != expected_state:
@@ -144,7 +134,7 @@ def _verifying(view: IncidentView) -> bool:
 
 
 async def _decide_approval(handle: WorkflowHandle[Any, Any], approve: bool) -> None:
-    await _until(handle, "an approval request", lambda view: view.approval is not None)
+    await until_view(handle, "asking for approval", lambda view: view.approval is not None, WAIT_S)
     view = await handle.query("view", result_type=IncidentView)
     assert view.approval is not None
     decision = ApprovalDecision(
@@ -160,32 +150,42 @@ async def _decide_approval(handle: WorkflowHandle[Any, Any], approve: bool) -> N
 # --- the paths ----------------------------------------------------------------------------------
 
 
-async def approve(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-approve")
+async def _culprit_incident(
+    rec: Recording, prefix: str, alertname: str
+) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """A namespace of its own, a bad deploy of `chat` in it, and the incident its alert opens."""
+    namespace = await _namespace(rec, prefix)
     await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryApprove")
+    return namespace, await _open(rec, namespace, "chat", alertname)
+
+
+async def approve(rec: Recording) -> Recorded:
+    namespace, handle = await _culprit_incident(rec, "h-approve", "HistoryApprove")
     await _decide_approval(handle, approve=True)
-    await _until(handle, "the rollout verified", _verifying)
+    await until_view(handle, "verifying the rollout", _verifying, WAIT_S)
     await _resolve(rec, handle, namespace, "chat", "HistoryApprove")
     await _finished(handle, "recovered")
     return {"approve": handle}
 
 
 async def reject(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-reject")
-    await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryReject")
+    _, handle = await _culprit_incident(rec, "h-reject", "HistoryReject")
     await _decide_approval(handle, approve=False)
     await _finished(handle, "needs_human")
     return {"reject": handle}
 
 
-async def approval_timeout_escalate(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-timeout")
-    await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryApprovalTimeout")
-    await _finished(handle, "needs_human")
-    return {"approval_timeout_escalate": handle}
+def _left_alone(
+    name: str, prefix: str, alertname: str, ends: str
+) -> Callable[[Recording], Awaitable[Recorded]]:
+    """A path the incident takes by itself once its alert fires (nobody answers, nothing resolves)."""
+
+    async def path(rec: Recording) -> Recorded:
+        _, handle = await _culprit_incident(rec, prefix, alertname)
+        await _finished(handle, ends)
+        return {name: handle}
+
+    return path
 
 
 async def rollback_verified_then_cap_reached(rec: Recording) -> Recorded:
@@ -194,7 +194,7 @@ async def rollback_verified_then_cap_reached(rec: Recording) -> Recorded:
     namespace = await _namespace(rec, "h-cap")
     await _bad_deploy(rec, namespace, "svc-a")
     first = await _open(rec, namespace, "svc-a", "HistoryRollback")
-    await _until(first, "the rollout verified", _verifying)
+    await until_view(first, "verifying the rollout", _verifying, WAIT_S)
     await _resolve(rec, first, namespace, "svc-a", "HistoryRollback")
     await _finished(first, "recovered")
     await _bad_deploy(rec, namespace, "svc-b")
@@ -203,30 +203,6 @@ async def rollback_verified_then_cap_reached(rec: Recording) -> Recorded:
     view = IncidentView.model_validate(await second.result())
     assert any("cap max_rollbacks_per_namespace_per_hour" in r.message for r in view.actions), view.actions
     return {"rollback_verified": first, "rollback_cap_reached": second}
-
-
-async def verify_failed_escalate(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-verify")
-    await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryVerifyFails")
-    await _finished(handle, "needs_human")
-    return {"verify_failed_escalate": handle}
-
-
-async def shadow(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-shadow")
-    await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryShadow")
-    await _finished(handle, "shadowed")
-    return {"shadow": handle}
-
-
-async def freeze_window(rec: Recording) -> Recorded:
-    namespace = await _namespace(rec, "h-freeze")
-    await _bad_deploy(rec, namespace, "chat")
-    handle = await _open(rec, namespace, "chat", "HistoryFreeze")
-    await _finished(handle, "needs_human")
-    return {"freeze_window": handle}
 
 
 def _model_deployment(apis: KubeApis, namespace: str, model_version: str) -> None:
@@ -308,11 +284,17 @@ async def eval_trigger(rec: Recording) -> Recorded:
 PATHS: dict[str, tuple[tuple[str, ...], Callable[[Recording], Awaitable[Recorded]]]] = {
     "approve": (("approve",), approve),
     "reject": (("reject",), reject),
-    "approval_timeout": (("approval_timeout_escalate",), approval_timeout_escalate),
+    "approval_timeout": (
+        ("approval_timeout_escalate",),
+        _left_alone("approval_timeout_escalate", "h-timeout", "HistoryApprovalTimeout", "needs_human"),
+    ),
     "rollback": (("rollback_verified", "rollback_cap_reached"), rollback_verified_then_cap_reached),
-    "verify_failed": (("verify_failed_escalate",), verify_failed_escalate),
-    "shadow": (("shadow",), shadow),
-    "freeze": (("freeze_window",), freeze_window),
+    "verify_failed": (
+        ("verify_failed_escalate",),
+        _left_alone("verify_failed_escalate", "h-verify", "HistoryVerifyFails", "needs_human"),
+    ),
+    "shadow": (("shadow",), _left_alone("shadow", "h-shadow", "HistoryShadow", "shadowed")),
+    "freeze": (("freeze_window",), _left_alone("freeze_window", "h-freeze", "HistoryFreeze", "needs_human")),
     "eval": (("eval_trigger_eval_workflow", "eval_trigger"), eval_trigger),
 }
 

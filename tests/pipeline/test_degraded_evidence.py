@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from activities.prometheus import QueryBudget
 from config import EvidenceQuery, Settings
 from devstack.receivers.server import ReceiverServer
 from incidents.models import IncidentView
-from tests.fixtures.temporal import backout_process, running_worker
+from tests.fixtures.temporal import backout_process, running_worker, stop_process, wait_healthy
 from tests.pipeline.payloads import alert, notification
 from worker.temporal_server import free_port
 
@@ -94,27 +92,12 @@ def _alert_body(service: str, namespace: str) -> dict[str, object]:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 async def _incident_through_the_api(settings: Settings, client: Client, service: str) -> IncidentView:
     process = backout_process(settings, "api", log_name="api.log")
+    url = f"http://127.0.0.1:{settings.api_port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10) as http:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await http.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+        await wait_healthy(url, process, settings.state_dir / "api.log")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             answer = await http.post(
                 "/v1/alerts/alertmanager",
                 json=_alert_body(service, "prod"),
@@ -125,7 +108,7 @@ async def _incident_through_the_api(settings: Settings, client: Client, service:
         handle = client.get_workflow_handle(incident_id)
         return IncidentView.model_validate(await asyncio.wait_for(handle.result(), timeout=120))
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @pytest.mark.parametrize(

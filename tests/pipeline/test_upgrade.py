@@ -10,10 +10,9 @@ it, and a worker of the current code finishes both on the same task queue.
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from activities.kube.client import KubeApis
 from api.sources.alertmanager import AlertmanagerPayload
 from config import Settings
 from incidents.models import ApprovalDecision, IncidentView
-from tests.fixtures.temporal import backout_process, running_worker
+from tests.fixtures.temporal import backout_process, running_worker, stop_process, until_view, wait_healthy
 from tests.kube.helpers import create_deployment, current_images, set_image
 from tests.pipeline.payloads import alert, notification
 from worker.temporal_server import free_port
@@ -81,33 +80,6 @@ def _notification(namespace: str, service: str, alertname: str, status: str = "f
     return notification([fired], group=service)
 
 
-async def _until(
-    client: Client, incident_id: str, what: str, test: Callable[[IncidentView], bool], timeout_s: float = 120
-) -> IncidentView:
-    handle = client.get_workflow_handle(incident_id)
-    view: IncidentView | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                view = await handle.query("view", result_type=IncidentView)
-                if test(view):
-                    return view
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        timeline = "\n".join(f"  {e.kind} {e.step}: {e.message}" for e in view.timeline) if view else ""
-        raise AssertionError(f"{incident_id}: not {what} within {timeout_s}s:\n{timeline}") from None
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """As a rolling deploy stops a pod: SIGTERM, then SIGKILL if it lingers."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 async def test_incidents_started_by_the_previous_release_finish_on_this_one(
     previous_code: Path,
     temporal_client: Client,
@@ -133,14 +105,8 @@ async def test_incidents_started_by_the_previous_release_finish_on_this_one(
     api = f"http://127.0.0.1:{settings.api_port}"
     old = backout_process(settings, "up", code_dir=previous_code, log_name="previous-release.log")
     try:
+        await wait_healthy(api, old, settings.state_dir / "previous-release.log")
         async with httpx.AsyncClient(base_url=api, timeout=10) as http:
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        if (await http.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.2)
             opened = {}
             for service, alertname in (("chat", "HistoryApprove"), ("search", "HistoryRollback")):
                 answer = await http.post(
@@ -148,17 +114,18 @@ async def test_incidents_started_by_the_previous_release_finish_on_this_one(
                 )
                 assert answer.status_code == 202, answer.text
                 opened[service] = str(answer.json()["incident_id"])
-        awaiting = await _until(
-            temporal_client, opened["chat"], "awaiting approval", lambda v: v.state == "awaiting_approval"
+        awaiting = await until_view(
+            temporal_client.get_workflow_handle(opened["chat"]),
+            "awaiting approval",
+            lambda v: v.state == "awaiting_approval",
         )
-        await _until(
-            temporal_client,
-            opened["search"],
+        await until_view(
+            temporal_client.get_workflow_handle(opened["search"]),
             "rolled back, verifying",
             lambda v: any(a.action == "verify_rollout" for a in v.actions),
         )
     finally:
-        _stop(old)
+        stop_process(old, timeout_s=30)
 
     async with running_worker(temporal_client, settings):
         approval = awaiting.approval
@@ -166,9 +133,8 @@ async def test_incidents_started_by_the_previous_release_finish_on_this_one(
         decision = ApprovalDecision(request_id=approval.request_id, approve=True, user=APPROVER, source="api")
         chat = temporal_client.get_workflow_handle(opened["chat"])
         assert await chat.execute_update("approve", decision, result_type=str) == "approved"
-        await _until(
-            temporal_client,
-            opened["chat"],
+        await until_view(
+            temporal_client.get_workflow_handle(opened["chat"]),
             "rolled back, verifying",
             lambda v: any(a.action == "verify_rollout" for a in v.actions),
         )
