@@ -33,4 +33,18 @@ class AttributionActivities:
             model = self.model()
         except ModelError as exc:
             raise ApplicationError(str(exc), type="ModelError", non_retryable=True) from exc
-        return model.attribute(bundle)
+        return with_commits(model.attribute(bundle), bundle)
+
+
+def with_commits(output: AttributionOutput, bundle: IncidentBundle) -> AttributionOutput:
+    """Each ranked change the ledger traced to a Git commit (a GitOps-managed object) names it."""
+    by_id = {change.id: change for change in bundle.changes}
+    for ranked in output.ranking:
+        origin = by_id[ranked.change_id].gitops if ranked.change_id in by_id else None
+        commit = origin.commit if origin is not None else None
+        if origin is not None and commit is not None:
+            ranked.reasons.append(
+                f"introduced by Git commit {commit.sha[:12]} ({commit.author or 'unknown author'}: "
+                f"{commit.message or 'no message'}), applied by {origin.reconciler}"
+            )
+    return output

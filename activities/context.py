@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.changes_store import ChangeStore
 from activities.evidence import EVIDENCE_LEAD, collect_evidence
+from activities.gitops.changes import ledger_annotator
 from activities.kube import guards, ledger
 from activities.kube.activities import resolve_namespaces
 from activities.kube.client import KubeApis, kube_configured, shared_apis
@@ -101,7 +102,15 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
             apis = shared_apis(settings)
             namespaces = [request.namespace] if request.namespace else resolve_namespaces(apis, settings, [])
             dry_run = DryRun.of(settings)
-            for change in ledger.list_changes(apis, namespaces, since, record_first=True, dry_run=dry_run):
+            listed = ledger.list_changes(
+                apis,
+                namespaces,
+                since,
+                record_first=True,
+                dry_run=dry_run,
+                annotate=ledger_annotator(settings),
+            )
+            for change in listed:
                 changes.setdefault(change.id, change)
             if request.namespace:
                 facts = cluster_facts(apis, request.namespace)

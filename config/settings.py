@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.gitops import GitOpsConfig
 from config.redact import redact_url
 
 CONFIG_FILE_ENV = "BACKOUT_CONFIG"
@@ -242,6 +243,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="namespace/service -> golden set (and endpoint) that verifies recovery",
     )
+
+    # GitOps: Flux/Argo CD ownership, the revert written to Git (config/gitops.py)
+    gitops: GitOpsConfig = Field(default_factory=GitOpsConfig)
 
     # Runbooks, attribution, ownership
     runbook_dir: Path | None = None

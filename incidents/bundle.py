@@ -134,6 +134,35 @@ class RollbackHandle(_Lenient):
     version: str | None = None
 
 
+class GitCommitRef(_Lenient):
+    """The Git commit that introduced a change's content (docs/gitops.md, "The bundle")."""
+
+    sha: str = Field(min_length=1)
+    author: str | None = None
+    author_email: str | None = None
+    committed_at: Timestamp | None = None
+    message: str | None = Field(default=None, description="the commit's subject line")
+    files: list[str] = Field(default_factory=list)
+
+
+class GitOrigin(_Lenient):
+    """Where a GitOps-managed object's desired state lives, and the commit behind the change.
+
+    An optional extension of spec v1 (readers that do not know it ignore it)."""
+
+    tool: str = Field(description="the reconciler: flux or argocd")
+    reconciler: str = Field(
+        description="Kind/namespace/name of the Kustomization, HelmRelease or Application"
+    )
+    repository: str
+    branch: str | None = None
+    path: str = ""
+    revision: str | None = Field(default=None, description="the commit the reconciler had applied")
+    manifest: str | None = Field(default=None, description="the file that declares the object")
+    commit: GitCommitRef | None = None
+    note: str | None = Field(default=None, description="why no commit is named, when none is")
+
+
 class Change(_Lenient):
     id: str = Field(min_length=1)
     service: str = Field(min_length=1)
@@ -149,6 +178,8 @@ class Change(_Lenient):
     # Who reported it through POST /v1/changes (the reporter credential's identity); None for
     # changes backout read from the cluster.
     reported_by: str | None = None
+    # Flux or Argo CD applies the object: its Git source and the commit (None: not GitOps-managed).
+    gitops: GitOrigin | None = None
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from incidents.actions import Mode, PlannedAction, Severity
 from incidents.bundle import AttributionOutput, Change, IncidentBundle
+from incidents.gitops import GitOpsRemediation, RevertPreview
 from incidents.key import IncidentKey
 from incidents.remediation import Outcome
 
@@ -277,6 +278,8 @@ class ApprovalRequest(BaseModel):
     # Empty on requests made before approvals were bound to their plan.
     plan: list[PlannedChange] = Field(default_factory=list)
     plan_id: str | None = None
+    # A GitOps-managed rollback: the commit and the diff it would push (workflows/gitops.py).
+    revert: RevertPreview | None = None
 
 
 class ApprovalDecision(BaseModel):
@@ -334,6 +337,7 @@ class IncidentReport(BaseModel):
     culprits: list[Culprit] = Field(default_factory=list)
     done: list[str] = Field(default_factory=list)
     links: dict[str, str] = Field(default_factory=dict)
+    gitops: GitOpsRemediation | None = None
 
     def last_rollback(self) -> tuple[ActionRecord, str] | None:
         """The last rollback the incident made, and how the report describes it."""
@@ -424,6 +428,8 @@ class IncidentView(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     deliveries: list[DeliveryRecord] = Field(default_factory=list)
     summary: str = ""
+    # The GitOps handshake of a rollback of a Flux/Argo CD-managed object (workflows/gitops.py).
+    gitops: GitOpsRemediation | None = None
     # A page of a large incident (the `view_page` query): how many of each list there are in all.
     alerts_total: int | None = None
     timeline_total: int | None = None

@@ -8,6 +8,7 @@ from typing import Any
 from activities.attribution import AttributionActivities
 from activities.context import ContextActivities
 from activities.evals import EvalActivities
+from activities.gitops.activities import GitOpsActivities
 from activities.incidents import IncidentActivities
 from activities.kube.activities import KubeActivities
 from activities.paging.channels import CHANNELS
@@ -39,5 +40,6 @@ def activities(settings: Settings) -> list[Callable[..., Any]]:
         evals.evaluate_look,
         evals.recheck_eval,
         incidents.open_or_join_incident,
+        *GitOpsActivities.for_settings(settings).all,
         *(channel(settings).notify for channel in CHANNELS.values()),
     ]

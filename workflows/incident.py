@@ -1,7 +1,8 @@
 """IncidentWorkflow: one durable workflow per incident.
 
 collect context -> attribute -> decide (runbook, in-workflow) -> optional approval ->
-remediate -> verify -> notify -> close, then a cool-down that absorbs flapping alerts.
+remediate -> verify -> notify -> close, then a cool-down that absorbs flapping alerts. A rollback
+of a Flux/Argo CD-managed change is the GitOps handshake (workflows/gitops.py).
 Deterministic: all I/O happens in activities; time comes from workflow.now(). What the incident
 knows lives in one serializable IncidentState (workflows/state.py); this module is the flow.
 """
@@ -44,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
         NotifyEvent,
         ViewPage,
     )
-    from incidents.remediation import RemediationResult
+    from incidents.remediation import RemediationRequest, RemediationResult
     from runbooks.engine import decide
+    from workflows import gitops
     from workflows.paging import cause_of, channels_named, notify_channels
     from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
     from workflows.state import IncidentFailure, IncidentState, TimelineKind, plan_digest
@@ -191,6 +193,7 @@ class IncidentWorkflow:
         # The page goes out while remediation starts: a rollback never waits on PagerDuty or Slack.
         self._opening = asyncio.create_task(self._notify("opened"))
         await self._execute(decision.actions)
+        await gitops.finish(self)
         await self._opened()
 
     async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
@@ -268,7 +271,8 @@ class IncidentWorkflow:
                 continue
             if action.type in MUTATING_ACTIONS:
                 if action.mode == "shadow":
-                    self._shadow(action)
+                    if not await gitops.shadow(self, action):
+                        self._shadow(action)
                     continue
                 if action.mode == "approve" and not approved:
                     approved = await self._request_approval(ApprovalAction(mode="approve"))
@@ -325,6 +329,7 @@ class IncidentWorkflow:
             return await self._request_approval_unbound(action)
         state = self.state
         planned = state.view.decision.actions if state.view.decision else []
+        revert = await gitops.approval_preview(self, planned)
         now = workflow.now()
         plan = state.approval_plan(planned)
         state.approval_result = None
@@ -335,6 +340,7 @@ class IncidentWorkflow:
             approvers=action.approvers,
             expires_at=now + timedelta(seconds=action.timeout_s),
             proposed=[a.type for a in planned if a.type in MUTATING_ACTIONS],
+            revert=revert,
             plan=plan,
             plan_id=plan_digest(plan),
         )
@@ -514,6 +520,12 @@ class IncidentWorkflow:
                 "plan that was approved; nothing was changed"
             )
         self._move_to("remediating")
+        if gitops.handles(action, request) and workflow.patched(gitops.HANDSHAKE_PATCH):
+            return await gitops.rollback(self, action, request)
+        return await self._apply(action, request)
+
+    async def _apply(self, action: PlannedAction, request: RemediationRequest) -> bool:
+        """The remediation on the cluster; True when it changed it (False: a dry run)."""
         result = await workflow.execute_activity_method(
             KubeActivities.remediate,
             request,

@@ -492,6 +492,7 @@ class IncidentState(BaseModel):
             approval=view.approval,
             eval=view.eval,
             links=links,
+            gitops=view.gitops,
         )
         report = render_report(report)
         view.summary = report.summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from incidents.bundle import Change, RankedChange
+from incidents.gitops import GitOpsRemediation
 from incidents.models import ActionRecord, Culprit, IncidentReport
 
 _OUTCOME_BY_STATE: dict[str, str] = {
@@ -55,7 +56,37 @@ def describe_change(change: Change | None, ranked: RankedChange) -> str:
         text += f", {change.from_version or '?'} -> {change.to_version or '?'}"
     if change.description:
         text += f" ({change.description})"
+    commit = change.gitops.commit if change.gitops is not None else None
+    if change.gitops is not None and commit is not None:
+        text += (
+            f", Git commit {commit.sha[:12]}" + (f" by {commit.author}" if commit.author else "")
+            + (f' "{commit.message}"' if commit.message else "") + f" in {change.gitops.repository}"
+        )  # fmt: skip
     return text
+
+
+_GITOPS_STAGES: dict[str, str] = {
+    "prepared": "preparing the GitOps rollback",
+    "suspended": "reconciliation suspended",
+    "rolled_back": "rolled back in the cluster, reconciliation suspended",
+    "awaiting_merge": "revert written to Git, waiting for it to land; reconciliation suspended",
+    "landed": "the revert landed in Git",
+    "resumed": "reconciliation resumed, waiting for the reconciler to apply the revert",
+    "reconciled": "durable: the revert is in Git and the reconciler applies it",
+    "failed": "the durable fix did not complete; reconciliation stays suspended",
+    "refused": "the runbook refuses to roll back a GitOps-managed object",
+    "dry_run": "dry run: nothing suspended, nothing pushed",
+    "left_suspended": "reconciliation left suspended for a human to revert in Git",
+}
+
+
+def describe_gitops(progress: GitOpsRemediation) -> str:
+    """One line: the owner, where the revert is, how far the handshake went."""
+    owner = progress.ownership.reconciler.describe() if progress.ownership else "the reconciler"
+    line = f"GitOps ({owner}, policy {progress.policy}): {_GITOPS_STAGES[progress.stage]}"
+    if progress.revert is not None or progress.change_request is not None:
+        line += f"; {progress.describe_revert()}"
+    return line + (f" ({progress.message})" if progress.message else "") + "."
 
 
 def _culprit_lines(report: IncidentReport) -> list[str]:
@@ -101,6 +132,8 @@ def build_summary(report: IncidentReport) -> str:
     ]
     done = [describe_action(record) for record in report.actions]
     lines.append("Done: " + ("; ".join(done) if done else "nothing yet") + ".")
+    if report.gitops is not None:
+        lines.append(describe_gitops(report.gitops))
     lines.append("Result: " + _OUTCOME_BY_STATE.get(report.state, "Investigating."))
     return "\n".join(lines)
 

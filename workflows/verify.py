@@ -49,9 +49,7 @@ async def verify_recovery(state: IncidentState, action: WaitVerifyAction) -> Non
         )
         if result.outcome != "Successful":
             raise IncidentFailure(f"rollout of {request.name} did not complete: {result.message}")
-    manifest, endpoint = state.input.eval_manifest, state.input.eval_endpoint
-    if manifest is None and state.view.eval is not None:
-        manifest, endpoint = state.view.eval.manifest_path, state.view.eval.endpoint
+    manifest, endpoint = eval_target(state)
     if manifest and (action.eval or state.view.eval is not None or not state.alerts):
         await verify_by_eval(state, action, manifest, endpoint)
     elif state.alerts:
@@ -61,6 +59,13 @@ async def verify_recovery(state: IncidentState, action: WaitVerifyAction) -> Non
             workflow.now(), "verify_symptom", action.mode, "Inconclusive", message="no signal to verify with"
         )
         raise IncidentFailure("nothing to verify recovery with: no alert and no golden set for this service")
+
+
+def eval_target(state: IncidentState) -> tuple[str | None, str | None]:
+    """The golden set (manifest, endpoint) that shows this incident's symptom, if any."""
+    if state.input.eval_manifest is None and state.view.eval is not None:
+        return state.view.eval.manifest_path, state.view.eval.endpoint
+    return state.input.eval_manifest, state.input.eval_endpoint
 
 
 async def verify_by_eval(

@@ -2,7 +2,9 @@
 clients (temporalio/samples-python style), one input model per activity.
 
 Every activity returns a typed result: refusals and conflicts are `Failed` results a
-workflow can page about, not exceptions. Exceptions are for what a retry may fix (a
+workflow can page about, not exceptions. Where the settings ask for dry runs (kube_dry_run,
+kube_dry_run_namespaces: activities/kube/dry_run.py) suspend and resume are server-side dry runs
+and a revert is built and diffed but never pushed, whatever the request says; results say so. Exceptions are for what a retry may fix (a
 transport error) or for bad input (non-retryable); their messages are redacted and raised
 `from None`, so no token reaches workflow history through a cause chain either.
 """
@@ -21,7 +23,6 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.gitops.config import GitOpsConfig, UnsupportedRepository
 from activities.gitops.git import GitError, GitRepository
 from activities.gitops.manifests import (
     ManifestNotFound,
@@ -30,7 +31,17 @@ from activities.gitops.manifests import (
     find_manifest,
     is_subset,
 )
-from activities.gitops.models import (
+from activities.gitops.ownership import OwnershipError, OwnershipResolver
+from activities.gitops.providers.base import ChangeRequestProvider, ChangeRequestSpec, ProviderError
+from activities.gitops.providers.factory import make_provider
+from activities.gitops.reconcilers import ReconcilerError, Reconcilers
+from activities.gitops.reverts import RevertWriter, revert_landed
+from activities.gitops.secrets import CredentialError, Redactor, SecretKeyRef, kube_secret_reader, resolve
+from activities.kube.client import KubeApis, shared_apis
+from activities.kube.dry_run import NO_DRY_RUN, DryRun
+from config import Settings
+from config.gitops import GitOpsConfig, UnsupportedRepository
+from incidents.gitops import (
     ChangeRequestResult,
     CulpritCommit,
     GitSource,
@@ -45,13 +56,6 @@ from activities.gitops.models import (
     SuspensionRecord,
     SuspensionResult,
 )
-from activities.gitops.ownership import OwnershipError, OwnershipResolver
-from activities.gitops.providers.base import ChangeRequestProvider, ChangeRequestSpec, ProviderError
-from activities.gitops.providers.factory import make_provider
-from activities.gitops.reconcilers import ReconcilerError, Reconcilers
-from activities.gitops.reverts import RevertWriter, revert_landed
-from activities.gitops.secrets import CredentialError, Redactor, SecretKeyRef, kube_secret_reader, resolve
-from activities.kube.client import KubeApis
 from incidents.models import Outcome
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,11 @@ class FindCulpritRequest(BaseModel):
 class SuspendRequest(BaseModel):
     incident_id: str
     reconciler: ReconcilerRef
+    namespace: str | None = Field(default=None, description="where the incident acts (dry-run policy)")
+    dry_run: bool = False
+    settle_s: float = Field(
+        default=30.0, ge=0, description="wait this long for the controller to finish a running reconcile"
+    )
 
 
 class WriteRevertRequest(BaseModel):
@@ -111,6 +120,8 @@ class RevertLandedRequest(BaseModel):
 
 class ResumeRequest(BaseModel):
     record: SuspensionRecord
+    namespace: str | None = Field(default=None, description="where the incident acts (dry-run policy)")
+    dry_run: bool = False
 
 
 class VerifyReconciledRequest(BaseModel):
@@ -120,6 +131,26 @@ class VerifyReconciledRequest(BaseModel):
     )
     timeout_s: float = Field(default=300.0, gt=0)
     poll_s: float = Field(default=2.0, gt=0)
+
+
+class PrepareRequest(BaseModel):
+    """Everything the handshake needs before it changes anything, for one object."""
+
+    incident_id: str
+    object: ObjectRef
+    mode: Literal["branch", "push"] | None = Field(
+        default=None, description="also build (never push) the revert this way, for a preview"
+    )
+
+
+class Prepared(BaseModel):
+    """The object's owner and source, the commit behind its content and (asked for) the revert preview."""
+
+    outcome: Outcome
+    message: str
+    ownership: Ownership | None = None
+    culprit: CulpritCommit | None = None
+    preview: RevertResult | None = None
 
 
 class OwnershipResult(BaseModel):
@@ -144,11 +175,34 @@ class GitOpsActivities:
     """Everything the GitOps handshake does outside the workflow."""
 
     def __init__(
-        self, config: GitOpsConfig, kube: Callable[[], KubeApis], redactor: Redactor | None = None
+        self,
+        config: GitOpsConfig,
+        kube: Callable[[], KubeApis],
+        redactor: Redactor | None = None,
+        dry_run: DryRun = NO_DRY_RUN,
+        allowed: Callable[[str | None], bool] = lambda namespace: True,
     ) -> None:
         self.config = config
         self._kube = kube
         self.redactor = redactor or Redactor()
+        self.dry_run = dry_run
+        self.allowed = allowed
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> GitOpsActivities:
+        """The worker's instance: the cluster and dry-run policy of `settings`, clones under its state dir."""
+        config = settings.gitops
+        if "cache_dir" not in config.model_fields_set:
+            config = config.model_copy(update={"cache_dir": settings.state_dir / "gitops"})
+        listed = settings.allowed_namespaces
+
+        def allowed(namespace: str | None) -> bool:  # the remediation frame's rule (activities/kube)
+            return not listed or listed == ["*"] or namespace in listed
+
+        return cls(config, lambda: shared_apis(settings), dry_run=DryRun.of(settings), allowed=allowed)
+
+    def _dry(self, asked: bool, *namespaces: str | None) -> bool:
+        return asked or any(self.dry_run.applies(namespace) for namespace in namespaces if namespace)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -292,22 +346,75 @@ class GitOpsActivities:
             lambda: self.find_culprit_sync(request),
         )
 
+    def prepare_sync(self, request: PrepareRequest) -> Prepared:
+        owned = self.resolve_owner_sync(ResolveOwnerRequest(object=request.object))
+        if owned.ownership is None:
+            return Prepared(outcome="Inconclusive", message=owned.message)
+        found = self.find_culprit_sync(FindCulpritRequest(ownership=owned.ownership))
+        if found.culprit is None:
+            return Prepared(outcome=found.outcome, message=found.message, ownership=owned.ownership)
+        preview = None
+        if request.mode is not None:
+            preview = self.write_revert_sync(
+                WriteRevertRequest(
+                    incident_id=request.incident_id, culprit=found.culprit, mode=request.mode, dry_run=True
+                )
+            )
+        return Prepared(
+            outcome="Successful",
+            message=f"{owned.message}; {found.message}",
+            ownership=owned.ownership,
+            culprit=found.culprit,
+            preview=preview,
+        )
+
+    @activity.defn(name="gitops_prepare")
+    async def prepare(self, request: PrepareRequest) -> Prepared:
+        """Owner, Git source and culprit commit of an object, and a revert built but never pushed."""
+        return await self._run(
+            f"preparing the GitOps rollback of {request.object.describe()}",
+            lambda: self.prepare_sync(request),
+        )
+
     # --- suspend / resume -------------------------------------------------------------------
+
+    def suspend_sync(self, request: SuspendRequest) -> SuspensionResult:
+        if not self.allowed(request.namespace):
+            return SuspensionResult(
+                outcome="Failed", message=f"refused: namespace {request.namespace!r} is not in the allow list"
+            )
+        dry = self._dry(request.dry_run, request.namespace)
+        reconcilers = Reconcilers(self._custom(), dry_run=dry)
+        result = reconcilers.suspend(request.reconciler, request.incident_id)
+        if dry:
+            result.dry_run = True
+            result.message = f"dry run, nothing suspended (the API server accepted it): {result.message}"
+        elif result.record is not None and not result.record.already_suspended:
+            unsettled = reconcilers.settle(request.reconciler, request.settle_s)
+            if unsettled:
+                result.message += f" (not confirmed within {request.settle_s:.0f}s: {unsettled})"
+        return result
 
     @activity.defn(name="gitops_suspend")
     async def suspend(self, request: SuspendRequest) -> SuspensionResult:
         """Suspend exactly the owning reconciler, recorded on it and in the result."""
         return await self._run(
-            f"suspending {request.reconciler.describe()}",
-            lambda: Reconcilers(self._custom()).suspend(request.reconciler, request.incident_id),
+            f"suspending {request.reconciler.describe()}", lambda: self.suspend_sync(request)
         )
+
+    def resume_sync(self, request: ResumeRequest) -> ResumeResult:
+        dry = self._dry(request.dry_run, request.namespace)
+        result = Reconcilers(self._custom(), dry_run=dry).resume(request.record)
+        if dry:
+            result.dry_run = True
+            result.message = f"dry run, nothing resumed (the API server accepted it): {result.message}"
+        return result
 
     @activity.defn(name="gitops_resume")
     async def resume(self, request: ResumeRequest) -> ResumeResult:
         """Resume what this incident suspended (nothing else), and ask for an immediate reconcile."""
         return await self._run(
-            f"resuming {request.record.reconciler.describe()}",
-            lambda: Reconcilers(self._custom()).resume(request.record),
+            f"resuming {request.record.reconciler.describe()}", lambda: self.resume_sync(request)
         )
 
     # --- the revert -------------------------------------------------------------------------
@@ -321,12 +428,13 @@ class GitOpsActivities:
         )
         branch = f"{self.config.branch_prefix}{commit.sha[:12]}-{incident_slug(request.incident_id)}"
         repo = self._repository(culprit.source.repo_url)
+        dry = self._dry(request.dry_run, culprit.object.namespace)
         with repo.locked():
             repo.fetch()
             writer = RevertWriter(repo, culprit, request.mode, branch, note)
-            return writer.write(
-                self._tracked_branch(repo, culprit.source), request.dry_run, self.config.push_attempts
-            )
+            result = writer.write(self._tracked_branch(repo, culprit.source), dry, self.config.push_attempts)
+        result.dry_run = dry
+        return result
 
     @activity.defn(name="gitops_write_revert")
     async def write_revert(self, request: WriteRevertRequest) -> RevertResult:
@@ -478,6 +586,7 @@ class GitOpsActivities:
         return [
             self.resolve_owner,
             self.find_culprit,
+            self.prepare,
             self.suspend,
             self.resume,
             self.write_revert,

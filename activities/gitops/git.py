@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from activities.gitops.config import GitIdentity
-from activities.gitops.models import ChangedFile, CommitInfo, FileStatus
 from activities.gitops.secrets import Redactor
+from config.gitops import GitIdentity
+from incidents.gitops import ChangedFile, CommitInfo, FileStatus
 
 MAX_DIFF_CHARS = 20_000
 STATUS_LETTERS: dict[str, FileStatus] = {

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from activities.gitops.git import GitRepository, truncate
-from activities.gitops.models import CulpritCommit, GitSource, ObjectRef
+from incidents.gitops import CulpritCommit, GitSource, ObjectRef
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml")

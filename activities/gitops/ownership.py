@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.gitops.manifests import normalize_path
-from activities.gitops.models import GitSource, ObjectRef, Ownership, ReconcilerRef
+from incidents.gitops import GitSource, ObjectRef, Ownership, ReconcilerRef
 
 FLUX_KUSTOMIZE_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_KUSTOMIZE_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"

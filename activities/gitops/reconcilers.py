@@ -9,29 +9,40 @@ and `argocd.argoproj.io/refresh` asks for a refresh.
 
 The suspended object carries `backout.dev/suspended-by: <incident>`: a human sees why it is
 suspended, and only that incident resumes it. A reconciler that was suspended before backout
-came is left suspended.
+came is left suspended. With `dry_run` every patch is a server-side dry run (`dryRun=All`):
+the API server authorises and validates it, nothing is stored.
+
+Suspending takes effect when the controller next handles the object, and a reconcile already
+running finishes first: it may still apply the bad version after the spec says suspend. So
+`settle` waits until the controller has handled the suspended object: Flux's controllers handle
+one object at a time and write the `reconcile.fluxcd.io/requestedAt` value they handled into
+`status.lastHandledReconcileAt`, also for a suspended object, so the suspension carries a fresh
+value and is settled when the status echoes it; Argo CD is settled when no sync operation is
+pending or running.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from activities.gitops.models import (
+from activities.gitops.ownership import GIT_REPOSITORY, RESOURCES, CustomResource, revision_sha
+from incidents.gitops import (
     ReconcilerRef,
     ReconcilerStatus,
     ResumeResult,
     SuspensionRecord,
     SuspensionResult,
 )
-from activities.gitops.ownership import GIT_REPOSITORY, RESOURCES, CustomResource, revision_sha
 
 SUSPENDED_BY = "backout.dev/suspended-by"
 SUSPENDED_AT = "backout.dev/suspended-at"
 ORIGINAL_AUTOMATED = "backout.dev/original-sync-automated"
 FLUX_REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 ARGOCD_REFRESH = "argocd.argoproj.io/refresh"
+SERVER_DRY_RUN = "All"
 
 
 class ReconcilerError(RuntimeError):
@@ -53,8 +64,9 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 class Reconcilers:
     """Suspend, resume and inspect Flux Kustomizations/HelmReleases and Argo CD Applications."""
 
-    def __init__(self, custom_api: Any) -> None:
+    def __init__(self, custom_api: Any, dry_run: bool = False) -> None:
         self.custom = custom_api
+        self.dry_run = dry_run
 
     # --- raw access -------------------------------------------------------------------------
 
@@ -85,6 +97,7 @@ class Reconcilers:
                 name,
                 body,
                 _content_type=content_type,
+                **({"dry_run": SERVER_DRY_RUN} if self.dry_run else {}),
             )
             return patched
         except Exception as exc:
@@ -112,6 +125,7 @@ class Reconcilers:
             )
         stamp = {SUSPENDED_BY: incident_id, SUSPENDED_AT: now.isoformat()}
         if ref.tool == "flux":
+            stamp[FLUX_REQUESTED_AT] = f"backout-suspend-{incident_id}-{now.timestamp():.6f}"
             already = bool((current.get("spec") or {}).get("suspend"))
             if already:
                 return SuspensionResult(
@@ -181,6 +195,29 @@ class Reconcilers:
             already_suspended=already,
             original_automated=json.loads(original) if original else None,
         )
+
+    def settle(self, ref: ReconcilerRef, timeout_s: float, poll_s: float = 0.5) -> str:
+        """Wait until the controller has handled the suspension (see the module docstring): "" when it
+        has, else what was seen when `timeout_s` ran out (a controller that is down applies nothing)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self.read(ref)
+            annotations = (current.get("metadata") or {}).get("annotations") or {}
+            status = current.get("status") or {}
+            if ref.tool == "flux":
+                wanted = annotations.get(FLUX_REQUESTED_AT)
+                handled = status.get("lastHandledReconcileAt")
+                if not wanted or handled == wanted:
+                    return ""
+                seen = f"the controller has not handled it yet (last handled {handled or 'nothing'})"
+            else:
+                phase = (status.get("operationState") or {}).get("phase")
+                if current.get("operation") is None and phase not in ("Running", "Terminating"):
+                    return ""
+                seen = f"a sync operation is still {'pending' if phase is None else phase.lower()}"
+            if time.monotonic() >= deadline:
+                return seen
+            time.sleep(poll_s)
 
     # --- resume -----------------------------------------------------------------------------
 

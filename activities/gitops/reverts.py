@@ -12,7 +12,7 @@ from typing import Literal
 
 from activities.gitops.git import GitRepository
 from activities.gitops.manifests import find_manifest
-from activities.gitops.models import CulpritCommit, RevertCommit, RevertLanded, RevertResult
+from incidents.gitops import CulpritCommit, RevertCommit, RevertLanded, RevertResult
 
 log = logging.getLogger(__name__)
 Mode = Literal["branch", "push"]

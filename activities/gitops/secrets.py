@@ -15,42 +15,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import SecretStr
+
+from config.gitops import Credential, SecretKeyRef
 
 MASK = "***"
 # Shorter values would mask ordinary words; real tokens are far longer.
 MIN_SECRET_LENGTH = 6
 URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s:]+(?::[^/@\s]*)?@")
 AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:basic|bearer|token)\s+|private-token:\s*)\S+")
-
-
-class SecretKeyRef(BaseModel):
-    """One key of a Kubernetes Secret."""
-
-    namespace: str
-    name: str
-    key: str
-
-
-class Credential(BaseModel):
-    """A token given inline or read from a Secret; exactly one of the two."""
-
-    value: SecretStr | None = None
-    secret_ref: SecretKeyRef | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Credential:
-        if (self.value is None) == (self.secret_ref is None):
-            raise ValueError("give exactly one of `value` or `secret_ref`")
-        return self
-
-
-class GitCredentials(BaseModel):
-    """HTTP Basic credentials for a Git remote: GitHub takes any username with a token,
-    GitLab `oauth2`, a self-hosted server the account name."""
-
-    username: str = Field(default="git", min_length=1)
-    token: Credential
 
 
 SecretReader = Callable[[SecretKeyRef], str]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.gitops.changes import ledger_annotator
 from activities.kube import history, ledger, remediation, verify
 from activities.kube.client import KubeApis, classify, shared_apis
 from activities.kube.dry_run import DryRun
@@ -74,7 +75,12 @@ def list_changes(settings: Settings, request: ListChangesRequest) -> list[Change
     def work(apis: KubeApis) -> list[Change]:
         namespaces = resolve_namespaces(apis, settings, request.namespaces)
         return ledger.list_changes(
-            apis, namespaces, request.since, record_first=request.record_first, dry_run=DryRun.of(settings)
+            apis,
+            namespaces,
+            request.since,
+            record_first=request.record_first,
+            dry_run=DryRun.of(settings),
+            annotate=ledger_annotator(settings),
         )
 
     return _with_apis(settings, "listing cluster changes", work)

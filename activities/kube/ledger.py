@@ -11,11 +11,16 @@ Kind inference (documented in the README):
 - env, envFrom or mounted ConfigMap/Secret references changed -> config
 - container resources changed -> scale
 - ConfigMap data changed -> config; Secret data changed -> secret
+
+An annotator may add to the listing what the cluster alone does not know: the GitOps one
+(activities/gitops/changes.py) puts the Git source and the culprit commit on changes of objects
+Flux or Argo CD applies.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -23,6 +28,9 @@ from activities.kube import history
 from activities.kube.client import KubeApis
 from activities.kube.dry_run import NO_DRY_RUN, DryRun
 from incidents.bundle import Change, RollbackHandle
+
+# Adds to listed changes what other sources know about them (the same changes, in the same order).
+ChangeAnnotator = Callable[[KubeApis, list[Change]], list[Change]]
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -297,6 +305,7 @@ def list_changes(
     since: datetime,
     record_first: bool = True,
     dry_run: DryRun = NO_DRY_RUN,
+    annotate: ChangeAnnotator | None = None,
 ) -> list[Change]:
     """Every Deployment, ConfigMap and Secret change in `namespaces` since `since`, oldest first.
 
@@ -309,4 +318,5 @@ def list_changes(
         for deployment in apis.apps.list_namespaced_deployment(namespace).items:
             changes.extend(deployment_changes(apis, deployment, since))
         changes.extend(object_changes(apis, namespace, since))
-    return sorted(changes, key=lambda change: (change.started_at, change.id))
+    ordered = sorted(changes, key=lambda change: (change.started_at, change.id))
+    return annotate(apis, ordered) if annotate is not None else ordered

@@ -1,15 +1,26 @@
-"""`rollback`: undo the attributed change (or a named one) by its rollback handle."""
+"""`rollback`: undo the attributed change (or a named one) by its rollback handle.
+
+When Flux or Argo CD applies the change's object (the ledger recorded its Git origin), the rollback
+is the GitOps handshake (workflows/gitops.py), shaped by `gitops` and `merge_deadline`:
+- `revert_pr` (default): suspend the owner, roll back in the cluster, push a revert of the culprit
+  commit to a branch and open a pull/merge request; resume once it is merged.
+- `revert_push`: the same, with the revert pushed straight to the tracked branch.
+- `suspend_only`: suspend and roll back in the cluster; a human reverts in Git and resumes.
+- `refuse`: change nothing; page a human with the commit to revert.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_serializer
+from pydantic import AliasChoices, Field, model_serializer
 from pydantic_core.core_schema import SerializerFunctionWrapHandler
 
 from incidents.actions.base import Action, Mode, Planned
 from incidents.actions.record import RecordAction
 from incidents.bundle import Change, ChangeKind
+from incidents.durations import Seconds
+from incidents.gitops import GitOpsPolicy
 from incidents.remediation import TARGET_TYPES, RemediationRequest
 
 if TYPE_CHECKING:
@@ -27,6 +38,17 @@ class RollbackAction(Action):
     change_id: str | None = Field(default=None, description="default: the top attributed change")
     to_revision: int | None = Field(default=None, description="Deployment revision (default: the one before)")
     to_version: str | None = Field(default=None, description="recorded ConfigMap/Secret version")
+    gitops: GitOpsPolicy = Field(
+        default="revert_pr",
+        description="a GitOps-managed change: revert_pr, revert_push, suspend_only or refuse",
+    )
+    merge_deadline_s: Seconds = Field(
+        default=3600,
+        gt=0,
+        validation_alias=AliasChoices("merge_deadline", "merge_deadline_s"),
+        description="the revert must be on the tracked branch within this (seconds, or '30m'); "
+        "else the owners are paged and reconciliation stays suspended",
+    )
 
     @model_serializer(mode="wrap")
     def _plan_without_kinds(self, handler: SerializerFunctionWrapHandler) -> Any:

@@ -5,7 +5,6 @@ per test that Flux reconciles into the test's namespace."""
 from __future__ import annotations
 
 import base64
-import subprocess
 import threading
 import time
 import uuid
@@ -19,11 +18,19 @@ from kubernetes.client import CustomObjectsApi, V1ObjectMeta, V1Secret
 from kubernetes.client.exceptions import ApiException
 
 from activities.gitops.activities import GitOpsActivities
-from activities.gitops.config import GitIdentity, GitOpsConfig, RepositoryConfig
-from activities.gitops.providers.github import GitHubConfig
-from activities.gitops.secrets import Credential, GitCredentials, Redactor, SecretKeyRef
+from activities.gitops.secrets import Redactor
 from activities.kube.client import KubeApis
+from config.gitops import (
+    Credential,
+    GitCredentials,
+    GitHubConfig,
+    GitIdentity,
+    GitOpsConfig,
+    RepositoryConfig,
+    SecretKeyRef,
+)
 from devstack.cluster.local import LocalCluster
+from devstack.gitops.fleet import Fleet
 from devstack.gitops.flux import FluxControllers
 from devstack.gitops.forge import ForgeRecorder
 from devstack.gitops.git_server import BasicCredentials, GitHttpServer
@@ -32,7 +39,6 @@ GIT_USER = "fleet-bot"
 GIT_TOKEN = "glpat-gitops-test-0123456789abcdef"
 FORGE_TOKEN = "ghp_forgetoken0123456789abcdefABCDEF"
 RECONCILE_INTERVAL = "2s"
-DEVELOPER = ("Dana Developer", "dana@example.com")
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.5) -> Any:
@@ -67,61 +73,6 @@ def flux(kube_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -
 def forge_session() -> Iterator[ForgeRecorder]:
     with ForgeRecorder({}, FORGE_TOKEN) as forge:
         yield forge
-
-
-class Fleet:
-    """A served bare repository and a developer's working clone of it."""
-
-    def __init__(self, server: GitHttpServer, name: str, workdir: Path) -> None:
-        self.name = name
-        self.bare = server.create_repository(name)
-        self.url = server.url(name)
-        self.workdir = workdir
-        self._git("init", "--quiet", "--initial-branch=main", str(workdir), cwd=workdir.parent)
-        self._git("remote", "add", "origin", str(self.bare))
-
-    def _git(self, *args: str, cwd: Path | None = None, author: tuple[str, str] = DEVELOPER) -> str:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(self.workdir.parent),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": author[0],
-            "GIT_AUTHOR_EMAIL": author[1],
-            "GIT_COMMITTER_NAME": author[0],
-            "GIT_COMMITTER_EMAIL": author[1],
-        }
-        completed = subprocess.run(
-            ["git", *args], cwd=cwd or self.workdir, env=env, capture_output=True, text=True
-        )
-        assert completed.returncode == 0, f"git {' '.join(args)}: {completed.stderr}"
-        return completed.stdout.strip()
-
-    def commit(self, files: dict[str, str], message: str, author: tuple[str, str] = DEVELOPER) -> str:
-        """Write `files`, commit them as `author` and push to main; returns the commit SHA."""
-        if self.head():
-            self._git("pull", "--quiet", "--rebase", "origin", "main", author=author)
-        for relative, content in files.items():
-            path = self.workdir / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
-            self._git("add", relative)
-        self._git("commit", "--quiet", "-m", message, author=author)
-        self._git("push", "--quiet", "origin", "HEAD:main")
-        return self.head()
-
-    def head(self) -> str:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-        )
-        return completed.stdout.strip()
-
-    def remote_head(self) -> str:
-        return subprocess.run(
-            ["git", "-C", str(self.bare), "rev-parse", "refs/heads/main"], capture_output=True, text=True
-        ).stdout.strip()
 
 
 def configmap_manifest(

@@ -10,7 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gitops.activities import OpenChangeRequestRequest, WriteRevertRequest
-    from activities.gitops.models import ChangeRequestResult, RevertResult
+    from incidents.gitops import ChangeRequestResult, RevertResult
 
 
 @workflow.defn

@@ -15,12 +15,12 @@ import pytest
 from kubernetes.client import CustomObjectsApi, V1ConfigMap, V1ObjectMeta
 
 from activities.gitops.activities import FindCulpritRequest, GitOpsActivities, ResolveOwnerRequest
-from activities.gitops.models import ObjectRef, ReconcilerRef
 from activities.gitops.ownership import ARGOCD_TRACKING_ID, OwnershipResolver
 from activities.gitops.reconcilers import ORIGINAL_AUTOMATED, SUSPENDED_BY, Reconcilers
 from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.argocd import install_crds
+from incidents.gitops import ObjectRef, ReconcilerRef
 from tests.gitops.conftest import Fleet, configmap_manifest
 
 pytestmark = pytest.mark.kube

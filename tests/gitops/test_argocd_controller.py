@@ -21,11 +21,11 @@ from activities.gitops.activities import (
     VerifyReconciledRequest,
     WriteRevertRequest,
 )
-from activities.gitops.models import ObjectRef
 from activities.kube import history
 from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.argocd import ArgoCD
+from incidents.gitops import ObjectRef
 from tests.gitops.conftest import GIT_TOKEN, GIT_USER, ConfigMapHistory, Fleet, configmap_manifest, wait_until
 from tests.gitops.test_handshake import HOLD_S, stays
 from tests.gitops.test_problem_is_real import BAD, GOOD, backout

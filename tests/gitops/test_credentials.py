@@ -13,20 +13,20 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.gitops.activities import GitOpsActivities, OpenChangeRequestRequest, WriteRevertRequest
-from activities.gitops.config import GitIdentity, GitOpsConfig, RepositoryConfig
 from activities.gitops.git import GitRepository
 from activities.gitops.manifests import find_culprit
-from activities.gitops.models import GitSource, ObjectRef, RevertCommit
-from activities.gitops.providers.github import GitHubConfig
-from activities.gitops.secrets import (
+from activities.gitops.secrets import CredentialError, Redactor, resolve
+from config.gitops import (
     Credential,
-    CredentialError,
     GitCredentials,
-    Redactor,
+    GitHubConfig,
+    GitIdentity,
+    GitOpsConfig,
+    RepositoryConfig,
     SecretKeyRef,
-    resolve,
 )
 from devstack.gitops.forge import ForgeRecorder
+from incidents.gitops import GitSource, ObjectRef, RevertCommit
 from tests.gitops.conftest import GIT_TOKEN, GIT_USER, Fleet, configmap_manifest
 from tests.gitops.probe_workflow import GitOpsProbeWorkflow
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from activities.gitops.config import GitIdentity
 from activities.gitops.git import GitError, GitRepository
 from activities.gitops.manifests import ManifestNotFound, find_culprit
-from activities.gitops.models import GitSource, ObjectRef
 from activities.gitops.secrets import Redactor
+from config.gitops import GitIdentity
 from devstack.gitops.git_server import GitHttpServer
+from incidents.gitops import GitSource, ObjectRef
 from tests.gitops.conftest import GIT_TOKEN, GIT_USER, Fleet, configmap_manifest
 
 PROMPT = ObjectRef(api_version="v1", kind="ConfigMap", name="prompt-config", namespace="chat")

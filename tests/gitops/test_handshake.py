@@ -24,12 +24,13 @@ from activities.gitops.activities import (
     VerifyReconciledRequest,
     WriteRevertRequest,
 )
-from activities.gitops.models import CulpritCommit, ObjectRef, Ownership, SuspensionRecord
-from activities.gitops.reconcilers import SUSPENDED_BY
+from activities.gitops.reconcilers import FLUX_REQUESTED_AT, SUSPENDED_BY
 from activities.kube import history
 from devstack.cluster.local import LocalCluster
+from devstack.gitops.fleet import DEVELOPER
 from devstack.gitops.forge import ForgeRecorder
-from tests.gitops.conftest import DEVELOPER, FluxSetup, configmap_manifest, wait_until
+from incidents.gitops import CulpritCommit, ObjectRef, Ownership, SuspensionRecord
+from tests.gitops.conftest import FluxSetup, configmap_manifest, wait_until
 from tests.gitops.test_problem_is_real import BAD, GOOD, backout
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -107,6 +108,11 @@ async def suspend_and_roll_back(
     kustomization = flux_setup.kustomization()
     assert kustomization["spec"]["suspend"] is True
     assert kustomization["metadata"]["annotations"][SUSPENDED_BY] == incident
+    # The controller handled the suspended object (after any reconcile that was running) before
+    # anything is rolled back: it echoes the suspension's reconcile request in its status.
+    requested = kustomization["metadata"]["annotations"][FLUX_REQUESTED_AT]
+    assert requested.startswith(f"backout-suspend-{incident}-")
+    assert kustomization["status"]["lastHandledReconcileAt"] == requested
     # Exactly the owner: its GitRepository keeps fetching.
     repository: Any = CustomObjectsApi(flux_setup.apis.api_client).get_namespaced_custom_object(
         "source.toolkit.fluxcd.io", "v1", flux_setup.namespace, "gitrepositories", "fleet"

@@ -10,12 +10,12 @@ import pytest
 from kubernetes.client import CustomObjectsApi, V1ConfigMap, V1ObjectMeta
 
 from activities.gitops.activities import ResolveOwnerRequest
-from activities.gitops.models import ObjectRef
 from activities.gitops.ownership import OwnershipResolver
 from activities.gitops.reconcilers import FLUX_REQUESTED_AT, SUSPENDED_BY, Reconcilers
 from activities.kube.client import KubeApis
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.flux import FluxControllers, install_helm_release_crd
+from incidents.gitops import ObjectRef
 from tests.gitops.conftest import FluxSetup
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]

@@ -24,8 +24,8 @@ BAD = {"prompt": "Answer from memory; documents are optional.", "temperature": "
 def backout(args: list[str], kubeconfig: Path) -> subprocess.CompletedProcess[str]:
     """The `backout` CLI as an operator runs it."""
     executable = Path(sys.executable).with_name("backout")
-    env = {**os.environ, "BACKOUT_KUBECONFIG": str(kubeconfig)}
-    env.pop("BACKOUT_ALLOWED_NAMESPACES", None)
+    # Every namespace on purpose: each test's namespace is its own.
+    env = {**os.environ, "BACKOUT_KUBECONFIG": str(kubeconfig), "BACKOUT_ALLOWED_NAMESPACES": "*"}
     return subprocess.run([str(executable), *args], capture_output=True, text=True, env=env, timeout=120)
 
 

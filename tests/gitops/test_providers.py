@@ -7,13 +7,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from activities.gitops.models import ChangeRequest
 from activities.gitops.providers.base import ChangeRequestSpec, ProviderError
 from activities.gitops.providers.factory import make_provider
-from activities.gitops.providers.github import GitHubConfig
-from activities.gitops.providers.gitlab import GitLabConfig
-from activities.gitops.secrets import Credential, Redactor
+from activities.gitops.secrets import Redactor
+from config.gitops import Credential, GitHubConfig, GitLabConfig
 from devstack.gitops.forge import ForgeRecorder
+from incidents.gitops import ChangeRequest
 from tests.gitops.conftest import FORGE_TOKEN, Fleet, configmap_manifest
 
 

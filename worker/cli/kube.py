@@ -104,8 +104,10 @@ def changes_command(
     for change in changes:
         when = change.started_at.strftime("%Y-%m-%d %H:%M:%S")
         versions = f"{change.from_version} -> {change.to_version}"
+        commit = change.gitops.commit if change.gitops is not None else None
+        via = f"  [git {commit.sha[:12]} by {commit.author}: {commit.message}]" if commit is not None else ""
         typer.echo(
-            f"{when}  {change.kind:<7} {change.namespace}/{change.service:<20} {versions:<30} {change.description}"
+            f"{when}  {change.kind:<7} {change.namespace}/{change.service:<20} {versions:<30} {change.description}{via}"
         )
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from activities.gitops.models import ChangeRequest
 from activities.gitops.secrets import Redactor
+from incidents.gitops import ChangeRequest
 
 
 class ChangeRequestSpec(BaseModel):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 from activities.gitops.providers.base import ChangeRequestProvider
-from activities.gitops.providers.github import GitHubConfig, GitHubProvider
-from activities.gitops.providers.gitlab import GitLabConfig, GitLabProvider
+from activities.gitops.providers.github import GitHubProvider
+from activities.gitops.providers.gitlab import GitLabProvider
 from activities.gitops.secrets import Redactor
-
-ProviderConfig = Annotated[GitHubConfig | GitLabConfig, Field(discriminator="type")]
+from config.gitops import GitHubConfig, ProviderConfig
 
 
 def make_provider(

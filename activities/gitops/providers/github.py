@@ -7,22 +7,15 @@ for the same head answers 422 ("A pull request already exists"), and is then fou
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
-from activities.gitops.models import ChangeRequest
 from activities.gitops.providers.base import ChangeRequestProvider, ChangeRequestSpec
-from activities.gitops.secrets import Credential
+from config.gitops import GitHubConfig
+from incidents.gitops import ChangeRequest
 
 API_VERSION = "2022-11-28"
-
-
-class GitHubConfig(BaseModel):
-    type: Literal["github"] = "github"
-    api_url: str = Field(default="https://api.github.com", description="GHES: https://HOST/api/v3")
-    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
-    token: Credential
 
 
 class GitHubProvider(ChangeRequestProvider):

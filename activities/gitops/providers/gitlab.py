@@ -8,23 +8,16 @@ the same source branch answers 409, and is then found with
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
-from activities.gitops.models import ChangeRequest
 from activities.gitops.providers.base import ChangeRequestProvider, ChangeRequestSpec
-from activities.gitops.secrets import Credential
+from config.gitops import GitLabConfig
+from incidents.gitops import ChangeRequest
 
 STATES = {"opened": "open", "locked": "open", "merged": "merged", "closed": "closed"}
-
-
-class GitLabConfig(BaseModel):
-    type: Literal["gitlab"] = "gitlab"
-    api_url: str = Field(default="https://gitlab.com/api/v4")
-    project: str = Field(min_length=1, description="numeric id or path, e.g. group/sub/project")
-    token: Credential
 
 
 class GitLabProvider(ChangeRequestProvider):

@@ -156,6 +156,21 @@ def button_value(report: IncidentReport, approval: ApprovalRequest, approve: boo
     return json.dumps(value, separators=(",", ":"))
 
 
+def _revert_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
+    """A GitOps-managed rollback: the commit it reverts and the exact diff it would push."""
+    revert = approval.revert
+    if revert is None:
+        return []
+    said = f"*In Git*: {revert.describe()}\n*Repository*: {revert.repository}, revert to {revert.target}" + (
+        f" (commit {revert.revert_sha[:12]})" if revert.revert_sha else ""
+    )
+    diff = revert.diff if len(revert.diff) <= 2500 else revert.diff[:2500] + "\n... (cut)"
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(said)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"```{diff or '(no diff)'}```")}},
+    ]
+
+
 def approval_blocks(request: NotifyRequest, team: str | None = None) -> tuple[str, list[dict[str, Any]]]:
     """The Approve / Reject message; `team` is the owning team whose approvers may click."""
     report = request.report
@@ -167,6 +182,7 @@ def approval_blocks(request: NotifyRequest, team: str | None = None) -> tuple[st
     text = f":raised_hand: Approval needed: {proposed} (expires {approval.expires_at.isoformat()})"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}},
+        *_revert_blocks(approval),
         {
             "type": "actions",
             "block_id": f"approval:{approval.request_id}"[:255],

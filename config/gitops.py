@@ -1,16 +1,17 @@
-"""GitOps configuration: where the Git repositories are, how to reach and push to them, and
-which provider opens pull/merge requests for each. Tokens are `Credential`s (inline or a
-Secret key), never plain strings."""
+"""GitOps settings: where the Git repositories are, how to reach and push to them, and which
+provider opens pull/merge requests for each (the `gitops` section of the settings).
+
+Tokens are `Credential`s, given inline (a SecretStr, masked by `backout config show`) or as a
+reference to a Kubernetes Secret key, read when a Git or provider call needs it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
-
-from activities.gitops.providers.factory import ProviderConfig
-from activities.gitops.secrets import GitCredentials
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 
 def normalize_repo_url(url: str) -> str:
@@ -26,6 +27,61 @@ def normalize_repo_url(url: str) -> str:
 
 class UnsupportedRepository(ValueError):
     """A repository backout cannot reach as configured; the message says what to configure."""
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+class SecretKeyRef(BaseModel):
+    """One key of a Kubernetes Secret."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+class Credential(BaseModel):
+    """A token given inline or read from a Secret; exactly one of the two."""
+
+    value: SecretStr | None = None
+    secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Credential:
+        if (self.value is None) == (self.secret_ref is None):
+            raise ValueError("give exactly one of `value` or `secret_ref`")
+        return self
+
+
+class GitCredentials(BaseModel):
+    """HTTP Basic credentials for a Git remote: GitHub takes any username with a token,
+    GitLab `oauth2`, a self-hosted server the account name."""
+
+    username: str = Field(default="git", min_length=1)
+    token: Credential
+
+
+# --- pull/merge request providers ---------------------------------------------------------------
+
+
+class GitHubConfig(BaseModel):
+    type: Literal["github"] = "github"
+    api_url: str = Field(default="https://api.github.com", description="GHES: https://HOST/api/v3")
+    repository: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="owner/name")
+    token: Credential
+
+
+class GitLabConfig(BaseModel):
+    type: Literal["gitlab"] = "gitlab"
+    api_url: str = Field(default="https://gitlab.com/api/v4")
+    project: str = Field(min_length=1, description="numeric id or path, e.g. group/sub/project")
+    token: Credential
+
+
+ProviderConfig = Annotated[GitHubConfig | GitLabConfig, Field(discriminator="type")]
+
+
+# --- repositories -------------------------------------------------------------------------------
 
 
 class GitIdentity(BaseModel):
@@ -56,13 +112,25 @@ class RepositoryConfig(BaseModel):
 
 
 class GitOpsConfig(BaseModel):
-    cache_dir: Path = Path(".backout/gitops")
+    """The `gitops` settings section (BACKOUT_GITOPS as JSON, or `gitops:` in the config file)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="recognise Flux/Argo CD-managed objects in the change ledger and roll them back "
+        "with the GitOps handshake (suspend, roll back, revert in Git, resume)",
+    )
+    cache_dir: Path = Field(
+        default=Path(".backout/gitops"), description="bare clones (default: <state_dir>/gitops)"
+    )
     author: GitIdentity = Field(default_factory=GitIdentity)
     branch_prefix: str = "backout/revert-"
     repositories: list[RepositoryConfig] = Field(default_factory=list)
     argocd_namespaces: list[str] = Field(default_factory=lambda: ["argocd"])
     git_timeout_s: float = Field(default=120.0, gt=0)
     push_attempts: int = Field(default=3, ge=1, description="direct pushes retried after a concurrent push")
+    reconcile_timeout_s: float = Field(
+        default=300.0, gt=0, description="after resuming, how long the reconciler has to apply the revert"
+    )
 
     def repository(self, url: str) -> RepositoryConfig:
         """The configured repository for `url`, or an anonymous one reached at `url` itself."""

@@ -114,12 +114,14 @@ class SuspensionResult(BaseModel):
     outcome: Outcome
     message: str
     record: SuspensionRecord | None = None
+    dry_run: bool = Field(default=False, description="a server-side dry run: nothing was suspended")
 
 
 class ResumeResult(BaseModel):
     outcome: Outcome
     message: str
     resumed: bool = False
+    dry_run: bool = False
 
 
 class RevertCommit(BaseModel):
@@ -141,6 +143,7 @@ class RevertResult(BaseModel):
     already_reverted: bool = False
     conflict_files: list[str] = Field(default_factory=list)
     diff: str = Field(default="", description="the change the revert makes (or would make)")
+    dry_run: bool = Field(default=False, description="built, never pushed")
 
 
 class ChangeRequest(BaseModel):
@@ -185,3 +188,94 @@ class ReconciledResult(BaseModel):
     message: str
     status: ReconcilerStatus | None = None
     object_matches: bool | None = None
+
+
+# --- the handshake as the incident sees it (runbook policy, previews, progress) ----------------
+
+GitOpsPolicy = Literal["revert_pr", "revert_push", "suspend_only", "refuse"]
+GITOPS_POLICIES: tuple[str, ...] = GitOpsPolicy.__args__  # type: ignore[attr-defined]
+GitOpsStage = Literal[
+    "prepared",
+    "suspended",
+    "rolled_back",
+    "awaiting_merge",
+    "landed",
+    "resumed",
+    "reconciled",
+    "failed",
+    "refused",
+    "dry_run",
+    "left_suspended",
+]
+
+
+class RevertPreview(BaseModel):
+    """What the handshake would write to Git: shown in shadow mode, approval requests and dry runs."""
+
+    policy: GitOpsPolicy
+    reconciler: str = Field(description="the Kustomization, HelmRelease or Application to suspend")
+    repository: str
+    tracked_branch: str | None = None
+    commit: str = Field(description="the culprit commit's SHA")
+    commit_author: str
+    commit_subject: str
+    target: str = Field(description="where the revert goes: the tracked branch, or a branch and a request")
+    revert_sha: str | None = Field(default=None, description="the revert commit built (never pushed)")
+    diff: str = ""
+    message: str = ""
+
+    def describe(self) -> str:
+        action = {
+            "revert_pr": f"revert {self.commit[:12]} through a pull request ({self.target})",
+            "revert_push": f"push a revert of {self.commit[:12]} to {self.target}",
+            "suspend_only": f"leave the revert of {self.commit[:12]} to a human",
+            "refuse": f"refuse: a human reverts {self.commit[:12]}",
+        }[self.policy]
+        return (
+            f"suspend {self.reconciler}, roll back in the cluster, {action} "
+            f'(commit by {self.commit_author}: "{self.commit_subject}")'
+        )
+
+
+class GitOpsRemediation(BaseModel):
+    """The GitOps handshake of one incident, as far as it went: what was suspended (so exactly that
+    is resumed), what was written to Git, when it landed, what the reconciler applied."""
+
+    change_id: str
+    target: str = Field(description="the object rolled back, kind/namespace/name")
+    policy: GitOpsPolicy
+    merge_deadline_s: int
+    stage: GitOpsStage = "prepared"
+    message: str = ""
+    dry_run: bool = False
+    ownership: Ownership | None = None
+    culprit: CulpritCommit | None = None
+    suspension: SuspensionRecord | None = None
+    revert: RevertResult | None = None
+    change_request: ChangeRequest | None = None
+    landed: RevertLanded | None = None
+    reconciled: ReconciledResult | None = None
+    suspended_at: datetime | None = None
+    rolled_back_at: datetime | None = None
+    revert_written_at: datetime | None = None
+    deadline_at: datetime | None = None
+    landed_at: datetime | None = None
+    resumed_at: datetime | None = None
+    reconciled_at: datetime | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Written to Git (or suspended) and not finished: the durable fix is still to come."""
+        return self.stage in ("rolled_back", "awaiting_merge", "landed", "resumed")
+
+    def describe_revert(self) -> str:
+        """Where the revert is, for pages: the branch, the request, the commit."""
+        parts: list[str] = []
+        if self.revert is not None:
+            if self.revert.revert is not None:
+                parts.append(f"revert commit {self.revert.revert.sha[:12]} on branch {self.revert.branch}")
+            else:
+                parts.append(f"branch {self.revert.branch}")
+        if self.change_request is not None:
+            parts.append(f"request {self.change_request.url} ({self.change_request.state})")
+        return ", ".join(parts) or "nothing written to Git"
