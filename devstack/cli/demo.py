@@ -20,9 +20,15 @@ def demo(
         "--production-temporal",
         help="run on temporal-server with PostgreSQL (`backout temporal up`) instead of the dev server",
     ),
+    gitops: bool = typer.Option(
+        False,
+        "--gitops",
+        help="the changes are Git commits Flux applies: backout suspends Flux, rolls back, reverts in Git "
+        "(a pull request a local reviewer merges), resumes and verifies",
+    ),
 ) -> None:
     """Start everything locally, deploy three changes (one bad), watch backout find, roll back and verify."""
     from devstack.demo.run import main  # heavy imports only when the demo runs
 
-    code = main(state_dir, as_json, out_dir, production_temporal)
+    code = main(state_dir, as_json, out_dir, production_temporal, gitops)
     raise typer.Exit(code)

@@ -23,6 +23,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from devstack.demo.gitops_report import GitOpsReport, gitops_html, gitops_text
 from incidents.bundle import Change, IncidentBundle, MetricSeries
 from incidents.models import IncidentView, TimelineEntry
 
@@ -97,6 +98,7 @@ class IncidentReportDoc(BaseModel):
         default=None, description="the per-version evidence behind the culprit"
     )
     markers: list[Marker] = Field(default_factory=list)
+    gitops: GitOpsReport | None = Field(default=None, description="`backout demo --gitops`: the handshake")
 
 
 # --- what to plot -------------------------------------------------------------------------------
@@ -307,6 +309,10 @@ def render_terminal(doc: IncidentReportDoc, console: Console) -> None:
             title=f"Incident {view.id}",
         )
     )
+    if doc.gitops is not None:
+        console.print(
+            Panel(gitops_text(doc.gitops), title="GitOps: suspend, roll back, revert in Git, resume")
+        )
     if view.summary:
         console.print(Panel(view.summary, title="Root-cause summary"))
 
@@ -448,6 +454,7 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;
 remediation {phases.remediation_s}s, verification {phases.verification_s}s)</p>
 <h2>What opened the incident</h2>{_figure(doc, doc.symptom, "symptom", "no symptom series")}
 <h2>What decided the culprit</h2>{_figure(doc, doc.evidence, "evidence", "no per-version evidence in the bundle")}
+{gitops_html(doc.gitops) if doc.gitops is not None else ""}
 <h2>Root-cause summary</h2><pre>{esc(view.summary)}</pre>
 <h2>Ranked culprits</h2><table><tr><th>change</th><th>probability</th><th>evidence</th></tr>{ranking}</table>
 <h2>Actions</h2><table><tr><th>action</th><th>mode</th><th>outcome</th><th>target</th><th>diff</th></tr>{actions}</table>

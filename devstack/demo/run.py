@@ -18,6 +18,7 @@ from rich.table import Table
 
 from activities.prometheus import PrometheusError, query_range
 from devstack.demo import workloads
+from devstack.demo.gitops_report import GitOpsReport, gitops_report
 from devstack.demo.report import (
     EvidenceChoice,
     IncidentReportDoc,
@@ -102,10 +103,17 @@ def _progress_table(events: list[tuple[datetime, str]], view: IncidentView | Non
 
 
 async def run_demo(
-    state_dir: Path, console: Console, timeout_s: float = 420.0, production_temporal: bool = False
+    state_dir: Path,
+    console: Console,
+    timeout_s: float = 420.0,
+    production_temporal: bool = False,
+    gitops: bool = False,
 ) -> IncidentReportDoc:
     options = StackOptions(
-        state_dir=state_dir, bad_prompts=[BAD_PROMPT_VERSION], production_temporal=production_temporal
+        state_dir=state_dir,
+        bad_prompts=[BAD_PROMPT_VERSION],
+        production_temporal=production_temporal,
+        gitops=gitops,
     )
     events: list[tuple[datetime, str]] = []
 
@@ -124,6 +132,9 @@ async def run_demo(
         )
         stop_traffic = asyncio.Event()
         traffic = asyncio.create_task(_traffic(stack, stop_traffic))
+        fleet = stack.fleet
+        if fleet is not None:  # a reviewer merges backout's revert request, as a human would
+            background = asyncio.create_task(fleet.review(stop_traffic))
         manifest = load_manifest(GOLDEN_MANIFEST)
         await ensure_schedule(
             stack.client,
@@ -146,15 +157,16 @@ async def run_demo(
                 await _wait_for_baseline(stack, manifest.name, live, events)
                 say("baseline pinned; deploying three changes across services")
                 live.update(_progress_table(events, None))
+                changes_to = workloads.ClusterChanges(stack.apis) if fleet is None else fleet
                 plan = [
-                    ("corpus re-index on retriever", "change", lambda: workloads.set_corpus(stack.apis, "corpus-2026-11-27")),
-                    (f"prompt {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: workloads.set_prompt(stack.apis, BAD_PROMPT_VERSION, workloads.BAD_PROMPT)),
-                    ("gateway image 1.4.1", "change", lambda: workloads.set_image(stack.apis, "gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
+                    ("corpus re-index on retriever", "change", lambda: changes_to.set_corpus("corpus-2026-11-27")),
+                    (f"prompt {BAD_PROMPT_VERSION} on rag-api (bad)", "bad_change", lambda: changes_to.set_prompt(BAD_PROMPT_VERSION, workloads.BAD_PROMPT)),
+                    ("gateway image 1.4.1", "change", lambda: changes_to.set_image("gateway", "registry.local/gateway:1.4.1", "gateway 1.4.1: connection pool tuning")),
                 ]  # fmt: skip
                 for label, kind, apply in plan:
-                    await asyncio.to_thread(apply)
+                    sha = await asyncio.to_thread(apply)
                     changes.append(Marker(at=datetime.now(UTC), label=label, kind=kind))  # type: ignore[arg-type]
-                    say(f"deployed {label}")
+                    say(f"deployed {label}" + (f" (commit {sha[:12]}, applied by Flux)" if sha else ""))
                     live.update(_progress_table(events, None))
                     await asyncio.sleep(12)
                 deadline = time.monotonic() + timeout_s
@@ -163,7 +175,7 @@ async def run_demo(
                         incident_id = await _find_incident(stack)
                     if incident_id is not None:
                         view = IncidentView.model_validate(await _api(stack, f"/v1/incidents/{incident_id}"))
-                        if view.state in TERMINAL_STATES:
+                        if view.state in TERMINAL_STATES and not _durable_fix_pending(view):
                             live.update(_progress_table(events, view))
                             break
                     live.update(_progress_table(events, view))
@@ -175,6 +187,8 @@ async def run_demo(
         finally:
             stop_traffic.set()
             await traffic
+            if fleet is not None:
+                await background
         if view is None:
             raise RuntimeError(f"no incident reached a final state within {timeout_s:.0f}s")
         await asyncio.sleep(1.0)  # let the last notifications land at the receivers
@@ -183,6 +197,12 @@ async def run_demo(
         console.print()  # off a terminal, the live table's last frame ends without a newline
     console.print(f"demo finished in {time.monotonic() - started:.0f}s")
     return doc
+
+
+def _durable_fix_pending(view: IncidentView) -> bool:
+    """Recovered while the GitOps handshake still waits for Git, resumes or verifies."""
+    progress = view.gitops
+    return view.state == "recovered" and progress is not None and progress.stage != "reconciled"
 
 
 async def _next_eval_run(stack: Stack, view: IncidentView, timeout: timedelta) -> None:
@@ -253,7 +273,28 @@ async def _report(stack: Stack, view: IncidentView, markers: list[Marker]) -> In
         symptom=symptom,
         evidence=evidence,
         markers=all_markers,
+        gitops=await _gitops(stack, view, bad.at if bad else None),
     )
+
+
+async def _gitops(stack: Stack, view: IncidentView, first_bad: datetime | None) -> GitOpsReport | None:
+    """The handshake as the report shows it, with the reconciler and the prompt as they are now."""
+    fleet, progress = stack.fleet, view.gitops
+    if fleet is None or progress is None:
+        return None
+    kustomization = await asyncio.to_thread(fleet.kustomization)
+    prompt = await asyncio.to_thread(
+        stack.apis.core.read_namespaced_config_map, workloads.PROMPT_CONFIGMAP, workloads.NAMESPACE
+    )
+    applied = str((kustomization.get("status") or {}).get("lastAppliedRevision", "-"))
+    suspended = "suspended" if (kustomization.get("spec") or {}).get("suspend") else "reconciling"
+    final = (
+        f"Kustomization {suspended}, last applied {applied}; {workloads.PROMPT_CONFIGMAP} carries "
+        f"{(prompt.data or {}).get('prompt_version', '?')}; main is at {fleet.fleet.log(1)[0] if fleet.fleet else '-'}"
+    )
+    commits = [f"{sha[:12]} {what}" for _, sha, what in fleet.commits]
+    recovered_at = next((e.at for e in view.timeline if e.step == "recovered"), None)
+    return gitops_report(progress, commits, final, first_bad, recovered_at)
 
 
 async def _symptom(stack: Stack, view: IncidentView, start: datetime, end: datetime) -> PlotPanel:
@@ -306,13 +347,17 @@ def write_outputs(doc: IncidentReportDoc, out_dir: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
-def main(state_dir: Path, as_json: bool, out_dir: Path, production_temporal: bool = False) -> int:
+def main(
+    state_dir: Path, as_json: bool, out_dir: Path, production_temporal: bool = False, gitops: bool = False
+) -> int:
     console = Console(stderr=as_json)
-    doc = asyncio.run(run_demo(state_dir, console, production_temporal=production_temporal))
+    doc = asyncio.run(run_demo(state_dir, console, production_temporal=production_temporal, gitops=gitops))
     json_path, html_path = write_outputs(doc, out_dir)
     render_terminal(doc, console)
     console.print(f"report: {html_path} (open in a browser), data: {json_path}")
     if as_json:
         print(json.dumps(doc.model_dump(mode="json"), indent=2))
     ok = bool(doc.recovered and doc.culprit_correct and doc.rolled_back)
+    if gitops:  # reverted in Git, Flux resumed and applying the good version
+        ok = ok and doc.gitops is not None and doc.gitops.durable
     return 0 if ok else 1

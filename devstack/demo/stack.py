@@ -29,6 +29,7 @@ from api.transport import server_config
 from config import EvalTarget, EvidenceQuery, Settings
 from devstack.cluster.local import LocalCluster
 from devstack.demo import workloads
+from devstack.demo.gitops import DemoFleet
 from devstack.prometheus import AlertingStack, ScrapeTarget
 from devstack.receivers.local import DEMO_ROUTING_KEY, LocalPaging, start_local_paging
 from devstack.temporal_sql import TemporalSql
@@ -73,6 +74,8 @@ class StackOptions:
     with_eval_manifest: bool = True
     # temporal-server on PostgreSQL (devstack.temporal_sql) instead of the dev server on SQLite.
     production_temporal: bool = False
+    # The service deployed by Flux from a Git repository (devstack/demo/gitops.py), not directly.
+    gitops: bool = False
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Stack:
     api_url: str
     simservice_url: str
     alerting: AlertingStack
+    fleet: DemoFleet | None = None
 
     @property
     def prometheus_url(self) -> str:
@@ -137,7 +141,13 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
         apis = apis_from_kubeconfig(cluster.kubeconfig)
         stack.callback(apis.close)
         await asyncio.to_thread(workloads.recreate_namespace, apis)
-        await asyncio.to_thread(workloads.deploy, apis)
+        fleet: DemoFleet | None = None
+        if options.gitops:
+            fleet = DemoFleet(state / "gitops", cluster.kubeconfig, apis)
+            stack.callback(fleet.stop)
+            await asyncio.to_thread(fleet.start)
+        else:
+            await asyncio.to_thread(workloads.deploy, apis)
         await asyncio.to_thread(workloads.wait_available, apis)
 
         paging = start_local_paging(state / "paging")
@@ -202,6 +212,7 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             incident_settle_s=options.settle_s,
             incident_cooldown_s=options.cooldown_s,
             **paging.settings_overrides(),
+            **(fleet.settings_overrides() if fleet is not None else {}),
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         client = await connect(settings, attempts=40)
@@ -248,4 +259,5 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
             api_url=f"http://127.0.0.1:{api_port}",
             simservice_url=f"http://127.0.0.1:{sim_port}",
             alerting=alerting,
+            fleet=fleet,
         )

@@ -171,3 +171,24 @@ def set_model(apis: KubeApis, version: str, cause: str, namespace: str = NAMESPA
         "spec": {"template": {"metadata": {"annotations": {"backout.dev/model-version": version}}}},
     }
     apis.apps.patch_namespaced_deployment(LLM_DEPLOYMENT, namespace, patch)
+
+
+class ClusterChanges:
+    """The demo's three changes written straight to the cluster (`backout demo --gitops` commits
+    them to Git instead: devstack/demo/gitops.py). Each returns the commit it made: none here."""
+
+    def __init__(self, apis: KubeApis, namespace: str = NAMESPACE) -> None:
+        self.apis = apis
+        self.namespace = namespace
+
+    def set_corpus(self, version: str) -> str:
+        set_corpus(self.apis, version, self.namespace)
+        return ""
+
+    def set_prompt(self, version: str, template: str) -> str:
+        set_prompt(self.apis, version, template, self.namespace)
+        return ""
+
+    def set_image(self, deployment: str, image: str, cause: str) -> str:
+        set_image(self.apis, deployment, image, cause, self.namespace)
+        return ""
