@@ -139,7 +139,7 @@ class NotificationFields(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     groupKey: str = Field(min_length=1, max_length=1024)
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, le=1_000_000_000)
     status: Literal["firing", "resolved"]
     receiver: str = Field(default="", max_length=1024)
     groupLabels: dict[str, str] = Field(default_factory=dict)

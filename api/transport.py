@@ -2,9 +2,11 @@
 
 - Headers: at most 16 KiB (h11), complete within `api_header_timeout_s` of the connection (or of
   the previous response), else the connection is closed (a slow client cannot park there).
-- Bodies: a declared Content-Length over the route's cap is a 413 before a byte is read; a
+- Bodies: a declared Content-Length over the route's cap is a 413 before a byte is kept; a
   chunked body is counted as it arrives and stopped at the cap; each read waits at most
-  `api_body_timeout_s` (408). The Slack route has its own, smaller cap.
+  `api_body_timeout_s` (408). The Slack route has its own, smaller cap. Before a refusal the
+  rest of a body up to DRAIN_LIMIT is read and thrown away, so the client, still sending, reads
+  its 413 instead of a reset connection; a larger body is cut off.
 - Concurrency: `api_max_concurrency` connections and requests at once, then 503 (Alertmanager
   retries a 503; it drops a 4xx).
 """
@@ -25,6 +27,8 @@ SLACK_PATH = "/v1/slack/interactions"
 # Methods that carry no body in this API: anything they send beyond this is refused.
 BODYLESS_LIMIT = 1024
 MAX_HEADER_BYTES = 16 * 1024
+# How much of a refused body is read (and discarded) so the sender gets the answer.
+DRAIN_LIMIT = 8 * 1024 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -45,6 +49,21 @@ def body_limit(settings: Settings, method: str, path: str) -> int:
     if path == SLACK_PATH:
         return settings.slack_max_body_bytes
     return settings.max_body_bytes
+
+
+async def _drain(receive: Receive, already: int, timeout_s: float) -> None:
+    """Read and discard the rest of a request body, up to DRAIN_LIMIT bytes in all."""
+    seen = already
+    while seen <= DRAIN_LIMIT:
+        try:
+            message = await asyncio.wait_for(receive(), timeout=timeout_s)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _send_json(send: Send, status: int, error: str, detail: str) -> None:
@@ -81,26 +100,46 @@ class BodyLimits:
                 await _send_json(send, 400, "bad_content_length", "Content-Length must be a number of bytes")
                 return
             if int(declared) > limit:
+                if int(declared) <= DRAIN_LIMIT:
+                    await _drain(receive, 0, self.settings.api_body_timeout_s)
                 await _send_json(
                     send, 413, "payload_too_large", f"body is {int(declared)} bytes; the limit is {limit}"
                 )
                 return
         received = 0
+        complete = False
         timeout_s = self.settings.api_body_timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, complete
             try:
                 message = await asyncio.wait_for(receive(), timeout=timeout_s)
             except TimeoutError:
+                complete = True  # nothing more will come in time: do not wait for it again
                 raise BodyTimeout(timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     raise BodyTooLarge(limit)
+            else:
+                complete = True
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def draining_send(message: Message) -> None:
+            # A response that leaves the request body unread (refused early) closes the connection
+            # (else the server would go on reading whatever the client sends), and the rest of the
+            # body, up to DRAIN_LIMIT, is read before the last part of the answer so the client,
+            # still sending, gets to read it.
+            last = message["type"] == "http.response.body" and not message.get("more_body", False)
+            if message["type"] == "http.response.start" and not complete:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            elif last and not complete:
+                await _drain(receive, received, timeout_s)
+            await send(message)
+
+        await self.app(scope, limited_receive, draining_send)
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -13,6 +13,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import is_loopback_host
+from api.transport import server_config
 from config import Settings, SettingsError
 from config.redact import install_log_redaction
 from config.settings import ROLE_TOKENS
@@ -60,10 +61,8 @@ def _install_stop_handlers(stop: asyncio.Event) -> None:
 
 async def _serve_api(settings: Settings, stop: asyncio.Event, temporal_ui_url: str | None) -> None:
     app = create_app(settings, lambda: connect(settings, attempts=3), temporal_ui_url=temporal_ui_url)
-    config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
+    # Header and body timeouts, the concurrency limit and the header cap (api/transport.py).
+    server = uvicorn.Server(server_config(app, settings))
     # uvicorn captures SIGINT/SIGTERM while serving and re-raises them on exit, which reaches
     # the loop handler installed by run_up and stops the worker too.
     task = asyncio.create_task(server.serve())
