@@ -195,9 +195,9 @@ class RealStack:
 
     # --- the API -------------------------------------------------------------------------------
 
-    async def api(self) -> Api:
-        """One more `backout api` process (a replica), ready."""
-        settings = self.settings.model_copy(update={"api_port": free_port()})
+    async def api(self, **overrides: Any) -> Api:
+        """One more `backout api` process (a replica), ready; `overrides` change its settings."""
+        settings = self.settings.model_copy(update={"api_port": free_port(), **overrides})
         log_name = f"api-{settings.api_port}.log"
         process = backout_process(settings, "api", log_name=log_name)
         api = Api(f"http://127.0.0.1:{settings.api_port}", process)

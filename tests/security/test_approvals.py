@@ -12,7 +12,6 @@ Slack receiver (which answers users.info and usergroups.users.list).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,18 +32,15 @@ from incidents.actions import ApprovalAction
 from incidents.models import ApprovalRequest, ApprovalScope, IncidentView
 from runbooks.engine import decide
 from runbooks.loader import load_runbooks
-from tests.fixtures.temporal import backout_process
 from tests.paging.real_incident import (
     Api,
     RealStack,
     click_body,
-    operator_headers,
     real_stack,
     signed,
     stack_settings,
 )
 from tests.runbooks.test_engine import WEDNESDAY, context
-from worker.temporal_server import free_port
 
 pytestmark = [pytest.mark.temporal, pytest.mark.kube, pytest.mark.slow]
 
@@ -152,23 +148,8 @@ async def test_the_approver_is_the_verified_identity_never_the_body(stack: RealS
 async def test_an_approver_named_by_email_approves_through_the_api(stack: RealStack) -> None:
     """The operator credential of an API whose identity is the team's email approver."""
     _, handle, pending = await _asking(stack)
-    settings = stack.settings.model_copy(update={"api_port": free_port(), "operator_identity": LEAD_EMAIL})
-    process = backout_process(settings, "api", log_name="api-email.log")
-    replica = Api(f"http://127.0.0.1:{settings.api_port}", process)
-    stack.apis_started.append(replica)
-    async with httpx.AsyncClient(base_url=replica.url, timeout=30) as http:
-        for _ in range(300):
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-        answer = await http.post(
-            f"/v1/incidents/{handle.id}/approval",
-            json={"request_id": pending.request_id, "approve": True},
-            headers=operator_headers(),
-        )
+    replica = await stack.api(operator_identity=LEAD_EMAIL)
+    answer = await replica.approve(handle.id, pending.request_id)
     assert answer.status_code == 200 and answer.json()["by"] == LEAD_EMAIL, answer.text
     await stack.until(
         handle,
