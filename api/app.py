@@ -38,7 +38,9 @@ def create_app(
         deliveries=Deliveries(ttl_s=settings.duplicate_window_s),
         behaviour=IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url),
         store=ChangeStore(settings.change_store_file),
-        throttle=IncidentThrottle(settings.max_notifications_per_incident_per_minute),
+        throttle=IncidentThrottle(
+            settings.max_notifications_per_incident_per_minute, settings.max_alert_bytes_per_incident_per_hour
+        ),
     )
     # The Slack interactions router reads these two.
     app.state.settings = settings

@@ -82,27 +82,48 @@ class Deliveries:
 
 
 class IncidentThrottle:
-    """At most `per_minute` notifications delivered to one incident per minute by this API process.
+    """What this API process delivers to one incident: at most `per_minute` notifications a minute
+    and `bytes_per_hour` of signal payload an hour.
 
-    Duplicates never count (they are answered before); over the rate a notification is a 503, so
-    the sender retries later and nothing is lost, while one incident's Temporal history grows at a
-    bounded pace however hard a sender pushes. Bounded memory: incidents idle a minute are forgotten.
+    Every signal is written into the incident's Temporal history, which Temporal ends (terminating
+    the workflow: the incident never pages) past 50 MB. Duplicates never count (they are answered
+    before); over either rate a notification is a 503, so the sender retries later and nothing is
+    lost (Alertmanager's next notification carries the whole group), while one incident's history
+    grows at a bounded pace however hard a sender pushes. Bounded memory: the least recently seen
+    incidents are forgotten first.
     """
 
-    def __init__(self, per_minute: int, capacity: int = 50_000) -> None:
+    def __init__(self, per_minute: int, bytes_per_hour: int, capacity: int = 50_000) -> None:
         self.per_minute = per_minute
+        self.bytes_per_hour = bytes_per_hour
         self._capacity = capacity
-        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._minutes: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._hours: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
-    def admit(self, incident_id: str, now: float | None = None) -> bool:
+    def refusal(self, incident_id: str, size: int, now: float | None = None) -> str | None:
+        """None (and the notification counted) when it may be delivered now, else why not."""
         moment = time.monotonic() if now is None else now
-        started, count = self._windows.get(incident_id, (moment, 0))
-        if moment - started >= 60.0:
-            started, count = moment, 0
+        minute_start, count = self._window(self._minutes, incident_id, moment, 60.0)
+        hour_start, sent = self._window(self._hours, incident_id, moment, 3600.0)
         if count >= self.per_minute:
-            return False
-        self._windows[incident_id] = (started, count + 1)
-        self._windows.move_to_end(incident_id)
-        while len(self._windows) > self._capacity:
-            self._windows.popitem(last=False)
-        return True
+            return f"more than {self.per_minute} notifications this minute"
+        if sent + size > self.bytes_per_hour:
+            return f"more than {self.bytes_per_hour} bytes of alerts this hour"
+        self._remember(self._minutes, incident_id, (minute_start, count + 1))
+        self._remember(self._hours, incident_id, (hour_start, sent + size))
+        return None
+
+    @staticmethod
+    def _window(
+        windows: OrderedDict[str, tuple[float, int]], key: str, moment: float, length_s: float
+    ) -> tuple[float, int]:
+        started, used = windows.get(key, (moment, 0))
+        return (moment, 0) if moment - started >= length_s else (started, used)
+
+    def _remember(
+        self, windows: OrderedDict[str, tuple[float, int]], key: str, value: tuple[float, int]
+    ) -> None:
+        windows[key] = value
+        windows.move_to_end(key)
+        while len(windows) > self._capacity:
+            windows.popitem(last=False)

@@ -236,15 +236,13 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
         # An HA twin or a retry of a notification already delivered: the signal would change nothing.
         DUPLICATES_ABSORBED.inc()
         return {"incident_id": incident_id, "status": "duplicate", "alerts": alerts}
-    if not services.throttle.admit(incident_id):
-        # Bounds one incident's history: a sender over the rate is told to come back (Alertmanager
-        # retries a 503 and its next notification carries the whole group anyway).
+    refusal = services.throttle.refusal(incident_id, len(batch.signal.model_dump_json()))
+    if refusal is not None:
+        # Bounds one incident's Temporal history: a sender over the rate is told to come back
+        # (Alertmanager retries a 503 and its next notification carries the whole group anyway).
         SIGNALS_THROTTLED.inc()
         raise ApiError(
-            503,
-            "throttled",
-            f"incident {incident_id} got more than {services.throttle.per_minute} notifications this minute",
-            headers={"Retry-After": "30"},
+            503, "throttled", f"incident {incident_id} got {refusal}", headers={"Retry-After": "60"}
         )
 
     async def send() -> dict[str, Any]:

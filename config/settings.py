@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     max_notifications_per_incident_per_minute: int = Field(
         default=120, ge=1, description="distinct notifications one incident takes per minute; then 503"
     )
+    max_alert_bytes_per_incident_per_hour: int = Field(
+        default=8 * 1024 * 1024,
+        ge=256 * 1024,
+        description="alert payload one API process signals to one incident per hour; then 503 (keeps the "
+        "incident's Temporal history well under its 50 MB limit with a few API replicas)",
+    )
     duplicate_window_s: float = Field(
         default=30.0,
         ge=0,

@@ -160,3 +160,35 @@ nodes:
     problems = [str(problem) for problem in lint_text(text, "deep.yaml").problems]
     assert any("nested more than 24 levels deep" in problem for problem in problems), problems
     assert all(problem.startswith("deep.yaml:") for problem in problems)
+
+
+async def test_a_sustained_flood_is_refused_before_the_incidents_history_can_fill(
+    secure_stack: SecureStack,
+) -> None:
+    """Temporal ends a workflow whose history passes 50 MB: past its hourly share of alert payload
+    an incident's notifications get a 503 (retried later), never a place in its history."""
+    budget = secure_stack.settings.max_alert_bytes_per_incident_per_hour
+    accepted = 0
+    refused = None
+    async with secure_stack.http(SENDER) as http:
+        for batch in range(60):
+            alerts = [
+                {**alert(name=f"Flood{batch}-{i}", service="flood"), "annotations": {"text": "t" * 800}}
+                for i in range(900)
+            ]
+            answer = await http.post("/v1/alerts/alertmanager", json=notification(alerts, group="flood"))
+            if answer.status_code == 503:
+                refused = answer
+                break
+            assert answer.status_code == 202, answer.text
+            accepted += 1
+    assert refused is not None, f"{accepted} notifications of about 0.9 MB each were all signalled"
+    assert refused.json()["error"] == "throttled" and "bytes of alerts this hour" in refused.json()["detail"]
+    assert refused.headers["retry-after"]
+    assert accepted * 256 * 1024 <= budget, "each signal carried at least 256 KiB"
+    incident = refused.json()["detail"].split()[1]
+    async with secure_stack.http(OPERATOR) as http:
+        assert (await http.get(f"/v1/incidents/{incident}")).status_code == 200
+    described = await secure_stack.client.get_workflow_handle(incident).describe()
+    history_bytes = described.raw_description.workflow_execution_info.history_size_bytes
+    assert 0 < history_bytes <= budget + 4 * 1024 * 1024, history_bytes  # Temporal's limit: 50 MB
