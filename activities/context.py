@@ -96,6 +96,7 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         notes.append(f"detection time {request.detected_at.isoformat()} clamped to {detected.isoformat()}")
     since = detected - lookback
     changes: dict[str, Change] = {}
+    cluster_error: str | None = None
     facts = ClusterFacts()
     if kube_configured(settings):
         try:
@@ -115,7 +116,8 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
             if request.namespace:
                 facts = cluster_facts(apis, request.namespace)
         except Exception as exc:  # the cluster being away must not hide the other evidence
-            notes.append(f"cluster changes unavailable: {exc}")
+            cluster_error = f"cluster changes unavailable: {exc}"
+            notes.append(cluster_error)
     # After the cluster's own record: a reported change never shadows a change of the ledger.
     for change in reported_changes(settings, request.namespace, since, now):
         changes.setdefault(change.id, change)
@@ -141,6 +143,7 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         notes=notes,
         recent_rollbacks=facts.recent_rollbacks,
         missing_evidence=sorted(budget.missing),
+        cluster_error=cluster_error,
     )
 
 

@@ -217,6 +217,8 @@ class ContextResult(BaseModel):
     recent_rollbacks: int = 0
     # Names of the evidence queries that brought nothing; why is in `notes`.
     missing_evidence: list[str] = Field(default_factory=list)
+    # Why the cluster's changes could not be read (None: they were): a bundle without them is partial.
+    cluster_error: str | None = None
 
 
 # --- Notification (activities/paging) -------------------------------------------------

@@ -398,21 +398,31 @@ class IncidentWorkflow:
                 return True
 
     async def _recheck_plan(self, request: ApprovalRequest) -> None:
-        """Collect, attribute and decide again; raise PlanChanged when the plan is not the one asked."""
+        """Collect, attribute and decide again; raise PlanChanged when the plan is not the one asked.
+        A look that could not see the cluster changes nothing: an outage is not a new plan."""
         state = self.state
-        context = await workflow.execute_activity_method(
-            ContextActivities.collect_context,
-            state.context_request(workflow.now()),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SHORT_RETRY,
-        )
-        attribution = await workflow.execute_local_activity_method(
-            AttributionActivities.attribute_bundle,
-            context.bundle,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SHORT_RETRY,
-        )
-        decision = await self._decide(state.input, context, attribution)
+        try:
+            context = await workflow.execute_activity_method(
+                ContextActivities.collect_context,
+                state.context_request(workflow.now()),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SHORT_RETRY,
+            )
+            if context.cluster_error is not None:
+                self._log(
+                    "note", "approval", f"could not look again ({context.cluster_error}); the plan stands"
+                )
+                return
+            attribution = await workflow.execute_local_activity_method(
+                AttributionActivities.attribute_bundle,
+                context.bundle,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SHORT_RETRY,
+            )
+            decision = await self._decide(state.input, context, attribution)
+        except ActivityError as error:
+            self._log("note", "approval", f"could not look again ({cause_of(error)}); the plan stands")
+            return
         previous = (state.bundle, state.view.attribution, state.view.decision)
         state.bundle, state.view.attribution, state.view.decision = context.bundle, attribution, decision
         plan = state.approval_plan(decision.actions)
