@@ -52,10 +52,15 @@ class RollbackAction(Action):
 
     @model_serializer(mode="wrap")
     def _plan_without_kinds(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A plan names its change instead; `kinds` only shows where a runbook set it.
+        # A plan names its change instead; `kinds` only shows where a runbook set it, and the GitOps
+        # fields only where they differ from their defaults (plans of other runbooks read as before).
         data = handler(self)
-        if isinstance(data, dict) and not self.kinds:
-            data.pop("kinds", None)
+        if isinstance(data, dict):
+            if not self.kinds:
+                data.pop("kinds", None)
+            for name in ("gitops", "merge_deadline_s"):
+                if getattr(self, name) == type(self).model_fields[name].default:
+                    data.pop(name, None)
         return data
 
     def plan(self, mode: Mode, ctx: DecisionContext) -> Planned:

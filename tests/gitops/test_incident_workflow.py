@@ -124,36 +124,6 @@ def rolled_back(view: IncidentView) -> bool:
     return view.state == "verifying"
 
 
-def settings_for_gitops(
-    backout_settings: Settings,
-    kube_cluster: LocalCluster,
-    flux_setup: FluxSetup,
-    receivers_tls: TlsFiles,
-    pagerduty_receiver: PagerDutyReceiver,
-    slack_receiver: SlackReceiver,
-    forge: ForgeRecorder | None = None,
-    **overrides: Any,
-) -> Settings:
-    ensure_git_auth(flux_setup.apis, flux_setup.namespace)
-    gitops = gitops_config(
-        flux_setup.fleet, flux_setup.namespace, backout_settings.state_dir / "gitops-cache", forge
-    )
-    return backout_settings.model_copy(
-        update={
-            "kubeconfig": kube_cluster.kubeconfig,
-            "allowed_namespaces": [flux_setup.namespace],
-            "gitops": gitops,
-            "pagerduty_routing_key": SecretStr(PD_TEST_ROUTING_KEY),
-            "pagerduty_events_url": pagerduty_receiver.url,
-            "pagerduty_ca_file": receivers_tls.ca_file,
-            "slack_token": SecretStr(SLACK_TEST_TOKEN),
-            "slack_api_url": f"{slack_receiver.url}/api/",
-            "slack_channel": "#incidents",
-            **overrides,
-        }
-    )
-
-
 @pytest.fixture
 def gitops_settings(
     backout_settings: Settings,
@@ -163,16 +133,27 @@ def gitops_settings(
     pagerduty_receiver: PagerDutyReceiver,
     slack_receiver: SlackReceiver,
 ) -> Callable[..., Settings]:
+    """The worker's settings: the cluster, the fleet's gitops section (tokens as Secret references),
+    the paging receivers, and `overrides`."""
+
     def make(forge: ForgeRecorder | None = None, **overrides: Any) -> Settings:
-        return settings_for_gitops(
-            backout_settings,
-            kube_cluster,
-            flux_setup,
-            receivers_tls,
-            pagerduty_receiver,
-            slack_receiver,
-            forge,
-            **overrides,
+        ensure_git_auth(flux_setup.apis, flux_setup.namespace)
+        gitops = gitops_config(
+            flux_setup.fleet, flux_setup.namespace, backout_settings.state_dir / "gitops-cache", forge
+        )
+        return backout_settings.model_copy(
+            update={
+                "kubeconfig": kube_cluster.kubeconfig,
+                "allowed_namespaces": [flux_setup.namespace],
+                "gitops": gitops,
+                "pagerduty_routing_key": SecretStr(PD_TEST_ROUTING_KEY),
+                "pagerduty_events_url": pagerduty_receiver.url,
+                "pagerduty_ca_file": receivers_tls.ca_file,
+                "slack_token": SecretStr(SLACK_TEST_TOKEN),
+                "slack_api_url": f"{slack_receiver.url}/api/",
+                "slack_channel": "#incidents",
+                **overrides,
+            }
         )
 
     return make
