@@ -86,7 +86,7 @@ async def test_ingest_counts_4xx_as_lost_without_retrying() -> None:
 
 
 async def test_wrong_token_is_a_clear_error() -> None:
-    with serve_fake_api(FakeApiState(token=TOKEN)) as url, pytest.raises(BenchError, match="bearer token"):
+    with serve_fake_api(FakeApiState(token=TOKEN)) as url, pytest.raises(BenchError, match="sender token"):
         await run_ingest(_target(url, token="nope"), notifications=4, groups=2)
 
 
