@@ -45,6 +45,7 @@ async def test_eval_regression_opens_incident_with_series_and_change(
         "BACKOUT_TASK_QUEUE": queue,
         "BACKOUT_INCIDENT_SETTLE_S": "0.2",
         "BACKOUT_INCIDENT_COOLDOWN_S": "0",
+        "BACKOUT_ALLOWED_NAMESPACES": "demo",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BACKOUT_KUBECONFIG", raising=False)
