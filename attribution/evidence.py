@@ -402,8 +402,8 @@ class _Extractor:
                 best = finding
         return best, measured, clean, frozenset(compared)
 
-    def old_version_shift(self, change: ChangeData) -> Finding | None:
-        """The old version's own strongest shift at the change (it kept serving after it).
+    def old_version_shift(self, change: ChangeData, split: float | None = None) -> Finding | None:
+        """The old version's own strongest shift at the change, or at `split` (it kept serving).
 
         The change did not touch the old version's pods: when they degrade as much as the
         service does, something both versions share (a dependency, load) is the cause.
@@ -417,14 +417,12 @@ class _Extractor:
             old = _old_version(found, change)
             if not old:
                 continue
-            after = values_after(
-                old,
-                change.started + SILENT_GRACE_S,
-                self.until if self.until > change.started else float("inf"),
-            )
+            at = change.started if split is None else split
+            grace = SILENT_GRACE_S if split is None else 0.0
+            after = values_after(old, at + grace, self.until if self.until > at else float("inf"))
             if after.size < 2:
                 continue
-            effect = self._effect(after, values_before(old, change.started, self.before_s), found[0])
+            effect = self._effect(after, values_before(old, at, self.before_s), found[0])
             if effect is None:
                 continue
             finding = Finding(
@@ -919,11 +917,17 @@ def _change_evidence(
                 found = by_callers
         if found is not None and found.score > 0:
             _, below = ex.explained_below(change.service, onset, found)
+            old = ex.old_version_shift(change, onset)
+            shared = (
+                _explained_share(old, found) * min(old.score / 0.5, 1.0)
+                if old is not None and old.score > 0
+                else 0.0
+            )
             item.at_onset = Finding(
                 "before-after",
                 found.metric,
                 found.family,
-                found.weight * (1 - below),
+                found.weight * (1 - below) * (1 - shared),
                 found.effect,
                 ceiling=found.ceiling,
             )

@@ -1,6 +1,7 @@
 """The attribution model: a conditional logit over the candidate changes and a 'no culprit' option.
 
-    score(change i)   = w . x_i        (x_i: the evidence row of change i, evidence.FEATURE_NAMES)
+    score(change i)   = w . x_i + eta * sum_t tree_t(x_i, z)
+                                       (x_i: the evidence row of change i, evidence.FEATURE_NAMES)
     score(no culprit) = u . z          (z: the incident's row, evidence.NULL_FEATURE_NAMES)
     P(i) = exp(score_i) / (exp(score_null) + sum_j exp(score_j))
 
@@ -11,6 +12,12 @@ evidence has a known direction (a worse new version never counts against a chang
 'looked and clean' never for it), so what the model learns from generated incidents
 cannot turn a piece of evidence on its head elsewhere. The artifact is the weights
 themselves, named (`weights_table()`), so a reader can see what each piece of evidence is worth.
+
+On top of the linear score, a few small regression trees (`boost`) learn how pieces of
+evidence interact (a callee's credit for its caller's shift when its own series are
+clean; timing when the onset came from the path): each is fitted to the gradient of
+the same whole-incident likelihood, and each is monotone in every signed column, so a
+tree cannot turn evidence on its head either. Trees are evaluated with numpy alone.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from attribution.case import Case, case_from_bundle
 from attribution.evidence import FEATURE_NAMES, NULL_FEATURE_NAMES, extract
@@ -32,8 +38,13 @@ from incidents.bundle import AttributionOutput, IncidentBundle, ModelInfo, Ranke
 
 MODEL_NAME = "backout-evidence-logit"
 PACKAGED_MODEL = "model.json"
-ARTIFACT_FORMAT = 4
+ARTIFACT_FORMAT = 5
 L2 = 1e-3
+# Boosting (chosen on validation, docs/attribution.md): rounds, shrinkage, tree size.
+BOOST_ROUNDS = 100
+BOOST_RATE = 0.1
+BOOST_LEAVES = 8
+BOOST_MIN_LEAF = 40
 
 # Sign constraints: +1 the weight is >= 0, -1 it is <= 0, 0 free.
 SIGNS: dict[str, int] = {
@@ -80,17 +91,71 @@ class LabelledIncident:
     rejected_rows: np.ndarray | None = None  # feedback: these rows are not the culprit (nothing else known)
 
 
+@dataclass(frozen=True)
+class Tree:
+    """One regression tree as arrays (a leaf has left == right == -1); columns: evidence, then the incident's row."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+
+    def predict(self, columns: np.ndarray) -> np.ndarray:
+        node = np.zeros(columns.shape[0], dtype=np.int64)
+        rows = np.arange(columns.shape[0])
+        while True:
+            inner = self.left[node] >= 0
+            if not inner.any():
+                return np.asarray(self.value[node])
+            go_left = columns[rows, np.where(inner, self.feature[node], 0)] <= self.threshold[node]
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+
+    def to_json(self) -> dict[str, list[float] | list[int]]:
+        return {
+            "feature": [int(v) for v in self.feature],
+            "threshold": [float(f"{v:.10g}") for v in self.threshold],
+            "left": [int(v) for v in self.left],
+            "right": [int(v) for v in self.right],
+            "value": [float(f"{v:.10g}") for v in self.value],
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict[str, list[Any]]) -> Tree:
+        return cls(
+            np.array(payload["feature"], dtype=np.int64),
+            np.array(payload["threshold"], dtype=float),
+            np.array(payload["left"], dtype=np.int64),
+            np.array(payload["right"], dtype=np.int64),
+            np.array(payload["value"], dtype=float),
+        )
+
+
+def _columns(features: np.ndarray, null_features: np.ndarray) -> np.ndarray:
+    return np.column_stack([features, np.tile(null_features, (features.shape[0], 1))])
+
+
 @dataclass
 class AttributionModel:
     weights: np.ndarray
     null_weights: np.ndarray
     version: str
     meta: dict[str, Any] = field(default_factory=dict)
+    trees: list[Tree] = field(default_factory=list)
+    rate: float = BOOST_RATE
+
+    def scores(self, features: np.ndarray, null_features: np.ndarray) -> np.ndarray:
+        """The changes' scores (the 'no culprit' score is null_features . null_weights)."""
+        scores = features @ self.weights
+        if self.trees and features.shape[0]:
+            columns = _columns(features, null_features)
+            scores = scores + self.rate * sum(tree.predict(columns) for tree in self.trees)
+        return np.asarray(scores)
 
     def probabilities(self, features: np.ndarray, null_features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 0:
             return np.zeros(0)
-        scores = features @ self.weights
+        scores = self.scores(features, null_features)
         null = float(null_features @ self.null_weights)
         top = max(float(scores.max()), null)
         weights = np.exp(scores - top)
@@ -141,8 +206,14 @@ class AttributionModel:
             "weights": [float(f"{w:.10g}") for w in self.weights],
             "null_weights": [float(f"{w:.10g}") for w in self.null_weights],
             "meta": self.meta,
+            "boost_rate": self.rate,
+            "trees": [],
         }
-        path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        text = json.dumps(payload, indent=1)
+        # One line per tree keeps the file small and the weights above it readable.
+        trees = ",\n  ".join(json.dumps(tree.to_json(), separators=(",", ":")) for tree in self.trees)
+        text = text.replace('"trees": []', f'"trees": [\n  {trees}\n ]' if trees else '"trees": []')
+        path.write_text(text + "\n", encoding="utf-8")
         return path.stat().st_size
 
 
@@ -216,12 +287,71 @@ def fit(
     for index, (low, high) in enumerate(bounds):
         if low is not None and low == high:
             start[index] = low
+    from scipy.optimize import minimize  # training only: `backout attribute` stays light
+
     result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 2000})
     if not result.success:
         raise RuntimeError(f"attribution model did not converge: {result.message}")
     params = result.x
     meta = {"incidents": len(incidents), "rows": int(rows.shape[0]), "loss": round(float(result.fun), 6)}
     return AttributionModel(params[:n_features].copy(), params[n_features:].copy(), version, meta)
+
+
+def boost(
+    model: AttributionModel,
+    incidents: list[LabelledIncident],
+    rounds: int = BOOST_ROUNDS,
+    rate: float = BOOST_RATE,
+    leaves: int = BOOST_LEAVES,
+    min_leaf: int = BOOST_MIN_LEAF,
+) -> AttributionModel:
+    """Add `rounds` small trees to a fitted model, each a Newton step on the whole-incident likelihood.
+
+    Each tree is fitted to the per-change gradient over its curvature and is monotone in
+    every signed evidence column (scikit-learn's CART, deterministic: every column is
+    tried at every split). Only labelled incidents (a culprit or none) are used.
+    """
+    from sklearn.tree import DecisionTreeRegressor  # training only
+
+    incidents = [i for i in incidents if i.features.shape[0] > 0 and i.rejected_rows is None]
+    columns = np.vstack([_columns(i.features, i.null_features) for i in incidents])
+    sizes = np.array([i.features.shape[0] for i in incidents])
+    group = np.repeat(np.arange(len(incidents)), sizes)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    label = np.zeros(columns.shape[0])
+    for k, incident in enumerate(incidents):
+        if incident.culprit_row is not None:
+            label[offsets[k] + incident.culprit_row] = 1.0
+    weight = np.array([i.weight for i in incidents], dtype=float)
+    weight = (weight / weight.mean())[group]
+    null = np.array([float(i.null_features @ model.null_weights) for i in incidents])
+    scores = np.concatenate([i.features for i in incidents]) @ model.weights
+    monotone = [SIGNS.get(name, 0) for name in FEATURE_NAMES] + [0] * len(NULL_FEATURE_NAMES)
+    trees: list[Tree] = []
+    for _ in range(rounds):
+        top = np.maximum(np.maximum.reduceat(scores, offsets), null)
+        exp_rows = np.exp(scores - top[group])
+        total = np.bincount(group, weights=exp_rows, minlength=len(incidents)) + np.exp(null - top)
+        p = exp_rows / total[group]
+        gradient = (p - label) * weight
+        curvature = np.maximum(p * (1.0 - p), 1e-6) * weight
+        cart = DecisionTreeRegressor(
+            max_leaf_nodes=leaves, min_samples_leaf=min_leaf, monotonic_cst=monotone, random_state=0
+        )
+        cart.fit(columns, -gradient / curvature, sample_weight=curvature)
+        structure = cart.tree_
+        tree = Tree(
+            structure.feature.astype(np.int64),
+            structure.threshold.astype(float),
+            structure.children_left.astype(np.int64),
+            structure.children_right.astype(np.int64),
+            structure.value[:, 0, 0].astype(float),
+        )
+        scores = scores + rate * tree.predict(columns)
+        trees.append(tree)
+    model.trees, model.rate = trees, rate
+    model.meta.update({"trees": rounds, "boost_rate": rate, "tree_leaves": leaves, "tree_min_leaf": min_leaf})
+    return model
 
 
 def load_model(path: Path | None = None) -> AttributionModel:
@@ -259,6 +389,8 @@ def load_model(path: Path | None = None) -> AttributionModel:
             null_weights=np.array(payload["null_weights"], dtype=float),
             version=str(payload["version"]),
             meta=dict(payload.get("meta", {})),
+            trees=[Tree.from_json(tree) for tree in payload.get("trees", [])],
+            rate=float(payload.get("boost_rate", BOOST_RATE)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"attribution model {where}: cannot load (bad field {exc})") from exc

@@ -125,3 +125,22 @@ def test_bench_json_reports_intervals_baselines_abstention_and_rollback(tmp_path
 def test_bench_rejects_an_unknown_set() -> None:
     result = runner.invoke(app, ["attribution", "bench", "--sets", "nope", "--no-latency"])
     assert result.exit_code == 2 and "nope" in result.stderr
+
+
+def test_attributing_a_bundle_loads_no_training_library() -> None:
+    """The incident path reads the trees as arrays: scipy and scikit-learn load only to train."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from typer.testing import CliRunner; import worker.cli; "
+        f"result = CliRunner().invoke(worker.cli.app, ['attribute', '--input', {str(SCENARIO)!r}]); "
+        "assert result.exit_code == 0, result.output; "
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "numpy" in loaded and not loaded & {"scipy", "sklearn", "matplotlib"}, sorted(loaded)

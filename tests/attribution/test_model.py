@@ -165,3 +165,36 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     first.save(tmp_path / "a.json")
     second.save(tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_the_trees_never_turn_signed_evidence_on_its_head() -> None:
+    """More of a signed piece of evidence never moves a change's score the other way (trees included)."""
+    model = load_model()
+    assert model.trees, "the packaged model carries its boosted trees"
+    rng = np.random.default_rng(5)
+    rows = rng.uniform(0, 1, (200, len(FEATURE_NAMES)))
+    for name, sign in SIGNS.items():
+        column = FEATURE_NAMES.index(name)
+        low, high = rows.copy(), rows.copy()
+        low[:, column], high[:, column] = 0.1, 0.9
+        if name.endswith("_better"):  # these columns are <= 0: 'more' is more negative
+            low[:, column], high[:, column] = -0.9, -0.1
+        null = np.ones(len(NULL_FEATURE_NAMES))
+        difference = model.scores(high, null) - model.scores(low, null)
+        assert np.all(sign * difference >= -1e-9), (name, float(difference.min()), float(difference.max()))
+
+
+def test_a_tree_is_evaluated_node_by_node() -> None:
+    from attribution.model import Tree
+
+    # split on column 0 at 0.5; the right child splits on column 1 at 2.0
+    tree = Tree(
+        feature=np.array([0, -2, 1, -2, -2]),
+        threshold=np.array([0.5, -2.0, 2.0, -2.0, -2.0]),
+        left=np.array([1, -1, 3, -1, -1]),
+        right=np.array([2, -1, 4, -1, -1]),
+        value=np.array([0.0, -1.0, 0.0, 1.0, 3.0]),
+    )
+    columns = np.array([[0.2, 9.0], [0.5, 9.0], [0.7, 1.0], [0.7, 2.5]])
+    assert tree.predict(columns).tolist() == [-1.0, -1.0, 1.0, 3.0]
+    assert Tree.from_json(tree.to_json()).predict(columns).tolist() == [-1.0, -1.0, 1.0, 3.0]
