@@ -120,6 +120,13 @@ class ManagedProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a node loss or the OOM killer ends a process: no shutdown code runs."""
+        popen = self._popen
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait(timeout=10)
+
     def log_tail(self, max_chars: int = 3000) -> str:
         return _log_tail(self.log_file, max_chars)
 
