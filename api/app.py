@@ -39,7 +39,9 @@ def create_app(
         behaviour=IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url),
         store=ChangeStore(settings.change_store_file),
         throttle=IncidentThrottle(
-            settings.max_notifications_per_incident_per_minute, settings.max_alert_bytes_per_incident_per_hour
+            settings.max_notifications_per_incident_per_minute,
+            settings.max_alert_bytes_per_incident_per_hour,
+            replicas=settings.api_replicas,
         ),
     )
     # The Slack interactions router reads these two.

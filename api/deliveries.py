@@ -83,7 +83,8 @@ class Deliveries:
 
 class IncidentThrottle:
     """What this API process delivers to one incident: at most `per_minute` notifications a minute
-    and `bytes_per_hour` of signal payload an hour.
+    and `bytes_per_hour` of signal payload an hour, or its share of them when `replicas` API
+    processes run at once.
 
     Every signal is written into the incident's Temporal history, which Temporal ends (terminating
     the workflow: the incident never pages) past 50 MB. Duplicates never count (they are answered
@@ -91,11 +92,19 @@ class IncidentThrottle:
     lost (Alertmanager's next notification carries the whole group), while one incident's history
     grows at a bounded pace however hard a sender pushes. Bounded memory: the least recently seen
     incidents are forgotten first.
+
+    The counts are this process's own: with `replicas` API processes each takes 1/replicas of each
+    budget, so the incident's history grows no faster than the budget whichever replicas the
+    notifications reach (the bound is what matters; a replica that gets more than its share answers
+    503 a little early and the sender comes back, possibly to another replica).
     """
 
-    def __init__(self, per_minute: int, bytes_per_hour: int, capacity: int = 50_000) -> None:
-        self.per_minute = per_minute
-        self.bytes_per_hour = bytes_per_hour
+    def __init__(
+        self, per_minute: int, bytes_per_hour: int, replicas: int = 1, capacity: int = 50_000
+    ) -> None:
+        self.per_minute = max(1, per_minute // replicas)
+        self.bytes_per_hour = max(1, bytes_per_hour // replicas)
+        self._share = f" (this API replica's share of {replicas})" if replicas > 1 else ""
         self._capacity = capacity
         self._minutes: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._hours: OrderedDict[str, tuple[float, int]] = OrderedDict()
@@ -106,9 +115,9 @@ class IncidentThrottle:
         minute_start, count = self._window(self._minutes, incident_id, moment, 60.0)
         hour_start, sent = self._window(self._hours, incident_id, moment, 3600.0)
         if count >= self.per_minute:
-            return f"more than {self.per_minute} notifications this minute"
+            return f"more than {self.per_minute} notifications this minute{self._share}"
         if sent + size > self.bytes_per_hour:
-            return f"more than {self.bytes_per_hour} bytes of alerts this hour"
+            return f"more than {self.bytes_per_hour} bytes of alerts this hour{self._share}"
         self._remember(self._minutes, incident_id, (minute_start, count + 1))
         self._remember(self._hours, incident_id, (hour_start, sent + size))
         return None

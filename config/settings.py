@@ -199,13 +199,22 @@ class Settings(BaseSettings):
         default=None, description="the API's /metrics also shows the worker's step latencies from this URL"
     )
     max_notifications_per_incident_per_minute: int = Field(
-        default=120, ge=1, description="distinct notifications one incident takes per minute; then 503"
+        default=120,
+        ge=1,
+        description="distinct notifications one incident takes per minute, all API replicas together; then 503",
     )
     max_alert_bytes_per_incident_per_hour: int = Field(
         default=8 * 1024 * 1024,
         ge=256 * 1024,
-        description="alert payload one API process signals to one incident per hour; then 503 (keeps the "
-        "incident's Temporal history well under its 50 MB limit with a few API replicas)",
+        description="alert payload signalled to one incident per hour, all API replicas together; then 503 "
+        "(keeps the incident's Temporal history well under its 50 MB limit)",
+    )
+    api_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="the most API processes that run at once: each takes this share of the per-incident "
+        "budgets above, so together they stay within them (the chart sets it to api.replicas)",
     )
     duplicate_window_s: float = Field(
         default=30.0,

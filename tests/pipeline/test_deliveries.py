@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from api.deliveries import Deliveries
+from api.deliveries import Deliveries, IncidentThrottle
 
 KEY = ("inc-1", '{}:{alertname="X"}', "digest-a")
 
@@ -88,3 +88,16 @@ def test_only_the_latest_notification_per_group_is_remembered() -> None:
         deliveries.remember(("inc-1", group, "d"))
     assert not deliveries.seen(newer)  # the oldest group went first
     assert Deliveries(ttl_s=0).seen(KEY) is False
+
+
+def test_api_replicas_share_an_incidents_budgets() -> None:
+    """Each of two API processes takes half of each budget: together they let through what one would."""
+    one = IncidentThrottle(per_minute=4, bytes_per_hour=1000)
+    replicas = [IncidentThrottle(per_minute=4, bytes_per_hour=1000, replicas=2) for _ in range(2)]
+    alone = [one.refusal("inc-1", 10, now=0.0) is None for _ in range(6)]
+    together = [replicas[i % 2].refusal("inc-1", 10, now=0.0) is None for i in range(6)]
+    assert sum(alone) == sum(together) == 4
+    refusal = replicas[0].refusal("inc-1", 10, now=0.0)
+    assert refusal is not None and "share of 2" in refusal
+    big = [replicas[i % 2].refusal("inc-2", 300, now=0.0) is None for i in range(4)]
+    assert big == [True, True, False, False]  # 2 x 300 of each replica's 500 bytes
