@@ -57,6 +57,10 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched ids: each guards a change of the command sequence (docs/ARCHITECTURE.md).
 DRY_RUN_PATCH = "kube-dry-run-would-have"
 APPROVAL_PLAN_PATCH = "approval-bound-to-plan"
+CONTEXT_LOCAL_PATCH = "collect-context-local"
+OPENED_AFTER_ACTION_PATCH = "opened-page-after-first-action"
+# The opening page waits for the first cluster change (or anything else told) at most this long.
+OPENED_PAGE_WAIT = timedelta(seconds=5)
 # A plan that changes this often while waiting for approval is handed to a human instead.
 MAX_REPLANS = 3
 
@@ -72,6 +76,7 @@ class IncidentWorkflow:
     def __init__(self, params: IncidentInput) -> None:
         self.state = IncidentState.opened(params, workflow.now())
         self._opening: asyncio.Task[None] | None = None
+        self._opening_released = False
 
     # --- Signals, queries, updates ------------------------------------------------------
 
@@ -151,12 +156,7 @@ class IncidentWorkflow:
     async def _respond(self, params: IncidentInput) -> None:
         state = self.state
         self._move_to("collecting")
-        context = await workflow.execute_activity_method(
-            ContextActivities.collect_context,
-            state.context_request(workflow.now()),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=SHORT_RETRY,
-        )
+        context = await self._collect_context()
         state.bundle = context.bundle
         for note in context.notes:
             self._log("note", "collect", note)
@@ -190,11 +190,36 @@ class IncidentWorkflow:
             self._log("decision", "guard", "every alert resolved before the decision: nothing done")
             await self._notify("resolved_before_action")
             return
-        # The page goes out while remediation starts: a rollback never waits on PagerDuty or Slack.
-        self._opening = asyncio.create_task(self._notify("opened"))
+        if workflow.patched(OPENED_AFTER_ACTION_PATCH):
+            # Nothing of the page (its report, its activities) is on the way to the first cluster change:
+            # it goes out once that change is made, before anything else is told, or after
+            # OPENED_PAGE_WAIT, whichever comes first. A rollback never waits on PagerDuty or Slack.
+            self._opening = asyncio.create_task(self._open_after_first_action())
+        else:
+            # The page goes out while remediation starts: a rollback never waits on PagerDuty or Slack.
+            self._opening = asyncio.create_task(self._notify("opened"))
         await self._execute(decision.actions)
         await gitops.finish(self)
         await self._opened()
+
+    async def _collect_context(self) -> ContextResult:
+        """The incident's bundle: changes, topology, evidence."""
+        request = self.state.context_request(workflow.now())
+        if workflow.patched(CONTEXT_LOCAL_PATCH):
+            # A local activity: its I/O is bounded (the cluster reads, the evidence budget), and it
+            # runs inside this workflow task instead of a round trip through the task queue.
+            return await workflow.execute_local_activity_method(
+                ContextActivities.collect_context,
+                request,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=SHORT_RETRY,
+            )
+        return await workflow.execute_activity_method(
+            ContextActivities.collect_context,
+            request,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
 
     async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
         # Local activities: CPU-only steps without a round trip through the task queue.
@@ -402,12 +427,7 @@ class IncidentWorkflow:
         A look that could not see the cluster changes nothing: an outage is not a new plan."""
         state = self.state
         try:
-            context = await workflow.execute_activity_method(
-                ContextActivities.collect_context,
-                state.context_request(workflow.now()),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=SHORT_RETRY,
-            )
+            context = await self._collect_context()
             if context.cluster_error is not None:
                 self._log(
                     "note", "approval", f"could not look again ({context.cluster_error}); the plan stands"
@@ -542,6 +562,7 @@ class IncidentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=REMEDIATE_RETRY,
         )
+        self._opening_released = True
         if result.dry_run and result.outcome == "Successful" and workflow.patched(DRY_RUN_PATCH):
             await self._would_have(action, result)
             return False
@@ -625,8 +646,16 @@ class IncidentWorkflow:
             self.state.team = team
         await self._notify("needs_human", detail=reason)
 
+    async def _open_after_first_action(self) -> None:
+        try:
+            await workflow.wait_condition(lambda: self._opening_released, timeout=OPENED_PAGE_WAIT)
+        except TimeoutError:
+            pass
+        await self._notify("opened")
+
     async def _opened(self) -> None:
         """Wait for the opening notification, so later ones reply in its chat thread."""
+        self._opening_released = True
         if self._opening is not None:
             opening, self._opening = self._opening, None
             await opening

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from kubernetes import watch
@@ -27,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kube.client import KubeApis, apis_from_settings
 from activities.kube.dry_run import NO_DRY_RUN, SERVER_DRY_RUN, DryRun
+from activities.kube.parallel import at_once
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -301,13 +303,21 @@ def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_R
     recorded: list[RecordedVersion] = []
     selector = f"!{HISTORY_OF_LABEL}"
     if namespace is None:
-        config_maps = apis.core.list_config_map_for_all_namespaces(label_selector=selector).items
-        secrets = apis.core.list_secret_for_all_namespaces(label_selector=selector).items
+        list_config_maps = partial(apis.core.list_config_map_for_all_namespaces, label_selector=selector)
+        list_secrets = partial(apis.core.list_secret_for_all_namespaces, label_selector=selector)
     else:
-        config_maps = apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
-        secrets = apis.core.list_namespaced_secret(namespace, label_selector=selector).items
-    for kind, items in (("configmap", config_maps), ("secret", secrets)):
-        index = _history_index(apis, kind, namespace)  # type: ignore[arg-type]
+        list_config_maps = partial(apis.core.list_namespaced_config_map, namespace, label_selector=selector)
+        list_secrets = partial(apis.core.list_namespaced_secret, namespace, label_selector=selector)
+    config_maps, secrets, config_map_index, secret_index = at_once(
+        list_config_maps,
+        list_secrets,
+        partial(_history_index, apis, "configmap", namespace),
+        partial(_history_index, apis, "secret", namespace),
+    )
+    for kind, items, index in (
+        ("configmap", config_maps.items, config_map_index),
+        ("secret", secrets.items, secret_index),
+    ):
         for obj in items:
             if is_tracked(kind, obj):  # type: ignore[arg-type]
                 known = index.get((obj.metadata.namespace, obj.metadata.name), [])

@@ -22,11 +22,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any, NamedTuple
 
 from activities.kube import history
 from activities.kube.client import KubeApis
 from activities.kube.dry_run import NO_DRY_RUN, DryRun
+from activities.kube.parallel import at_once, each_at_once
 from incidents.bundle import Change, RollbackHandle
 
 # Adds to listed changes what other sources know about them (the same changes, in the same order).
@@ -278,12 +280,21 @@ def _object_author(previous: history.RecordedVersion, version: history.RecordedV
 
 def object_changes(apis: KubeApis, namespace: str, since: datetime) -> list[Change]:
     changes: list[Change] = []
-    for kind in ("configmap", "secret"):
-        selector = f"{history.HISTORY_KIND_LABEL}={kind}"
-        if kind == "configmap":
-            items = apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
-        else:
-            items = apis.core.list_namespaced_secret(namespace, label_selector=selector).items
+    config_maps, secrets = at_once(
+        partial(
+            apis.core.list_namespaced_config_map,
+            namespace,
+            label_selector=f"{history.HISTORY_KIND_LABEL}=configmap",
+        ),
+        partial(
+            apis.core.list_namespaced_secret, namespace, label_selector=f"{history.HISTORY_KIND_LABEL}=secret"
+        ),
+    )
+    kinds: tuple[tuple[history.ObjectKind, Any], ...] = (
+        ("configmap", config_maps.items),
+        ("secret", secrets.items),
+    )
+    for kind, items in kinds:
         by_owner: dict[str, list[history.RecordedVersion]] = {}
         for item in items:
             owner = (item.metadata.annotations or {}).get(history.HISTORY_NAME_ANNOTATION)
@@ -313,10 +324,20 @@ def list_changes(
     history write there would be a dry run: it stores nothing the listing could read)."""
     changes: list[Change] = []
     for namespace in namespaces:
+
+        def of_deployments(namespace: str = namespace) -> list[Change]:
+            deployments = apis.apps.list_namespaced_deployment(namespace).items
+            found = each_at_once(lambda deployment: deployment_changes(apis, deployment, since), deployments)
+            return [change for changes_of_one in found for change in changes_of_one]
+
         if record_first and not dry_run.applies(namespace):
-            history.record_now(apis, namespace)
-        for deployment in apis.apps.list_namespaced_deployment(namespace).items:
-            changes.extend(deployment_changes(apis, deployment, since))
+            # Recording ConfigMaps and Secrets and reading the Deployments do not depend on each other.
+            _, deployment_changes_found = at_once(
+                partial(history.record_now, apis, namespace), of_deployments
+            )
+        else:
+            deployment_changes_found = of_deployments()
+        changes.extend(deployment_changes_found)
         changes.extend(object_changes(apis, namespace, since))
     ordered = sorted(changes, key=lambda change: (change.started_at, change.id))
     return annotate(apis, ordered) if annotate is not None else ordered

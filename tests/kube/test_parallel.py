@@ -1,0 +1,59 @@
+"""activities.kube.parallel: independent reads made at once, their results in the callers' order."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from activities.kube.parallel import at_once, each_at_once
+
+
+def test_at_once_runs_the_calls_together_and_keeps_their_order() -> None:
+    # Each call waits for the others: made one after another they would never get past the barrier.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def call(value: str) -> str:
+        barrier.wait()
+        return value
+
+    assert at_once(lambda: call("a"), lambda: call("b"), lambda: call("c")) == ("a", "b", "c")
+
+
+def test_at_once_raises_an_error_once_every_call_has_ended() -> None:
+    ended: list[str] = []
+    release = threading.Event()
+
+    def slow() -> str:
+        release.wait(timeout=10)
+        ended.append("slow")
+        return "slow"
+
+    def failing() -> str:
+        release.set()
+        raise ValueError("apiserver said no")
+
+    with pytest.raises(ValueError, match="apiserver said no"):
+        at_once(failing, slow)
+    assert ended == ["slow"]
+
+
+def test_each_at_once_keeps_the_items_order_and_the_limit() -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(2, timeout=10)
+
+    def double(item: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        barrier.wait()  # two at a time, never more
+        with lock:
+            running -= 1
+        return item * 2
+
+    assert each_at_once(double, range(6), limit=2) == [0, 2, 4, 6, 8, 10]
+    assert most == 2
+    assert each_at_once(double, []) == []

@@ -1,0 +1,227 @@
+"""The way from an alert to its rollback (issue 17): the context is collected as a local activity,
+the opening page goes out once the first cluster change is made (and before anything else is told),
+and a run of the current code replays on it.
+
+The real IncidentWorkflow and runbook loader on a real Temporal server; stand-ins for the context,
+attribution, remediation and paging activities record the order they were called in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
+
+from activities.runbooks import load_runbooks_activity
+from incidents.bundle import (
+    AttributionOutput,
+    BundleIncident,
+    Change,
+    IncidentBundle,
+    ModelInfo,
+    RankedChange,
+    RollbackHandle,
+)
+from incidents.key import IncidentKey
+from incidents.models import (
+    Alert,
+    ContextRequest,
+    ContextResult,
+    IncidentInput,
+    IncidentSignal,
+    NotifyRequest,
+    NotifyResult,
+)
+from incidents.remediation import RemediationRequest, RemediationResult
+from worker.temporal_server import TemporalDevServer
+from workflows.incident import CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, IncidentWorkflow
+
+pytestmark = [pytest.mark.temporal]
+
+ROLLBACK = """
+name: hot-path-rollback
+mode: auto
+match:
+  alertnames: [HotPath]
+start: roll_back
+nodes:
+  roll_back:
+    actions:
+      - rollback:
+          kinds: [image]
+      - notify:
+          message: rolled back
+"""
+
+PAGE_ONLY = """
+name: hot-path-page
+mode: auto
+match:
+  alertnames: [HotPath]
+start: page
+nodes:
+  page:
+    actions:
+      - page:
+          team: chat
+"""
+
+
+class Calls:
+    """Stand-in activities; `order` is what they were asked, in order (notify calls by event)."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.order: list[str] = []
+        self.change = Change(
+            id=f"chg-{name}-v2",
+            service=name,
+            namespace=namespace,
+            kind="image",
+            started_at=datetime.now(UTC),
+            from_version=f"{name}:v1",
+            to_version=f"{name}:v2",
+            rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=2),
+        )
+
+    def activities(self) -> list[Any]:
+        calls = self
+
+        @activity.defn(name="collect_context")
+        async def collect_context(request: ContextRequest) -> ContextResult:
+            calls.order.append("collect_context")
+            incident = BundleIncident(
+                id=request.incident_id, detected_at=request.detected_at, service=calls.change.service
+            )
+            return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[calls.change]))
+
+        @activity.defn(name="attribute_bundle")
+        async def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
+            calls.order.append("attribute_bundle")
+            ranking = [RankedChange(change_id=calls.change.id, probability=0.9, reasons=["stand-in"])]
+            return AttributionOutput(
+                incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
+            )
+
+        @activity.defn(name="remediate")
+        async def remediate(request: RemediationRequest) -> RemediationResult:
+            calls.order.append("remediate")
+            return RemediationResult(
+                outcome="Successful",
+                applied=True,
+                target=f"deployment/{request.namespace}/{request.name}",
+                message="rolled back to revision 2",
+            )
+
+        def notify(channel: str) -> Any:
+            @activity.defn(name=f"notify_{channel}")
+            async def notify_channel(request: NotifyRequest) -> NotifyResult:
+                calls.order.append(f"{channel}:{request.event}")
+                return NotifyResult(channel=channel, outcome="Successful", message="stand-in")
+
+            return notify_channel
+
+        return [
+            collect_context,
+            attribute_bundle,
+            remediate,
+            load_runbooks_activity,
+            notify("pagerduty"),
+            notify("slack"),
+        ]
+
+
+async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple[Calls, WorkflowHistory]:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "hot-path.yaml").write_text(runbook)
+    namespace, name = "shop", f"chat-{uuid.uuid4().hex[:6]}"
+    calls = Calls(namespace, name)
+    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    queue = f"hot-path-{uuid.uuid4().hex[:8]}"
+    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
+    params = IncidentInput(
+        incident_id=incident_id,
+        key=IncidentKey(namespace=namespace, service=name, group=name),
+        source="alertmanager",
+        settle_s=0,
+        cooldown_s=0,
+        runbook_dir=str(runbooks),
+    )
+    now = datetime.now(UTC)
+    labels = {"alertname": "HotPath", "severity": "critical", "service": name, "namespace": namespace}
+    opening = IncidentSignal(
+        source="alertmanager",
+        received_at=now,
+        alerts=[Alert(fingerprint="fp-1", status="firing", labels=labels, starts_at=now)],
+    )
+    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=calls.activities()):
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            params,
+            id=incident_id,
+            task_queue=queue,
+            start_signal="add_signal",
+            start_signal_args=[opening],
+        )
+        await handle.result()
+        history = await handle.fetch_history()
+    return calls, history
+
+
+def _scheduled(history: WorkflowHistory) -> list[str]:
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+def _patches(history: WorkflowHistory) -> set[str]:
+    found = set()
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_patch":
+                found.add(json.loads(marker.details["patch-data"].payloads[0].data)["id"])
+    return found
+
+
+async def _replays(history: WorkflowHistory) -> None:
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"a run of this code does not replay: {result.replay_failure}"
+
+
+async def test_rollback_comes_before_the_opening_page_and_context_is_local(
+    temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    calls, history = await _run(temporal_server, ROLLBACK, tmp_path)
+    order = calls.order
+    assert order[:3] == ["collect_context", "attribute_bundle", "remediate"], order
+    # The opening page, on every channel, before anything else is told about the rollback.
+    opened = [order.index("pagerduty:opened"), order.index("slack:opened")]
+    later = [i for i, call in enumerate(order) if ":" in call and not call.endswith(":opened")]
+    assert later and max(opened) < min(later), order
+    assert "collect_context" not in _scheduled(history), "the context was a task-queue activity"
+    assert {CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH} <= _patches(history)
+    await _replays(history)
+
+
+async def test_without_a_cluster_change_the_opening_page_still_goes_first(
+    temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    calls, history = await _run(temporal_server, PAGE_ONLY, tmp_path)
+    order = calls.order
+    assert "remediate" not in order
+    told = [call for call in order if ":" in call]
+    assert told[:2] and {call.split(":")[1] for call in told[:2]} == {"opened"}, order
+    assert any(call.endswith(":needs_human") for call in told), order
+    await _replays(history)
