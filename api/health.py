@@ -58,14 +58,25 @@ def _metric_name(line: str) -> str:
     return line.split("{", 1)[0].split(" ", 1)[0]
 
 
+# The worker's own process metrics would clash with the API's: the ones worth seeing are renamed.
+WORKER_PROCESS_METRICS = {"process_resident_memory_bytes": "backout_worker_resident_memory_bytes"}
+
+
 async def _worker_step_metrics(url: str) -> bytes:
-    """The worker process's step latencies (only backout_step_*: process metrics would clash)."""
+    """The worker process's step latencies (backout_step_*) and its resident memory
+    (as backout_worker_resident_memory_bytes)."""
     try:
         async with httpx.AsyncClient(timeout=2.0) as http:
             text = (await http.get(url)).text
     except httpx.HTTPError:
         return b""
-    kept = [line for line in text.splitlines() if _metric_name(line).startswith("backout_step_")]
+    kept: list[str] = []
+    for line in text.splitlines():
+        name = _metric_name(line)
+        if name.startswith("backout_step_"):
+            kept.append(line)
+        elif name in WORKER_PROCESS_METRICS:
+            kept.append(line.replace(name, WORKER_PROCESS_METRICS[name], 1))
     return ("\n".join(kept) + "\n").encode() if kept else b""
 
 

@@ -10,8 +10,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from devstack.bench.background import OpenIncidents, background_run_id, open_background, still_open
+from devstack.bench.ingest_floor import IngestFloor, measure_floor
+from devstack.bench.machine import Load, Memory, read_memory
 from devstack.bench.payloads import LoadShape, Notification, plan_notifications
 from devstack.bench.runner import (
+    BenchError,
     RetryPolicy,
     RunIncidents,
     SendReport,
@@ -32,9 +36,37 @@ class Target(BaseModel):
         default=60.0, ge=0, description="how long to wait for incidents to become listed"
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    temporal_address: str | None = Field(
+        default=None, description="the Temporal server backout uses: the floor's bare client calls it"
+    )
+    temporal_namespace: str = "default"
+    floor: bool = Field(default=True, description="measure the bare-client floor in the same run")
+    open_incidents: int = Field(
+        default=0, ge=0, le=1000, description="incidents opened (and settled) before the measurement"
+    )
 
 
-class IngestResult(BaseModel):
+# Acceptance of issue 17: backout's ingest against the bare client's, same run, same concurrency.
+TARGET_THROUGHPUT_RATIO = 0.67
+TARGET_P99_RATIO = 1.5
+
+
+class Comparison(BaseModel):
+    """backout's figures beside the floor's, and whether they are within the targets."""
+
+    floor: IngestFloor | None = None
+    throughput_ratio: float | None = None
+    p99_ratio: float | None = None
+    target_throughput_ratio: float = TARGET_THROUGHPUT_RATIO
+    target_p99_ratio: float = TARGET_P99_RATIO
+    targets_met: bool | None = None
+    target_misses: list[str] = Field(default_factory=list)
+    load: Load
+    memory: Memory = Field(default_factory=Memory)
+    open_incidents: OpenIncidents | None = None
+
+
+class IngestResult(Comparison):
     bench: str = "ingest"
     run_id: str
     url: str
@@ -55,7 +87,7 @@ class IngestResult(BaseModel):
     problems: list[str]
 
 
-class StormResult(BaseModel):
+class StormResult(Comparison):
     bench: str = "storm"
     run_id: str
     url: str
@@ -119,12 +151,17 @@ class _Run:
     plan: list[Notification]
     sent: SendReport
     found: RunIncidents
+    floor: IngestFloor | None
+    load: Load
+    memory: Memory
+    background: OpenIncidents | None
 
     def shared_figures(self, target: Target, shape: LoadShape) -> dict[str, Any]:
         """The fields IngestResult and StormResult both report, computed the same way (the models
         keep their own field order, which is the order the CLI prints)."""
         plan, sent = self.plan, self.sent
         return {
+            **self.comparison(),
             "run_id": self.run_id,
             "url": target.url,
             "notifications": len(plan),
@@ -140,6 +177,32 @@ class _Run:
             "incident_states": self.found.states,
         }
 
+    def comparison(self) -> dict[str, Any]:
+        """The floor, the ratios to it and the targets they meet or miss, the load and memory."""
+        figures: dict[str, Any] = {
+            "floor": self.floor,
+            "load": self.load,
+            "memory": self.memory,
+            "open_incidents": self.background,
+        }
+        floor, sent = self.floor, self.sent
+        if floor is None or not floor.calls_per_s or not floor.p99_ms or not sent.accepted:
+            return figures
+        throughput = len(self.plan) / sent.wall_s / floor.calls_per_s
+        p99 = (sent.latency_ms(0.99) or 0.0) / floor.p99_ms
+        misses = []
+        if throughput < TARGET_THROUGHPUT_RATIO:
+            misses.append(f"throughput {throughput:.2f}x the floor (target >= {TARGET_THROUGHPUT_RATIO}x)")
+        if p99 > TARGET_P99_RATIO:
+            misses.append(f"p99 {p99:.2f}x the floor's (target <= {TARGET_P99_RATIO}x)")
+        return {
+            **figures,
+            "throughput_ratio": round(throughput, 2),
+            "p99_ratio": round(p99, 2),
+            "targets_met": not misses,
+            "target_misses": misses,
+        }
+
     def lost_notifications(self) -> list[str]:
         """The problem to report when notifications were given up on, if any were."""
         if not self.sent.lost:
@@ -149,13 +212,35 @@ class _Run:
 
 
 async def _send_run(client: httpx.AsyncClient, target: Target, shape: LoadShape) -> _Run:
-    """Send one run's notifications and list the incidents they opened."""
-    run_id = uuid.uuid4().hex[:12]
-    plan = plan_notifications(shape, run_id, datetime.now(UTC))
+    """Open the background incidents, measure the floor, send one run's notifications to backout
+    and list the incidents they opened. The floor goes first, on a machine backout's load has not
+    warmed: the harder floor to be measured against."""
     await check_api(client, target.token)
+    if target.floor and target.temporal_address is None:
+        raise BenchError(
+            "the floor needs the Temporal server backout uses: pass --temporal-address "
+            "(or BACKOUT_TEMPORAL_ADDRESS), or --no-floor"
+        )
+    run_id = uuid.uuid4().hex[:12]
+    background = None
+    if target.open_incidents:
+        background = await open_background(
+            client, target.token, target.open_incidents, background_run_id(), target.concurrency, target.retry
+        )
+    load = Load.now()
+    plan = plan_notifications(shape, run_id, datetime.now(UTC))
+    floor = None
+    if target.floor and target.temporal_address is not None:
+        floor = await measure_floor(
+            target.temporal_address, target.temporal_namespace, plan, target.concurrency, run_id
+        )
     sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
+    load = load.ended()
     found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
-    return _Run(run_id, plan, sent, found)
+    memory = await read_memory(client)
+    if background is not None:
+        background = await still_open(client, background)
+    return _Run(run_id, plan, sent, found, floor, load, memory, background)
 
 
 async def run_ingest(target: Target, notifications: int, groups: int) -> IngestResult:

@@ -138,21 +138,49 @@ def _wait_revisions(apps: kube_client.AppsV1Api, namespaces: list[str], revision
         time.sleep(0.2)
 
 
+class WorkflowFloor:
+    """Bare workflow round trips (start, one workflow task, result) on a Temporal server, by a
+    worker of its own on its own task queue: `async with WorkflowFloor(address) as floor`, then
+    `await floor.sample()` as often as wanted."""
+
+    def __init__(self, temporal_address: str) -> None:
+        self._address = temporal_address
+        self._queue = f"bench-floor-{uuid.uuid4().hex[:8]}"
+        self._samples = 0
+        self._client: Client | None = None
+        self._worker: Worker | None = None
+
+    async def __aenter__(self) -> WorkflowFloor:
+        self._client = await Client.connect(self._address)
+        self._worker = Worker(self._client, task_queue=self._queue, workflows=[NoopWorkflow])
+        await self._worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._worker is not None:
+            await self._worker.__aexit__(None, None, None)
+
+    async def sample(self) -> float:
+        assert self._client is not None, "use WorkflowFloor as an async context manager"
+        self._samples += 1
+        started = time.perf_counter()
+        await self._client.execute_workflow(
+            NoopWorkflow.run, self._samples, id=f"{self._queue}-{self._samples}", task_queue=self._queue
+        )
+        return time.perf_counter() - started
+
+
 async def workflow_floor(temporal_address: str, samples: int) -> list[float]:
-    client = await Client.connect(temporal_address)
-    queue = f"bench-floor-{uuid.uuid4().hex[:8]}"
-    timings: list[float] = []
-    async with Worker(client, task_queue=queue, workflows=[NoopWorkflow]):
-        for index in range(samples):
-            started = time.perf_counter()
-            await client.execute_workflow(NoopWorkflow.run, index, id=f"{queue}-{index}", task_queue=queue)
-            timings.append(time.perf_counter() - started)
-    return timings
+    async with WorkflowFloor(temporal_address) as floor:
+        return [await floor.sample() for _ in range(samples)]
 
 
-def patch_floor(apps: kube_client.AppsV1Api, namespace: str, name: str, samples: int) -> list[float]:
+def patch_floor(
+    apps: kube_client.AppsV1Api, namespace: str, name: str, samples: int, first: int = 0
+) -> list[float]:
+    """Bare patches of one Deployment (an annotation numbered from `first`), each timed."""
     timings: list[float] = []
-    for index in range(samples):
+    for index in range(first, first + samples):
         body = {"metadata": {"annotations": {"backout.dev/bench-floor": str(index)}}}
         started = time.perf_counter()
         apps.patch_namespaced_deployment(name, namespace, body)

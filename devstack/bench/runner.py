@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -53,10 +53,28 @@ class SendReport(BaseModel):
         return [d for d in self.deliveries if not d.accepted]
 
     def latency_ms(self, quantile: float) -> float | None:
-        values = [d.latency_s for d in self.accepted]
-        if not values:
-            return None
-        return round(float(np.percentile(values, quantile * 100)) * 1000, 2)
+        return percentile_ms([d.latency_s for d in self.accepted], quantile)
+
+
+def percentile_ms(seconds: Sequence[float], quantile: float) -> float | None:
+    """The quantile of durations in seconds, in milliseconds (None for no durations)."""
+    if not seconds:
+        return None
+    return round(float(np.percentile(seconds, quantile * 100)) * 1000, 2)
+
+
+async def drain(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> float:
+    """`concurrency` tasks take the indexes 0..count-1 in order, each running `work(index)` to the
+    end before taking the next; the wall time of the whole."""
+    indexes = iter(range(count))
+
+    async def worker() -> None:
+        for index in indexes:
+            await work(index)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -134,22 +152,12 @@ async def send_all(
     policy: RetryPolicy,
 ) -> SendReport:
     """`concurrency` senders drain the plan in order, each notification retried until accepted or dropped."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(len(notifications)):
-        queue.put_nowait(index)
     deliveries: list[Delivery] = []
 
-    async def sender() -> None:
-        while True:
-            try:
-                index = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            deliveries.append(await _deliver(client, index, notifications[index], token, policy))
+    async def send(index: int) -> None:
+        deliveries.append(await _deliver(client, index, notifications[index], token, policy))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(sender() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    wall = await drain(len(notifications), concurrency, send)
     deliveries.sort(key=lambda d: d.notification)
     return SendReport(deliveries=deliveries, wall_s=wall)
 

@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +33,22 @@ SpawnOption = typer.Option(
 )
 ListWaitOption = typer.Option(60.0, "--list-wait-s", help="seconds to wait for all incidents to be listed")
 JsonOption = typer.Option(False, "--json", help="print the result as JSON")
+TemporalAddressOption = typer.Option(
+    None,
+    "--temporal-address",
+    help="the Temporal server the API uses, for the bare-client floor (default: BACKOUT_TEMPORAL_ADDRESS; "
+    "with --spawn, the spawned one)",
+    show_default=False,
+)
+TemporalNamespaceOption = typer.Option(
+    None, "--temporal-namespace", help="its namespace (default: BACKOUT_TEMPORAL_NAMESPACE, else default)"
+)
+FloorOption = typer.Option(
+    True, "--floor/--no-floor", help="measure the bare signal-with-start floor in the same run"
+)
+OpenIncidentsOption = typer.Option(
+    0, "--open-incidents", min=0, max=1000, help="incidents to open (and let settle) before measuring"
+)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -39,24 +56,48 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """What `bench ingest` and `bench storm` share: where to send, how hard, against which floor."""
+
+    url: str
+    token: str | None
+    concurrency: int
+    list_wait_s: float
+    spawn: bool
+    temporal_address: str | None
+    temporal_namespace: str | None
+    floor: bool
+    open_incidents: int
+
+
 @contextlib.contextmanager
-def _target(
-    url: str, token: str | None, concurrency: int, list_wait_s: float, spawn: bool
-) -> Iterator[Target]:
+def _target(options: LoadOptions) -> Iterator[Target]:
     from pydantic import ValidationError
 
     from devstack.bench.benches import Target
     from devstack.bench.stack import SpawnedStack
     from devstack.process import ProcessStartError
 
+    shared = {
+        "concurrency": options.concurrency,
+        "list_wait_s": options.list_wait_s,
+        "floor": options.floor,
+        "open_incidents": options.open_incidents,
+        "temporal_namespace": options.temporal_namespace
+        or os.environ.get("BACKOUT_TEMPORAL_NAMESPACE")
+        or "default",
+    }
     try:
-        if not spawn:
+        if not options.spawn:
             yield Target(
-                url=url,
-                token=token or os.environ.get("BACKOUT_SENDER_TOKEN") or None,
+                url=options.url,
+                token=options.token or os.environ.get("BACKOUT_SENDER_TOKEN") or None,
                 operator_token=os.environ.get("BACKOUT_OPERATOR_TOKEN") or None,
-                concurrency=concurrency,
-                list_wait_s=list_wait_s,
+                temporal_address=options.temporal_address
+                or os.environ.get("BACKOUT_TEMPORAL_ADDRESS")
+                or None,
+                **shared,
             )
             return
         with SpawnedStack() as stack:
@@ -64,8 +105,8 @@ def _target(
                 url=stack.url,
                 token=stack.token,
                 operator_token=stack.operator_token,
-                concurrency=concurrency,
-                list_wait_s=list_wait_s,
+                temporal_address=stack.temporal_address,
+                **shared,
             )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -88,7 +129,7 @@ def _run(make: Callable[[], Coroutine[Any, Any, ResultT]], as_json: bool) -> Non
         width = max(len(key) for key in data)
         for key, value in data.items():
             typer.echo(f"{key.ljust(width)}  {value}")
-    if not data.get("ok", True):
+    if not data.get("ok", True) or data.get("targets_met") is False:
         raise typer.Exit(1)
 
 
@@ -101,12 +142,28 @@ def ingest(
     concurrency: int = ConcurrencyOption,
     list_wait_s: float = ListWaitOption,
     spawn: bool = SpawnOption,
+    temporal_address: str | None = TemporalAddressOption,
+    temporal_namespace: str | None = TemporalNamespaceOption,
+    floor: bool = FloorOption,
+    open_incidents: int = OpenIncidentsOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Post Alertmanager v4 notifications (HA duplicates included); report throughput, latency, incidents, lost."""
+    """Post Alertmanager v4 notifications (HA duplicates included); report throughput, latency, incidents,
+    lost, beside the same notifications as bare signal-with-start calls (the floor)."""
     from devstack.bench.benches import run_ingest
 
-    with _target(url, token, concurrency, list_wait_s, spawn) as target:
+    options = LoadOptions(
+        url,
+        token,
+        concurrency,
+        list_wait_s,
+        spawn,
+        temporal_address,
+        temporal_namespace,
+        floor,
+        open_incidents,
+    )
+    with _target(options) as target:
         _run(lambda: run_ingest(target, notifications, groups), as_json)
 
 
@@ -120,12 +177,28 @@ def storm(
     concurrency: int = ConcurrencyOption,
     list_wait_s: float = ListWaitOption,
     spawn: bool = SpawnOption,
+    temporal_address: str | None = TemporalAddressOption,
+    temporal_namespace: str | None = TemporalNamespaceOption,
+    floor: bool = FloorOption,
+    open_incidents: int = OpenIncidentsOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss."""
+    """An alert storm in growing groups sent by an HA Alertmanager pair; report incidents, dedup, loss,
+    beside the same notifications as bare signal-with-start calls (the floor)."""
     from devstack.bench.benches import run_storm
 
-    with _target(url, token, concurrency, list_wait_s, spawn) as target:
+    options = LoadOptions(
+        url,
+        token,
+        concurrency,
+        list_wait_s,
+        spawn,
+        temporal_address,
+        temporal_namespace,
+        floor,
+        open_incidents,
+    )
+    with _target(options) as target:
         _run(lambda: run_storm(target, alerts, groups, batches), as_json)
 
 
@@ -142,6 +215,7 @@ def latency(
         "--kubeconfig",
         help="use this cluster (e.g. from `backout cluster up`) instead of starting a local control plane",
     ),
+    open_incidents: int = OpenIncidentsOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Webhook receipt -> rollback patch accepted, on a local control plane and a private backout up; with floor."""
@@ -155,7 +229,12 @@ def latency(
         raise _fail(f"--kubeconfig {kubeconfig}: no such file")
     with tempfile.TemporaryDirectory(prefix="backout-latency-") as work_dir:
         try:
-            _run(lambda: run_latency(incidents, Path(work_dir), per_incident_timeout_s, kubeconfig), as_json)
+            _run(
+                lambda: run_latency(
+                    incidents, Path(work_dir), per_incident_timeout_s, kubeconfig, open_incidents
+                ),
+                as_json,
+            )
         except (ProcessStartError, ClusterError, ApiException) as exc:  # the environment, not the input
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc

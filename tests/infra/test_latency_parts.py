@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
-from devstack.bench.latency import run_latency
+from devstack.bench.latency import TARGET_P50_RATIO, TARGET_P99_RATIO, _result, run_latency
 from devstack.bench.latency_parts import (
     BAD_IMAGE,
     GOOD_IMAGE,
@@ -26,6 +26,7 @@ from devstack.bench.latency_parts import (
     prepare_deployments,
     workflow_floor,
 )
+from devstack.bench.machine import Load, Memory
 from devstack.cluster.local import LocalCluster
 from worker.temporal_server import TemporalDevServer
 
@@ -108,3 +109,25 @@ async def test_latency_bench_times_real_rollbacks(kube_cluster: LocalCluster, tm
     assert result.p50_ms is not None and result.p99_ms is not None and 0 < result.p50_ms <= result.p99_ms
     assert result.floor_workflow_p50_ms and result.floor_patch_p50_ms
     assert {"collect_context", "remediate"} <= set(result.step_mean_ms)
+    # Nothing goes through the task queue before the rollback: the context is a local activity and
+    # the opening page waits for the patch (workflows/incident.py).
+    assert sum(path.incidents for path in result.paths_to_patch) == 2, result.paths_to_patch
+    assert all(path.activities == [] for path in result.paths_to_patch), result.paths_to_patch
+    assert result.floor_p50_ms and result.ratio_p50 == pytest.approx(
+        result.p50_ms / result.floor_p50_ms, abs=0.006
+    )
+    assert result.targets_met == (not result.target_misses)
+
+
+def test_latency_result_names_each_missed_ratio() -> None:
+    floor_wf, floor_patch = [0.010] * 10, [0.005] * 10  # a floor of 15 ms
+    within = _result(["a", "b"], [0.020, 0.024], floor_wf, floor_patch, [], Load.now(), Memory(), None, [])
+    assert within.floor_p50_ms == 15.0
+    assert within.targets_met is True and within.ratio_p50 is not None
+    assert within.ratio_p50 <= TARGET_P50_RATIO
+    slow = _result(["a", "b"], [0.030, 0.040], floor_wf, floor_patch, [], Load.now(), Memory(), None, [])
+    assert slow.targets_met is False
+    assert [miss.split()[0] for miss in slow.target_misses] == ["p50", "p99"]
+    assert slow.ratio_p99 is not None and slow.ratio_p99 > TARGET_P99_RATIO
+    missing = _result(["a", "b"], [0.020], floor_wf, floor_patch, [], Load.now(), Memory(), None, [])
+    assert missing.targets_met is None  # an incident without a rollback: no claim either way
