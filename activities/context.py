@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel
 from temporalio import activity
 
-from activities.changes_store import ChangeStore
+from activities.changes_store import ChangeStore, StoreUnavailable
 from activities.evidence import EVIDENCE_LEAD, collect_evidence
 from activities.gitops.changes import ledger_annotator
 from activities.kube import guards, ledger
@@ -40,7 +40,7 @@ def reported_changes(
 ) -> list[Change]:
     """Changes posted to POST /v1/changes in the incident's namespace (every allowed one when the
     incident names none); a change stored without a namespace is never a candidate."""
-    store = ChangeStore(settings.change_store_file)
+    store = ChangeStore.of(settings)
     try:
         listed = store.list(since=since, until=until, namespace=namespace)
     finally:
@@ -119,7 +119,12 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
             cluster_error = f"cluster changes unavailable: {exc}"
             notes.append(cluster_error)
     # After the cluster's own record: a reported change never shadows a change of the ledger.
-    for change in reported_changes(settings, request.namespace, since, now):
+    try:
+        reported = reported_changes(settings, request.namespace, since, now)
+    except StoreUnavailable as exc:  # like the cluster: its absence must not hide the rest
+        reported = []
+        notes.append(f"reported changes unavailable: {exc}")
+    for change in reported:
         changes.setdefault(change.id, change)
     own = [change_id for change_id, change in changes.items() if change.author == BACKOUT_AUTHOR]
     if own:

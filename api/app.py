@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activities.changes_store import ChangeStore
+from activities.changes_store import ChangeStore, StoreUnavailable
 from activities.incidents import IncidentBehaviour
 from api import changes, docs, health, incidents, slack, sources
 from api.common import ClientFactory, Services, TemporalGateway
@@ -37,7 +37,7 @@ def create_app(
         gateway=gateway,
         deliveries=Deliveries(ttl_s=settings.duplicate_window_s),
         behaviour=IncidentBehaviour(settings, temporal_ui_url=temporal_ui_url),
-        store=ChangeStore(settings.change_store_file),
+        store=ChangeStore.of(settings),
         throttle=IncidentThrottle(
             settings.max_notifications_per_incident_per_minute,
             settings.max_alert_bytes_per_incident_per_hour,
@@ -74,6 +74,23 @@ def create_app(
     async def body_timeout(request: Request, exc: BodyTimeout) -> JSONResponse:
         return JSONResponse(
             {"error": "body_timeout", "detail": str(exc)}, status_code=408, headers={"Connection": "close"}
+        )
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # The shared store (PostgreSQL, database_url) is away or refuses: nothing was written, and
+        # the caller (a CI job reporting a change, an operator's label) retries. The log says where
+        # and why; the answer says why without naming hosts or users.
+        log.warning("%s", exc)
+        return JSONResponse(
+            {
+                "error": "store_unavailable",
+                "detail": f"the shared store of reported changes and culprit labels is unavailable "
+                f"({exc.reason}); nothing was recorded, retry later",
+                "reason": exc.reason,
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

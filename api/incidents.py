@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.approvers import verdict_for
 from api.auth import Caller, requires
 from api.common import ApiError, json_body, services, temporal_call, validated
-from attribution.feedback import FeedbackError, record_feedback
+from attribution.feedback import FeedbackError, append_feedback, feedback_record
 from incidents.bundle import IncidentBundle
 from incidents.models import ApprovalDecision, IncidentView, ViewPage
 
@@ -123,16 +123,15 @@ async def confirm_culprit(incident_id: str, request: Request) -> dict[str, Any]:
     if bundle is None:
         raise ApiError(409, "no_bundle", f"incident {incident_id} has not collected its changes yet")
     try:
-        record = await asyncio.to_thread(
-            record_feedback,
-            found.settings.feedback_file,
-            incident_id,
-            label.change_id,
-            label.confirmed,
-            bundle,
-        )
+        record = feedback_record(incident_id, label.change_id, label.confirmed, bundle)
     except FeedbackError as exc:
         raise ApiError(400, "invalid_feedback", str(exc)) from exc
+    if found.store.shared:  # every replica's labels in one place (database_url)
+        await asyncio.to_thread(
+            found.store.add_label, incident_id, record.change_id, record.recorded_at, record.model_dump_json()
+        )
+    else:
+        await asyncio.to_thread(append_feedback, found.settings.feedback_file, record)
     return {"incident_id": incident_id, "change_id": record.change_id, "confirmed": record.confirmed}
 
 

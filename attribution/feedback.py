@@ -40,7 +40,16 @@ class FeedbackRecord(BaseModel):
 def record_feedback(
     path: Path, incident_id: str, change_id: str, confirmed: bool, bundle: IncidentBundle | dict[str, Any]
 ) -> FeedbackRecord:
-    """Append one operator label; the change must be one of the bundle's changes."""
+    """Append one operator label to the file at `path`; the change must be one of the bundle's changes."""
+    record = feedback_record(incident_id, change_id, confirmed, bundle)
+    append_feedback(path, record)
+    return record
+
+
+def feedback_record(
+    incident_id: str, change_id: str, confirmed: bool, bundle: IncidentBundle | dict[str, Any]
+) -> FeedbackRecord:
+    """One operator label, checked: the change must be one of the bundle's changes."""
     if not incident_id.strip():
         raise FeedbackError("incident_id: must be a non-empty string")
     try:
@@ -52,13 +61,16 @@ def record_feedback(
         raise FeedbackError(
             f"change_id: {change_id!r} is not a change of incident {incident_id!r} (known: {', '.join(known) or 'none'})"
         )
-    record = FeedbackRecord(
+    return FeedbackRecord(
         incident_id=incident_id,
         change_id=change_id,
         confirmed=confirmed,
         bundle=bundle_to_json(parsed),
         recorded_at=datetime.now(tz=UTC),
     )
+
+
+def append_feedback(path: Path, record: FeedbackRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (record.model_dump_json() + "\n").encode("utf-8")
     # One write on an O_APPEND descriptor keeps concurrent writers' lines whole.
@@ -67,7 +79,6 @@ def record_feedback(
         os.write(descriptor, line)
     finally:
         os.close(descriptor)
-    return record
 
 
 def load_feedback(path: Path) -> list[FeedbackRecord]:

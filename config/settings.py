@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BACKOUT_", extra="forbid", validate_default=True)
 
     state_dir: Path = Path(".backout")
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:password@host:5432/dbname) of the store every API "
+        "replica and worker shares: reported changes and culprit labels. Unset: SQLite in state_dir, "
+        "which only processes sharing that directory see (one machine, `backout up`)",
+    )
 
     # Temporal
     temporal_address: str | None = Field(

@@ -44,6 +44,8 @@ from devstack.tools import TEMPORAL
 
 DEFAULT_STATE_DIR = Path(".backout/temporal-sql")
 DATABASES = ("temporal", "temporal_visibility")
+# backout's own shared store (reported changes, culprit labels: BACKOUT_DATABASE_URL) on the same server.
+STORE_DATABASE = "backout"
 DB_USER = "temporal"
 SQL_PLUGIN = "postgres12"
 POSTGRES_OS_USER = "postgres"
@@ -230,6 +232,7 @@ class TemporalSql:
                     raise
         try:
             self._apply_schema(port, password, fresh)
+            _create_database(port, password, STORE_DATABASE)
             return self._start_server(bin_dir, home, os_user, port, password, timeout_s)
         except BaseException:
             self.stop()
@@ -543,9 +546,32 @@ async def _check_client(address: str, namespace: str, timeout_s: float) -> None:
         raise TemporalSqlError(f"temporal at {address} (namespace {namespace}): {exc}") from exc
 
 
+def _create_database(port: int, password: str, name: str) -> None:
+    """Create database `name` (owned by the server's user) unless it exists."""
+    import psycopg
+
+    url = f"postgresql://{DB_USER}:{password}@127.0.0.1:{port}/postgres"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as db:
+            if db.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                db.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise TemporalSqlError(f"could not create database {name}: {exc}") from exc
+
+
+def store_url(state: TemporalSqlState, database: str = STORE_DATABASE) -> str:
+    """The URL of backout's shared store on this PostgreSQL (BACKOUT_DATABASE_URL)."""
+    return f"postgresql://{DB_USER}:{state.postgres_password}@127.0.0.1:{state.postgres_port}/{database}"
+
+
 def client_env(state: TemporalSqlState) -> dict[str, str]:
-    """The settings a backout worker or API needs to use this server."""
-    return {"BACKOUT_TEMPORAL_ADDRESS": state.address, "BACKOUT_TEMPORAL_NAMESPACE": state.namespace}
+    """The settings a backout worker or API needs to use this server, and the shared store on its
+    PostgreSQL (every replica must see the same reported changes and culprit labels)."""
+    return {
+        "BACKOUT_TEMPORAL_ADDRESS": state.address,
+        "BACKOUT_TEMPORAL_NAMESPACE": state.namespace,
+        "BACKOUT_DATABASE_URL": store_url(state),
+    }
 
 
 def state_json(state: TemporalSqlState) -> str:

@@ -44,8 +44,10 @@ def up_command(
         f"temporal-server {state.server_version} on PostgreSQL at {state.address} "
         f"(namespace {state.namespace}) in {time.monotonic() - started:.1f}s"
     )
-    for name, value in client_env(state).items():
-        typer.echo(f"export {name}={value}")
+    from config.redact import redact_url
+
+    for name, value in client_env(state).items():  # the password only through `backout temporal env`
+        typer.echo(f"export {name}={redact_url(value)}")
 
 
 @app.command("down")

@@ -107,7 +107,9 @@ def train_command(
         help="incidents per nuisance development family (0: none; held-out families are never used)",
     ),
     feedback: Path | None = typer.Option(
-        None, "--feedback", help="operator labels (default: settings.feedback_file)"
+        None,
+        "--feedback",
+        help="operator labels (default: the shared store's with database_url, else settings.feedback_file)",
     ),
     config: Path | None = ConfigOption,
 ) -> None:
@@ -120,6 +122,8 @@ def train_command(
     feedback_file = feedback or settings.feedback_file
     if feedback is not None and not feedback.exists():
         raise _fail(f"--feedback {feedback}: no such file")
+    if feedback is None and settings.database_url is not None:
+        feedback_file = _labels_from_store(settings)
     try:
         model, report = train(
             TrainingConfig(
@@ -239,3 +243,21 @@ def register(app: typer.Typer) -> None:
     """Add this domain's commands to the root app."""
     app.command("attribute")(attribute)
     app.add_typer(attribution_app, name="attribution")
+
+
+def _labels_from_store(settings: Settings) -> Path:
+    """The culprit labels every API replica recorded in the shared store (database_url), written to
+    a feedback file in the state directory for training."""
+    from activities.changes_store import ChangeStore, StoreUnavailable
+
+    store = ChangeStore.of(settings)
+    try:
+        labels = store.labels()
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        store.close()
+    exported = settings.state_dir / "feedback-from-store.jsonl"
+    exported.parent.mkdir(parents=True, exist_ok=True)
+    exported.write_text("".join(label + "\n" for label in labels), encoding="utf-8")
+    return exported

@@ -112,15 +112,17 @@ def changes_command(
 
 
 def _reported_changes(settings: Settings, namespaces: list[str], since: datetime) -> list[Change]:
-    from activities.changes_store import ChangeStore
+    from activities.changes_store import ChangeStore, StoreUnavailable
 
-    if not settings.change_store_file.exists():
+    if settings.database_url is None and not settings.change_store_file.exists():
         return []
-    store = ChangeStore(settings.change_store_file)
+    store = ChangeStore.of(settings)
     try:
         if not namespaces:
             return store.list(since)
         return [change for ns in namespaces for change in store.list(since, namespace=ns)]
+    except StoreUnavailable as exc:
+        raise _fail(str(exc)) from exc
     finally:
         store.close()
 
