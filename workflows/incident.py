@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.paging import cause_of, channels_named, notify_channels
     from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
     from workflows.state import IncidentFailure, IncidentState, TimelineKind, plan_digest
-    from workflows.verify import verify_recovery
+    from workflows.verify import golden_set_holds, verify_recovery
 
 
 # workflow.patched ids: each guards a change of the command sequence (docs/ARCHITECTURE.md).
@@ -59,6 +59,9 @@ DRY_RUN_PATCH = "kube-dry-run-would-have"
 APPROVAL_PLAN_PATCH = "approval-bound-to-plan"
 CONTEXT_LOCAL_PATCH = "collect-context-local"
 OPENED_AFTER_ACTION_PATCH = "opened-page-after-first-action"
+LAGGING_ALERT_PATCH = "cooldown-lagging-alert"
+# An alert that fires during the cool-down while the golden set holds is asked about this many times.
+MAX_LAGGING_ALERT_CHECKS = 3
 # The opening page waits for the first cluster change (or anything else told) at most this long.
 OPENED_PAGE_WAIT = timedelta(seconds=5)
 # A plan that changes this often while waiting for approval is handed to a human instead.
@@ -626,15 +629,66 @@ class IncidentWorkflow:
             return
         state = self.state
         state.in_cooldown = True
-        try:
-            await workflow.wait_condition(lambda: state.refired, timeout=timedelta(seconds=params.cooldown_s))
-        except TimeoutError:
+        ends = workflow.now() + timedelta(seconds=params.cooldown_s)
+        wait = timedelta(seconds=params.cooldown_s)
+        lagging: list[str] = []
+        while True:
+            try:
+                await workflow.wait_condition(lambda: state.refired, timeout=wait)
+            except TimeoutError:
+                break
+            if state.view.state == "needs_human":
+                self._log("note", "cooldown", "the symptom was reported again; a human is already paged")
+                return
+            if await self._lagging_alert(lagging):
+                state.refired = False
+                state.refired_by.clear()
+                wait = max(ends - workflow.now(), timedelta(seconds=1))
+                continue
+            await self._needs_human(
+                "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
+            )
             return
-        if state.view.state == "needs_human":
-            self._log("note", "cooldown", "the symptom was reported again; a human is already paged")
-            return
-        await self._needs_human(
-            "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
+        still_firing = [name for name in lagging if self._alert_firing(name)]
+        if still_firing:
+            await self._needs_human(
+                f"{', '.join(still_firing)} still firing at the end of the cool-down although the golden set "
+                "holds: the alert and the golden set disagree; not acting twice"
+            )
+
+    async def _lagging_alert(self, lagging: list[str]) -> bool:
+        """An alert that fires after a recovery the golden set verified, while the golden set still
+        holds, is a slower window catching up (an average over minutes still holding the bad ones),
+        not the symptom back: the incident keeps cooling down and escalates if it is still firing
+        at the end. An eval regression, or an incident without a golden set, is the symptom back."""
+        state = self.state
+        if state.refired_by != {"alert"} or len(lagging) >= MAX_LAGGING_ALERT_CHECKS:
+            return False
+        if state.view.state != "recovered" or not workflow.patched(LAGGING_ALERT_PATCH):
+            return False
+        verdict = await golden_set_holds(state)
+        if verdict is None:
+            return False
+        firing = sorted(
+            {
+                alert.labels.get("alertname", alert.fingerprint)
+                for alert in state.alerts.values()
+                if alert.status == "firing"
+            }
+        )
+        lagging.extend(name for name in firing if name not in lagging)
+        self._log(
+            "note",
+            "cooldown",
+            f"{', '.join(firing) or 'an alert'} fired after the verified recovery, but the golden set holds "
+            f"({verdict}): a lagging alert window; still cooling down",
+        )
+        return True
+
+    def _alert_firing(self, name: str) -> bool:
+        return any(
+            alert.status == "firing" and alert.labels.get("alertname", alert.fingerprint) == name
+            for alert in self.state.alerts.values()
         )
 
     # --- Telling people ---------------------------------------------------------------------

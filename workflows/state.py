@@ -84,6 +84,8 @@ class IncidentState(BaseModel):
     approved_plan: list[PlannedChange] | None = None
     in_cooldown: bool = False
     refired: bool = False
+    # What reported the symptom again during the cool-down: "alert" and/or "eval".
+    refired_by: set[str] = Field(default_factory=set)
     last_remediation: RemediationRequest | None = None
     # Past MAX_INCIDENT_ALERTS alerts the incident keeps only each one's state (by fingerprint),
     # and past MAX_TRACKED_ALERTS only a count (incidents/limits.py).
@@ -236,6 +238,7 @@ class IncidentState(BaseModel):
             first = self.view.eval is None
             if self.in_cooldown and signal.eval.regression:
                 self.refired = True
+                self.refired_by.add("eval")
             self.view.eval = signal.eval
             self.log(
                 now,
@@ -274,6 +277,7 @@ class IncidentState(BaseModel):
         if alert.status == "firing" and self.in_cooldown:
             # Firing again (or newly) after the incident was handled: the symptom is back.
             self.refired = True
+            self.refired_by.add("alert")
         self.log(now, "signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
         self.view.alerts = list(self.alerts.values())
 
@@ -286,6 +290,7 @@ class IncidentState(BaseModel):
             self.untracked_states[alert.fingerprint] = alert.status
         if alert.status == "firing" and self.in_cooldown:
             self.refired = True
+            self.refired_by.add("alert")
         self.alerts_not_kept += 1
         if self.alerts_not_kept == 1 or self.alerts_not_kept % 500 == 0:
             self.log(

@@ -108,6 +108,29 @@ async def verify_by_eval(
         await workflow.sleep(EVAL_RECHECK_INTERVAL)
 
 
+async def golden_set_holds(state: IncidentState) -> str | None:
+    """Run the incident's golden set once: its verdict when the service is not regressed, else None
+    (also None when the incident has no golden set to ask)."""
+    manifest, endpoint = eval_target(state)
+    if manifest is None:
+        return None
+    symptom = await workflow.execute_activity_method(
+        EvalActivities.recheck_eval,
+        EvalRecheckRequest(
+            manifest=manifest,
+            incident_id=state.input.incident_id,
+            service=state.input.key.service,
+            namespace=state.input.key.namespace,
+            endpoint=endpoint,
+        ),
+        start_to_close_timeout=timedelta(minutes=10),
+        retry_policy=SHORT_RETRY,
+    )
+    if symptom.regression:
+        return None
+    return f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
+
+
 def _resolved_condition(state: IncidentState, action: WaitVerifyAction) -> Callable[[], bool]:
     """Every alert resolved, or, when the step names a metric some alert is about, those alerts."""
     metric = action.metric
