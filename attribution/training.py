@@ -20,14 +20,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from attribution.case import Case, case_from_bundle
+from attribution.defaults import DEFAULT_NUISANCE_PER_FAMILY, DEFAULT_SEED, DEFAULT_SYNTHETIC
 from attribution.evidence import extract
 from attribution.feedback import feedback_incidents, load_feedback
 from attribution.model import AttributionModel, LabelledIncident, boost, fit
 from attribution.splits import DEVELOPMENT_FAMILIES, TRAINING_NUISANCE_SEED
 
-DEFAULT_SEED = 7
-DEFAULT_SYNTHETIC = 2_000
-DEFAULT_NUISANCE_PER_FAMILY = 60
 NUISANCE_WEIGHT = 1.0  # a development-family incident weighs as much as a generated one
 # Added to the fitted 'no culprit' logit: a little more abstention than maximum likelihood on the
 # training mix gives (chosen on validation: fewer rollbacks on a wrong or absent culprit for a

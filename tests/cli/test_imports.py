@@ -18,9 +18,8 @@ from worker.cli import COMMANDS
 REPO = Path(__file__).resolve().parents[2]
 # Never for the CLI's start or help: each costs from a quarter of a second to over a second.
 HEAVY = ("sklearn", "kubernetes", "temporalio", "matplotlib")
-# Nor, for any command but the attribution ones, the libraries their domains start with.
+# Nor, for any command's help, the libraries their domains start with.
 DOMAIN = ("numpy", "scipy", "httpx", "pydantic", "yaml", "uvicorn", "fastapi", "rich")
-ATTRIBUTION_COMMANDS = ("attribute", "attribution")
 SCENARIO = REPO / "tests/scenarios/attribution/001_recent_unrelated_deploy/bundle.json"
 
 _PROBE = """
@@ -71,9 +70,7 @@ def test_the_probe_sees_what_a_command_loads(tmp_path: Path) -> None:
 def test_help_loads_no_heavy_library(command: str | None, tmp_path: Path) -> None:
     code, loaded = loaded_by([command, "--help"] if command else ["--help"], tmp_path)
     assert code == 0
-    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
-    if command not in ATTRIBUTION_COMMANDS:
-        assert not loaded & set(DOMAIN), sorted(loaded & set(DOMAIN))
+    assert not loaded & {*HEAVY, *DOMAIN}, sorted(loaded & {*HEAVY, *DOMAIN})
 
 
 def test_attributing_a_bundle_loads_no_heavy_library(tmp_path: Path) -> None:

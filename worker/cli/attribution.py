@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from attribution.training import DEFAULT_NUISANCE_PER_FAMILY, DEFAULT_SYNTHETIC
+from attribution.defaults import DEFAULT_NUISANCE_PER_FAMILY, DEFAULT_SYNTHETIC
 
 if TYPE_CHECKING:  # the model, settings and rich load when a command runs
     from attribution.model import AttributionModel
