@@ -22,6 +22,7 @@ from activities.kube.client import kube_configured
 from activities.kube.history import run_history_recorder
 from config import Settings
 from worker import registry
+from worker.sandbox import sandbox_runner
 
 STEP_LATENCY = Histogram(
     "backout_step_duration_seconds",
@@ -50,10 +51,12 @@ class StepMetricsInterceptor(Interceptor):
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    workflows = registry.workflows()
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=registry.workflows(),
+        workflows=workflows,
+        workflow_runner=sandbox_runner(workflows),
         activities=registry.activities(settings),
         activity_executor=executor,
         max_concurrent_activities=32,

@@ -41,6 +41,7 @@ from incidents.models import (
     NotifyResult,
 )
 from incidents.remediation import RemediationRequest, RemediationResult
+from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, IncidentWorkflow
 
@@ -162,7 +163,13 @@ async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple
         received_at=now,
         alerts=[Alert(fingerprint="fp-1", status="firing", labels=labels, starts_at=now)],
     )
-    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=calls.activities()):
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[IncidentWorkflow],
+        activities=calls.activities(),
+        workflow_runner=sandbox_runner([IncidentWorkflow]),  # as the worker runs them
+    ):
         handle = await client.start_workflow(
             IncidentWorkflow.run,
             params,
