@@ -8,6 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     BACKOUT_STATE_DIR=/var/lib/backout
 
+# git: the GitOps handshake clones, reverts and pushes (docs/gitops.md).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 COPY . /src
 # The product's dependencies exactly as pinned, with their hashes (requirements-product.lock,

@@ -15,10 +15,18 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import V1Namespace, V1ObjectMeta
+from kubernetes.client import (
+    AuthorizationV1Api,
+    V1Namespace,
+    V1ObjectMeta,
+    V1ResourceAttributes,
+    V1SubjectAccessReview,
+    V1SubjectAccessReviewSpec,
+)
 
 from activities.kube.client import KubeApis
 from config import Settings, load_settings
+from config.gitops import SecretKeyRef
 from devstack.cluster.local import LocalCluster
 from devstack.tools import TEMPORAL
 from tests.production.conftest import CHART, CRDS, REPO, VALUES_DIR, run
@@ -80,6 +88,19 @@ def test_helm_lint_is_clean(helm_binary: Path, helm_env: None) -> None:
          '"*" must be the only entry'),
         (["--set", "temporal.address=t:7233", "--set-json", 'allowedNamespaces=["prod"]'],
          "secrets.senderToken.existingSecret is required"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["prod"]',
+          "--set", "secrets.databaseUrl.existingSecret="],
+         "secrets.databaseUrl.existingSecret is required: the API pods and the workers share no disk"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["prod"]',
+          "--set", "config.database_url=postgresql://u:p@db:5432/backout"],
+         "config.database_url: a credential never goes in the settings ConfigMap"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["prod"]',
+          "--set", "config.gitops.enabled=true"],
+         "config.gitops: set the GitOps settings through the chart's gitops values"),
+        (["--values", str(VALUES / "required.yaml"), "--set-json", 'allowedNamespaces=["prod"]',
+          "--set", "gitops.enabled=true", "--set-json",
+          'gitops.repositories=[{"url":"https://g/x.git","provider":{"type":"github","existingSecret":"s","key":"k"}}]'],
+         "provider.repository (owner/name) is required"),
     ],
 )  # fmt: skip
 def test_missing_or_bad_values_fail_with_the_value_named(
@@ -157,6 +178,7 @@ def test_every_optional_part_passes_a_server_side_dry_run(
     _install_crds(kubectl)
     release_ns = _namespace(kube_apis, "bo-rel")
     allowed = [_namespace(kube_apis, "bo-app"), _namespace(kube_apis, "bo-app")]
+    flux = _namespace(kube_apis, "bo-flux")
     documents = template(
         helm_binary,
         release_ns,
@@ -164,6 +186,9 @@ def test_every_optional_part_passes_a_server_side_dry_run(
         VALUES / "all-on.yaml",
         "--set-json",
         f"allowedNamespaces={json.dumps(allowed)}",
+        "--set-json",
+        # an allowed namespace among them: its own Role already grants the reconciler verbs
+        f"gitops.reconcilerNamespaces={json.dumps([flux, allowed[0]])}",
     )
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in documents:
@@ -178,7 +203,13 @@ def test_every_optional_part_passes_a_server_side_dry_run(
     # Cluster-wide read (optional): reads through the ClusterRole, writes only through each
     # allowed namespace's Role.
     assert [role["metadata"]["name"] for role in by_kind["ClusterRole"]] == [f"{RELEASE}-{release_ns}-read"]
-    assert sorted(role["metadata"]["namespace"] for role in by_kind["Role"]) == sorted(allowed)
+    roles = {(role["metadata"]["namespace"], role["metadata"]["name"]) for role in by_kind["Role"]}
+    assert roles == {
+        *((namespace, f"{RELEASE}-{release_ns}") for namespace in allowed),
+        (flux, f"{RELEASE}-{release_ns}-gitops"),
+        (release_ns, f"{RELEASE}-git-credentials"),
+    }, roles
+    assert len(by_kind["RoleBinding"]) == len(roles)
     shipped = [
         group["name"]
         for rules in sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yaml"))
@@ -276,17 +307,62 @@ def granted(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     }
 
 
-@pytest.mark.parametrize("cluster_wide_read", [True, False])
+# One Git repository with its token in Secret fleet-git (the GitOps tests' values).
+FLEET = '[{"url":"https://g.example/fleet.git","credentials":{"existingSecret":"fleet-git","key":"token"}}]'
+
+
+def gitops_values(reconciler_namespace: str, enabled: bool = True) -> list[str]:
+    return [
+        "--set", f"gitops.enabled={str(enabled).lower()}",
+        "--set-json", f'gitops.reconcilerNamespaces=["{reconciler_namespace}"]',
+        "--set-json", f"gitops.repositories={FLEET}",
+    ]  # fmt: skip
+
+
+GITOPS_SOURCES = sorted((REPO / "activities" / "gitops").rglob("*.py"))
+
+
+def calls_the_gitops_handshake_makes() -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of the reconciler objects activities/gitops reads and patches."""
+    text = "\n".join(source.read_text(encoding="utf-8") for source in GITOPS_SOURCES)
+    kinds = re.findall(r'CustomResource\("([\w.]+)", "\w+", "(\w+)"\)', text)
+    verbs = {
+        "update" if verb == "replace" else verb
+        for verb in re.findall(r"\.(get|list|patch|create|delete|replace)_namespaced_custom_object\(", text)
+    }
+    assert kinds and verbs == {"get", "patch"}, (kinds, verbs)
+    return {(group, plural, verb) for group, plural in kinds for verb in verbs}
+
+
+@pytest.mark.parametrize(
+    ("cluster_wide_read", "gitops"), [(True, False), (False, False), (False, True), (True, True)]
+)
 def test_the_charts_rbac_is_exactly_what_the_worker_calls(
-    helm_binary: Path, helm_env: None, cluster_wide_read: bool
+    helm_binary: Path, helm_env: None, cluster_wide_read: bool, gitops: bool
 ) -> None:
     documents = template(
         helm_binary, "backout", "--values", VALUES / "required.yaml", "--set-json", 'allowedNamespaces=["prod"]',
-        "--set", f"rbac.clusterWideRead={str(cluster_wide_read).lower()}",
+        "--set", f"rbac.clusterWideRead={str(cluster_wide_read).lower()}", *gitops_values("flux-system", gitops),
     )  # fmt: skip
     needed = calls_the_worker_makes()
     assert ("apps", "deployments", "patch") in needed and ("", "secrets", "watch") in needed
-    assert granted(documents) == needed
+    reconcilers = calls_the_gitops_handshake_makes()
+    assert ("kustomize.toolkit.fluxcd.io", "kustomizations", "patch") in reconcilers
+    assert granted(documents) == (needed | reconcilers if gitops else needed)
+    namespaces = {doc["metadata"]["namespace"] for doc in documents if doc["kind"] == "Role"}
+    assert namespaces == ({"prod", "flux-system", "backout"} if gitops else {"prod"}), namespaces
+    if gitops:
+        # Outside the allowed namespaces: only the reconciler verbs, and only the named Secret.
+        [flux_role] = [
+            d for d in documents if d["kind"] == "Role" and d["metadata"]["namespace"] == "flux-system"
+        ]
+        assert granted([flux_role]) == reconcilers
+        [credentials] = [
+            d for d in documents if d["kind"] == "Role" and d["metadata"]["namespace"] == "backout"
+        ]
+        assert credentials["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["fleet-git"], "verbs": ["get"]}
+        ]
     cluster_wide = granted([doc for doc in documents if doc["kind"] == "ClusterRole"])
     assert not any(resource == "secrets" for _, resource, _ in cluster_wide), "Secrets must stay namespaced"
     assert not any(verb not in ("get", "list", "watch") for _, _, verb in cluster_wide), "writes only by Role"
@@ -328,7 +404,23 @@ def test_the_rendered_settings_file_loads_as_backout_settings(
     )
     # Each API replica takes its share of the per-incident budgets (README "Run it in your cluster").
     assert loaded.api_replicas == (3 if values == "all-on.yaml" else 2)
+    assert loaded.database_url is None, "a credential: only from the Secret, as BACKOUT_DATABASE_URL"
+    assert loaded.gitops.enabled == (values == "all-on.yaml")
     if values == "all-on.yaml":
+        # Git and provider tokens: references to the Secrets, in the release namespace.
+        fleet, models = loaded.gitops.repositories
+        assert fleet.credentials is not None and fleet.provider is not None
+        assert fleet.credentials.token.secret_ref == SecretKeyRef(
+            namespace="backout", name="fleet-git", key="token"
+        )
+        assert (fleet.provider.type, fleet.provider.token.secret_ref) == (
+            "github",
+            SecretKeyRef(namespace="backout", name="fleet-git", key="token"),
+        )
+        assert models.remote_url == "http://gitlab-mirror.git.svc:8080/platform/models.git"
+        assert models.provider is not None and models.provider.type == "gitlab"
+        assert models.provider.api_url == "https://gitlab.example/api/v4"
+        assert (loaded.gitops.author.email, loaded.gitops.push_attempts) == ("backout@acme.example", 5)
         assert loaded.runbook_dir == Path("/etc/backout/runbooks")
         assert loaded.ownership_file == Path("/etc/backout/owners/owners.yaml")
         assert loaded.max_rollbacks_per_namespace_per_hour == 2
@@ -342,6 +434,12 @@ def test_the_rendered_settings_file_loads_as_backout_settings(
         }
         fields = {f"BACKOUT_{name.upper()}" for name in Settings.model_fields} | {"BACKOUT_CONFIG"}
         assert env_names <= fields, env_names - fields
+        for deployment in (d for d in documents if d["kind"] == "Deployment"):
+            [database] = [
+                e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                if e["name"] == "BACKOUT_DATABASE_URL"
+            ]  # fmt: skip
+            assert database["valueFrom"] == {"secretKeyRef": {"name": "backout-db", "key": "url"}}
         assert {
             "BACKOUT_SENDER_TOKEN",
             "BACKOUT_REPORTER_TOKEN",
@@ -362,3 +460,98 @@ def test_the_compose_file_and_the_chart_name_the_tested_server_version() -> None
     assert chart["annotations"]["backout.dev/tested-temporal-server"] == tested
     readme = (REPO / "deploy" / "helm" / "backout" / "README.md").read_text(encoding="utf-8")
     assert f"Temporal server {tested}" in readme
+
+
+def _can(apis: KubeApis, user: str, verb: str, resource: str, namespace: str) -> bool:
+    """What the apiserver's RBAC authorizer answers for `user` doing `verb` on `resource`
+    (`plural.group` or `plural`, optionally `/name`): a SubjectAccessReview, which needs no CRD."""
+    kind, _, name = resource.partition("/")
+    plural, _, group = kind.partition(".")
+    review = AuthorizationV1Api(apis.api_client).create_subject_access_review(
+        V1SubjectAccessReview(
+            spec=V1SubjectAccessReviewSpec(
+                user=user,
+                groups=["system:serviceaccounts", f"system:serviceaccounts:{user.split(':')[2]}"],
+                resource_attributes=V1ResourceAttributes(
+                    verb=verb, group=group, resource=plural, namespace=namespace, name=name or None
+                ),
+            )
+        )
+    )
+    assert review.status is not None
+    return bool(review.status.allowed)
+
+
+def test_the_gitops_rbac_lets_the_worker_suspend_reconcilers_only_where_it_should(
+    helm_binary: Path, helm_env: None, kubectl_binary: Path, kube_cluster: LocalCluster, kube_apis: KubeApis,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The chart's RBAC objects applied for real; the apiserver says what the worker's ServiceAccount
+    may do: get and patch Flux and Argo CD objects in an allowed namespace and in a reconciler
+    namespace, nothing of the kind elsewhere, no other write in the reconciler namespace, and read
+    the Git token's Secret but no other Secret of the release namespace."""
+    kubectl = _kubectl(kubectl_binary, kube_cluster, tmp_path / "kube-cache")
+    release_ns, allowed = _namespace(kube_apis, "bo-rel"), _namespace(kube_apis, "bo-app")
+    flux, elsewhere = _namespace(kube_apis, "bo-flux"), _namespace(kube_apis, "bo-other")
+    documents = template(
+        helm_binary, release_ns, "--values", VALUES / "required.yaml", "--set-json", f'allowedNamespaces=["{allowed}"]',
+        *gitops_values(flux),
+    )  # fmt: skip
+    rbac = [d for d in documents if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    run([*kubectl, "apply", "-f", _write(rbac, tmp_path / "rbac.yaml")])
+    worker = f"system:serviceaccount:{release_ns}:{RELEASE}-worker"
+    reconcilers = [
+        "kustomizations.kustomize.toolkit.fluxcd.io",
+        "helmreleases.helm.toolkit.fluxcd.io",
+        "gitrepositories.source.toolkit.fluxcd.io",
+        "applications.argoproj.io",
+    ]
+    allowed_calls = [
+        *((verb, resource, namespace) for resource in reconcilers for verb in ("get", "patch") for namespace in (flux, allowed)),
+        ("get", "secrets/fleet-git", release_ns),
+    ]  # fmt: skip
+    refused_calls = [
+        *((verb, resource, elsewhere) for resource in reconcilers for verb in ("get", "patch")),
+        *(("delete", resource, flux) for resource in reconcilers),
+        ("patch", "deployments", flux), ("get", "configmaps", flux), ("get", "secrets", flux),
+        ("get", "secrets/backout-db", release_ns), ("list", "secrets", release_ns),
+    ]  # fmt: skip
+    # The authorizer sees new Roles through its informers, a moment after they are stored.
+    deadline = time.monotonic() + 60
+    pending = list(allowed_calls)
+    while pending := [call for call in pending if not _can(kube_apis, worker, *call)]:
+        assert time.monotonic() < deadline, f"never allowed: {pending}"
+        time.sleep(0.5)
+    assert [call for call in refused_calls if _can(kube_apis, worker, *call)] == []
+
+
+def test_the_shipped_gitops_rbac_grants_what_the_chart_grants(helm_binary: Path, helm_env: None) -> None:
+    """deploy/rbac/ for installs without the chart: the same reconciler verbs, the same Secret rule."""
+    documents = template(
+        helm_binary, "backout", "--values", VALUES / "required.yaml", "--set-json", 'allowedNamespaces=["prod"]',
+        *gitops_values("flux-system"),
+    )  # fmt: skip
+    chart_roles = {d["metadata"]["namespace"]: d for d in documents if d["kind"] == "Role"}
+    rbac = REPO / "deploy" / "rbac"
+    gitops = [
+        d for d in yaml.safe_load_all((rbac / "backout-worker-gitops.yaml").read_text(encoding="utf-8")) if d
+    ]
+    credentials = [
+        d
+        for d in yaml.safe_load_all(
+            (rbac / "backout-worker-git-credentials.yaml").read_text(encoding="utf-8")
+        )
+        if d
+    ]
+    [gitops_role] = [d for d in gitops if d["kind"] == "Role"]
+    [credentials_role] = [d for d in credentials if d["kind"] == "Role"]
+    assert (
+        granted([gitops_role]) == granted([chart_roles["flux-system"]]) == calls_the_gitops_handshake_makes()
+    )
+    assert credentials_role["rules"] == chart_roles["backout"]["rules"]
+    for bindings, role in ((gitops, gitops_role), (credentials, credentials_role)):
+        [binding] = [d for d in bindings if d["kind"] == "RoleBinding"]
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "backout-worker", "namespace": "backout"}
+        ]

@@ -64,6 +64,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- if not .Values.secrets.senderToken.existingSecret -}}
 {{- fail "secrets.senderToken.existingSecret is required: the API listens beyond loopback and alert sources need their own credential" -}}
 {{- end -}}
+{{- if not .Values.secrets.databaseUrl.existingSecret -}}
+{{- fail "secrets.databaseUrl.existingSecret is required: the API pods and the workers share no disk, so reported changes and culprit labels live in PostgreSQL (a Secret key holding postgresql://USER:PASSWORD@HOST:5432/DATABASE)" -}}
+{{- end -}}
+{{- if hasKey .Values.config "database_url" -}}
+{{- fail "config.database_url: a credential never goes in the settings ConfigMap; give it as secrets.databaseUrl (a Secret key)" -}}
+{{- end -}}
+{{- if hasKey .Values.config "gitops" -}}
+{{- fail "config.gitops: set the GitOps settings through the chart's gitops values (gitops.enabled, gitops.repositories with existingSecret tokens, gitops.settings)" -}}
+{{- end -}}
 {{- if and .Values.serviceMonitor.enabled (not (or .Values.serviceMonitor.bearerTokenSecret.name .Values.secrets.metricsToken.existingSecret .Values.secrets.operatorToken.existingSecret)) -}}
 {{- fail "serviceMonitor.enabled needs a token for /metrics: secrets.metricsToken (or operatorToken, or serviceMonitor.bearerTokenSecret)" -}}
 {{- end -}}
@@ -140,10 +149,44 @@ checksum/config: {{ cat (include (print .Template.BasePath "/configmaps.yaml") .
 - ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
-# Temporal, and the ports of Prometheus, PagerDuty, Slack and the LLM endpoint
+# Temporal, the shared store's PostgreSQL, and the ports of Prometheus, PagerDuty, Slack, Git
+# and the LLM endpoint
 - ports:
     - {port: {{ .Values.networkPolicy.temporalPort }}, protocol: TCP}
+    - {port: {{ .Values.networkPolicy.databasePort }}, protocol: TCP}
     {{- range .Values.networkPolicy.egressPorts }}
     - {port: {{ . }}, protocol: TCP}
     {{- end }}
+{{- end -}}
+
+{{/* What the GitOps handshake calls (activities/gitops: get and patch of the reconciler objects,
+and of the GitRepository it asks to reconcile). */}}
+{{- define "backout.gitopsRules" -}}
+- apiGroups: [kustomize.toolkit.fluxcd.io]
+  resources: [kustomizations]
+  verbs: [get, patch]
+- apiGroups: [helm.toolkit.fluxcd.io]
+  resources: [helmreleases]
+  verbs: [get, patch]
+- apiGroups: [source.toolkit.fluxcd.io]
+  resources: [gitrepositories]
+  verbs: [get, patch]
+- apiGroups: [argoproj.io]
+  resources: [applications]
+  verbs: [get, patch]
+{{- end -}}
+
+{{/* The Secrets holding the Git and provider tokens of gitops.repositories, one per line. */}}
+{{- define "backout.gitopsSecrets" -}}
+{{- $names := list -}}
+{{- range .Values.gitops.repositories -}}
+{{- with .credentials }}{{ $names = append $names .existingSecret }}{{ end -}}
+{{- with .provider }}{{ $names = append $names .existingSecret }}{{ end -}}
+{{- end -}}
+{{- $names | uniq | sortAlpha | join "\n" -}}
+{{- end -}}
+
+{{/* A token of gitops.repositories as a settings Credential: a reference to its Secret key. */}}
+{{- define "backout.secretRef" -}}
+{{- dict "secret_ref" (dict "namespace" .namespace "name" .ref.existingSecret "key" .ref.key) | toJson -}}
 {{- end -}}
