@@ -227,8 +227,10 @@ class AlertBatch(BaseModel):
 async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
     """Open, join or signal the batch's incident; the JSON answer of the webhook."""
     alerts = len(batch.signal.alerts)
-    for alert in batch.signal.alerts:
-        ALERTS_RECEIVED.labels(alert.status).inc()
+    firing = sum(1 for alert in batch.signal.alerts if alert.status == "firing")
+    for status, count in (("firing", firing), ("resolved", alerts - firing)):
+        if count:
+            ALERTS_RECEIVED.labels(status).inc(count)
     incident_id = batch.key.workflow_id()
     delivery = (incident_id, batch.key.group, batch.digest)
     deliveries = services.deliveries

@@ -61,11 +61,28 @@ def clip(text: str, limit: int) -> str:
     return text[: max(0, limit - len(marker))] + marker
 
 
+def _within(items: dict[str, str], count: int, value_chars: int, total_chars: int) -> bool:
+    """Whether `items` is inside every bound already (nothing to clip or cut)."""
+    if len(items) > count:
+        return False
+    used = 0
+    for name, value in items.items():
+        if len(name) > MAX_LABEL_NAME_CHARS or len(value) > value_chars:
+            return False
+        used += len(name) + len(value)
+    return used <= total_chars
+
+
 def _bounded_mapping(
     items: dict[str, str], first: tuple[str, ...], count: int, value_chars: int, total_chars: int
 ) -> tuple[dict[str, str], list[str]]:
     """At most `count` entries and `total_chars` characters, names and values clipped; what was cut."""
-    ordered = [name for name in first if name in items] + sorted(name for name in items if name not in first)
+    ordered = [name for name in first if name in items]
+    if len(ordered) < len(items):
+        firsts = set(ordered)
+        ordered += sorted(name for name in items if name not in firsts)
+    if _within(items, count, value_chars, total_chars):
+        return {name: items[name] for name in ordered}, []  # what the loop below keeps, without its work
     kept: dict[str, str] = {}
     cut: list[str] = []
     used = 0
@@ -135,10 +152,30 @@ def slim_alert(alert: Alert) -> Alert:
     )
 
 
+# The most an alert's JSON (Alert.model_dump_json) adds to its text: field names, status, the two
+# times (microseconds and any offset), nulls, and 6 characters per label or annotation (quotes, colon,
+# comma), with room to spare.
+_ALERT_JSON_OVERHEAD = 256
+_ENTRY_JSON_OVERHEAD = 6
+# A character of text is at most 6 in JSON (\u0000 escapes).
+_JSON_ESCAPE = 6
+
+
+def alert_json_bound(alert: Alert) -> int:
+    """An upper bound on len(alert.model_dump_json()), from the lengths of its texts alone."""
+    chars = len(alert.fingerprint) + len(alert.generator_url or "")
+    for mapping in (alert.labels, alert.annotations):
+        for name, value in mapping.items():
+            chars += len(name) + len(value) + _ENTRY_JSON_OVERHEAD
+    return _JSON_ESCAPE * chars + _ALERT_JSON_OVERHEAD
+
+
 def within_signal_budget(alerts: list[Alert]) -> tuple[list[Alert], int]:
     """Firing alerts first, each bounded, up to MAX_SIGNAL_BYTES whole and twice that slimmed; the
     number of alerts that did not fit."""
     ordered = sorted((bounded_alert(alert) for alert in alerts), key=lambda a: a.status != "firing")
+    if sum(alert_json_bound(alert) for alert in ordered) <= MAX_SIGNAL_BYTES:
+        return ordered, 0  # all fit whole even at their largest: no need to serialise them to know
     kept: list[Alert] = []
     used = 0
     dropped = 0
