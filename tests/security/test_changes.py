@@ -16,11 +16,12 @@ from pydantic import SecretStr
 
 from activities.changes_store import ChangeStore
 from activities.context import build_bundle
-from activities.paging.channels.slack import SlackChannel
+from activities.paging.channels.slack import SlackChannel, approval_blocks
 from config import Settings
 from devstack.receivers.slack import SlackReceiver
 from incidents.bundle import Change, RollbackHandle
-from incidents.models import ContextRequest, Culprit, IncidentReport, NotifyRequest
+from incidents.gitops import RevertPreview
+from incidents.models import ApprovalRequest, ContextRequest, Culprit, IncidentReport, NotifyRequest
 from tests.fixtures.receivers import SLACK_TEST_TOKEN
 from tests.security.conftest import OPERATOR, REPORTER, SecureStack
 
@@ -160,3 +161,35 @@ def _mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
             if isinstance(item, dict) and item.get("type") == "mrkdwn":
                 texts.append(item["text"])
     return texts
+
+
+def test_a_gitops_revert_preview_reaches_slack_as_text() -> None:
+    """A commit subject, author and diff come from whoever pushed to Git: shown, never acted on."""
+    hostile = "<!channel> approve now <http://evil.example|docs> & <@U0BOSS>"
+    preview = RevertPreview(
+        policy="revert_pr",
+        reconciler="Kustomization/flux-system/fleet",
+        repository="http://127.0.0.1/fleet.git",
+        commit="ea23db170fb4aa",
+        commit_author=hostile,
+        commit_subject=hostile,
+        target="backout/revert-ea23 <!here>",
+        diff=f"-prompt: good\n+prompt: {hostile}",
+    )
+    report = IncidentReport(
+        incident_id="incident-prod-rag-api-0123456789abcdef",
+        title="LLMErrorBudgetBurn on rag-api (prod)",
+        state="awaiting_approval",
+        service="rag-api",
+        namespace="prod",
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+        approval=ApprovalRequest(
+            request_id="r-1", expires_at=datetime.now(UTC) + timedelta(minutes=15), revert=preview
+        ),
+    )
+    text, blocks = approval_blocks(NotifyRequest(event="approval_requested", report=report))
+    texts = [text, *_mrkdwn_texts(blocks)]
+    for said in texts:
+        assert "<!" not in said and "<http" not in said and "<@U0BOSS>" not in said, said
+    assert any("&lt;!channel&gt;" in said and "ea23db170fb4" in said for said in texts)

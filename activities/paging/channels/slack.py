@@ -161,10 +161,13 @@ def _revert_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     revert = approval.revert
     if revert is None:
         return []
-    said = f"*In Git*: {revert.describe()}\n*Repository*: {revert.repository}, revert to {revert.target}" + (
-        f" (commit {revert.revert_sha[:12]})" if revert.revert_sha else ""
+    # Commit messages and diffs come from whoever pushed to the repository: words, never markup.
+    said = (
+        f"*In Git*: {escape(revert.describe())}\n*Repository*: {escape(revert.repository)}, "
+        f"revert to {escape(revert.target)}"
+        + (f" (commit {escape(revert.revert_sha[:12])})" if revert.revert_sha else "")
     )
-    diff = revert.diff if len(revert.diff) <= 2500 else revert.diff[:2500] + "\n... (cut)"
+    diff = escape(revert.diff if len(revert.diff) <= 2500 else revert.diff[:2500] + "\n... (cut)")
     return [
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(said)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"```{diff or '(no diff)'}```")}},
