@@ -136,8 +136,10 @@ class ReplicaSet:
     """`apis` x `backout api` behind a LoadBalancer and `workers` x `backout worker`, configured by
     `env` (BACKOUT_* variables naming the Temporal server, task queue, credentials, ...).
 
-    Every process gets the same settings but its own log file (and, for an API, its own port):
-    like the pods of one Helm release. `url` is the one address senders use."""
+    Every process gets the same settings but its own state directory and log file (and, for an
+    API, its own port): like the pods of one Helm release, which share no disk, so what they must
+    agree on goes through Temporal or the shared store (BACKOUT_DATABASE_URL). `url` is the one
+    address senders use."""
 
     def __init__(
         self,
@@ -170,7 +172,8 @@ class ReplicaSet:
 
     def _process(self, name: str, command: str, extra: dict[str, str]) -> ManagedProcess:
         argv = [sys.executable, "-c", "from worker.cli import main; main()", command]
-        env = {**self.env, "PYTHONUNBUFFERED": "1", **extra}
+        state_dir = self.log_dir / name
+        env = {**self.env, "PYTHONUNBUFFERED": "1", "BACKOUT_STATE_DIR": str(state_dir), **extra}
         return ManagedProcess(name, argv, self.log_dir / f"{name}.log", env=env)
 
     def start(self) -> ReplicaSet:

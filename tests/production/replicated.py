@@ -27,7 +27,7 @@ from devstack.bench.payloads import Notification
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.slack import SlackReceiver
 from devstack.replicas import ReplicaSet
-from devstack.temporal_sql import TemporalSqlState
+from devstack.temporal_sql import TemporalSqlState, store_url
 from incidents.models import IncidentView
 from tests.fixtures.temporal import settings_env, unique_name
 from tests.kube.helpers import create_deployment, set_image
@@ -37,6 +37,7 @@ from worker.temporal_client import connect
 
 RUNBOOKS = Path(__file__).parent / "runbooks"
 SENDER_TOKEN = "sender-token-for-the-replica-tests"
+REPORTER_TOKEN = "reporter-token-for-the-replica-tests"
 DRILL = "ProdDrill"  # tests/production/runbooks/prod-drill.yaml: roll back at once
 APPROVAL_DRILL = "ApprovalDrill"  # tests/paging/runbooks/approve.yaml: a human approves first
 
@@ -55,6 +56,8 @@ def replica_settings(temporal: TemporalSqlState, base: Settings, **overrides: An
         "temporal_namespace": temporal.namespace,
         "task_queue": unique_name("replicas"),
         "sender_token": SecretStr(SENDER_TOKEN),
+        "reporter_token": SecretStr(REPORTER_TOKEN),
+        "database_url": SecretStr(store_url(temporal)),
         "allow_anonymous_loopback": False,
         "max_rollbacks_per_namespace_per_hour": 100,
         **overrides,
@@ -182,7 +185,7 @@ async def replicated(
     api_count: int = 2,
     workers: int = 3,
 ) -> AsyncIterator[Replicated]:
-    env = {**settings_env(settings), "BACKOUT_SENDER_TOKEN": SENDER_TOKEN}
+    env = settings_env(settings)
     replicas = ReplicaSet(env, log_dir, apis=api_count, workers=workers)
     await asyncio.to_thread(replicas.start)
     try:

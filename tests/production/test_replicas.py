@@ -14,14 +14,20 @@ PagerDuty and Slack receivers.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from activities.changes_store import ChangeStore
 from activities.kube.client import KubeApis
 from config import Settings
 from devstack.bench.runner import RetryPolicy, send_all
@@ -30,11 +36,22 @@ from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackReceiver
 from devstack.temporal_sql import TemporalSqlState
+from incidents.bundle import IncidentBundle
 from incidents.models import TERMINAL_STATES, IncidentView
+from tests.fixtures.temporal import settings_env
 from tests.kube.helpers import current_images
-from tests.paging.real_incident import APPROVER, RealStack, click_body, signed, stack_settings, write_owners
+from tests.paging.real_incident import (
+    APPROVER,
+    OPERATOR_TOKEN,
+    RealStack,
+    click_body,
+    signed,
+    stack_settings,
+    write_owners,
+)
 from tests.production.replicated import (
     APPROVAL_DRILL,
+    REPORTER_TOKEN,
     SENDER_TOKEN,
     Replicated,
     post,
@@ -248,3 +265,97 @@ async def test_a_worker_and_an_api_process_killed_in_an_alert_storm_lose_nothing
             "slack_posts": len(stack.slack.calls_of("chat.postMessage")),
         }
     )
+
+
+async def test_a_change_reported_to_one_replica_reaches_every_replica_and_the_incident(
+    topology: Replicated, tmp_path: Path
+) -> None:
+    """No replica shares a disk with another (each has its own state directory, like a pod): the
+    reported changes and the culprit labels live in the shared store (PostgreSQL, database_url).
+    A change posted at one API replica is listed by the other and ranked by the incident a worker
+    opens; labels given at both replicas feed `backout attribution train`."""
+    stack = topology
+    services = unique_services(2, "reported")
+    first, second = stack.replicas.api_urls
+    reporter = {"Authorization": f"Bearer {REPORTER_TOKEN}"}
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    changes = [
+        {
+            "id": f"prompt-{service}-42",
+            "service": service,
+            "namespace": stack.namespace,
+            "kind": "prompt",
+            "started_at": datetime.now(UTC).isoformat(),
+            "from_version": "p1",
+            "to_version": "p2",
+            "description": "prompt template p2",
+        }
+        for service in services
+    ]
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+        # Each change reported at one replica; the other knows it (same content: 200, other: 409).
+        for reported_at, seen_at, change in ((first, second, changes[0]), (second, first, changes[1])):
+            created = await http.post(f"{reported_at}/v1/changes", json=change, headers=reporter)
+            assert created.status_code == 201, created.text
+            again = await http.post(f"{seen_at}/v1/changes", json=change, headers=reporter)
+            assert again.status_code == 200 and again.json()["status"] == "unchanged", again.text
+            other = await http.post(
+                f"{seen_at}/v1/changes", json={**change, "to_version": "p3"}, headers=reporter
+            )
+            assert other.status_code == 409, other.text
+        for url in (first, second):
+            listed = await http.get(
+                f"{url}/v1/changes", params={"namespace": stack.namespace}, headers=operator
+            )
+            assert sorted(c["id"] for c in listed.json()["changes"]) == sorted(c["id"] for c in changes), (
+                listed.text
+            )
+
+        # One incident per service, opened through the shared address: a worker (sharing no disk
+        # with either API replica) collects the reported change of its service as a candidate.
+        incident_ids = []
+        for service in services:
+            body = stack.storm([service], batches=1, alertname="ReportedChangeDrill")[0].body
+            assert (await post(stack.replicas.url, body)).status_code == 202
+            incident_ids.append(stack.incident_id(service))
+        deadline = time.monotonic() + WAIT_S
+        for incident_id, change in zip(incident_ids, changes, strict=True):
+            handle = stack.client.get_workflow_handle(incident_id)
+            while (bundle := await handle.query("bundle", result_type=IncidentBundle)) is None:
+                assert time.monotonic() < deadline, f"{incident_id}: no bundle collected"
+                await asyncio.sleep(0.3)
+            assert change["id"] in [c.id for c in bundle.changes], bundle.changes
+
+        # An operator labels each incident's culprit, one at each replica.
+        for url, incident_id, change in zip((first, second), incident_ids, changes, strict=True):
+            labelled = await http.post(
+                f"{url}/v1/incidents/{incident_id}/culprit",
+                json={"change_id": change["id"]},
+                headers=operator,
+            )
+            assert labelled.status_code == 201, labelled.text
+    store = ChangeStore.of(stack.settings)
+    try:
+        labels = [json.loads(label) for label in store.labels()]
+    finally:
+        store.close()
+    mine = sorted(
+        (label["incident_id"], label["change_id"]) for label in labels if label["incident_id"] in incident_ids
+    )
+    assert mine == sorted(zip(incident_ids, [c["id"] for c in changes], strict=True)), labels
+    # No replica kept a change or a label on its own disk: they are only in the shared store.
+    local = [*stack.replicas.log_dir.rglob("changes.sqlite"), *stack.replicas.log_dir.rglob("feedback.jsonl")]
+    assert not local, local
+
+    # Training reads every replica's labels from the shared store (other tests' labels may be there
+    # too: the store is the session's PostgreSQL).
+    trained = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "from worker.cli import main; main()", "attribution", "train",
+         "--synthetic", "100", "--nuisance-per-family", "0", "--out", str(tmp_path / "model.json"), "--json"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, **settings_env(stack.settings), "BACKOUT_STATE_DIR": str(tmp_path / "train")},
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["feedback_incidents"] == len({label["incident_id"] for label in labels}) >= 2, report
