@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -133,6 +134,19 @@ def _run(make: Callable[[], Coroutine[Any, Any, ResultT]], as_json: bool) -> Non
         raise typer.Exit(1)
 
 
+def _load_options(parameters: dict[str, Any]) -> LoadOptions:
+    """The LoadOptions among a command's parameters (its locals())."""
+    return LoadOptions(**{field.name: parameters[field.name] for field in dataclasses.fields(LoadOptions)})
+
+
+def _run_load(
+    options: LoadOptions, make: Callable[[Target], Coroutine[Any, Any, ResultT]], as_json: bool
+) -> None:
+    """Run one load bench (ingest, storm) against the target the options name."""
+    with _target(options) as target:
+        _run(lambda: make(target), as_json)
+
+
 @app.command("ingest")
 def ingest(
     url: str = UrlOption,
@@ -152,19 +166,7 @@ def ingest(
     lost, beside the same notifications as bare signal-with-start calls (the floor)."""
     from devstack.bench.benches import run_ingest
 
-    options = LoadOptions(
-        url,
-        token,
-        concurrency,
-        list_wait_s,
-        spawn,
-        temporal_address,
-        temporal_namespace,
-        floor,
-        open_incidents,
-    )
-    with _target(options) as target:
-        _run(lambda: run_ingest(target, notifications, groups), as_json)
+    _run_load(_load_options(locals()), lambda target: run_ingest(target, notifications, groups), as_json)
 
 
 @app.command("storm")
@@ -187,19 +189,7 @@ def storm(
     beside the same notifications as bare signal-with-start calls (the floor)."""
     from devstack.bench.benches import run_storm
 
-    options = LoadOptions(
-        url,
-        token,
-        concurrency,
-        list_wait_s,
-        spawn,
-        temporal_address,
-        temporal_namespace,
-        floor,
-        open_incidents,
-    )
-    with _target(options) as target:
-        _run(lambda: run_storm(target, alerts, groups, batches), as_json)
+    _run_load(_load_options(locals()), lambda target: run_storm(target, alerts, groups, batches), as_json)
 
 
 @app.command("latency")

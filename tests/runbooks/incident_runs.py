@@ -35,10 +35,9 @@ from worker.temporal_server import TemporalDevServer
 from workflows.incident import IncidentWorkflow
 
 
-def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
-    """collect_context answers one image change of Deployment `name` (revision 2); attribute_bundle
-    ranks it first."""
-    change = Change(
+def image_change(namespace: str, name: str) -> Change:
+    """An image change of Deployment `name`, v1 to v2, undone by rolling back to revision 2."""
+    return Change(
         id=f"chg-{name}-v2",
         service=name,
         namespace=namespace,
@@ -48,6 +47,12 @@ def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
         to_version=f"{name}:v2",
         rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=2),
     )
+
+
+def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
+    """collect_context answers one image change of Deployment `name` (revision 2); attribute_bundle
+    ranks it first."""
+    change = image_change(namespace, name)
 
     @activity.defn(name="collect_context")
     async def collect_context(request: ContextRequest) -> ContextResult:
@@ -64,6 +69,34 @@ def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
     return [collect_context, attribute_bundle]
 
 
+def incident_params(namespace: str, name: str, runbook_dir: Path, **overrides: Any) -> IncidentInput:
+    """An alertmanager incident of Deployment `name` with the runbooks of `runbook_dir`, no settle
+    window and no cool-down (unless `overrides` say otherwise)."""
+    values: dict[str, Any] = {
+        "incident_id": f"inc-{uuid.uuid4().hex[:8]}",
+        "key": IncidentKey(namespace=namespace, service=name, group=name),
+        "source": "alertmanager",
+        "settle_s": 0,
+        "cooldown_s": 0,
+        "runbook_dir": str(runbook_dir),
+    }
+    return IncidentInput(**{**values, **overrides})
+
+
+async def start_incident(
+    client: Client, queue: str, params: IncidentInput, opening: IncidentSignal
+) -> WorkflowHandle[IncidentWorkflow, IncidentView]:
+    """Signal-with-start the incident on `queue`, as the API does."""
+    return await client.start_workflow(
+        IncidentWorkflow.run,
+        params,
+        id=params.incident_id,
+        task_queue=queue,
+        start_signal="add_signal",
+        start_signal_args=[opening],
+    )
+
+
 async def run_incident(
     server: TemporalDevServer,
     settings: Settings,
@@ -77,27 +110,16 @@ async def run_incident(
     of its remediation (say, the alert resolving)."""
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     queue = f"incident-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=namespace, service=name, group=name),
-        source="alertmanager",
-        settle_s=0,
-        cooldown_s=0,
-        runbook_dir=str(runbook_dir),
-    )
     kube = KubeActivities(settings)
-    activities = [*stand_ins(namespace, name), load_runbooks_activity, kube.remediate, kube.verify_rollout]
+    activities: list[Callable[..., Any]] = [
+        *stand_ins(namespace, name),
+        load_runbooks_activity,
+        kube.remediate,
+        kube.verify_rollout,
+    ]
     activities += [channel(settings).notify for channel in CHANNELS.values()]  # unconfigured: Inconclusive
     async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
-        handle: WorkflowHandle[IncidentWorkflow, IncidentView] = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[opening],
-        )
+        handle = await start_incident(client, queue, incident_params(namespace, name, runbook_dir), opening)
         if after_rollout is not None:
             for _ in range(600):
                 view = await handle.query(IncidentWorkflow.view)

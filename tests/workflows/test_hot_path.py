@@ -24,23 +24,20 @@ from activities.runbooks import load_runbooks_activity
 from incidents.bundle import (
     AttributionOutput,
     BundleIncident,
-    Change,
     IncidentBundle,
     ModelInfo,
     RankedChange,
-    RollbackHandle,
 )
-from incidents.key import IncidentKey
 from incidents.models import (
     Alert,
     ContextRequest,
     ContextResult,
-    IncidentInput,
     IncidentSignal,
     NotifyRequest,
     NotifyResult,
 )
 from incidents.remediation import RemediationRequest, RemediationResult
+from tests.runbooks.incident_runs import image_change, incident_params, start_incident
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, IncidentWorkflow
@@ -81,16 +78,7 @@ class Calls:
 
     def __init__(self, namespace: str, name: str) -> None:
         self.order: list[str] = []
-        self.change = Change(
-            id=f"chg-{name}-v2",
-            service=name,
-            namespace=namespace,
-            kind="image",
-            started_at=datetime.now(UTC),
-            from_version=f"{name}:v1",
-            to_version=f"{name}:v2",
-            rollback=RollbackHandle(type="deployment", name=name, namespace=namespace, revision=2),
-        )
+        self.change = image_change(namespace, name)
 
     def activities(self) -> list[Any]:
         calls = self
@@ -147,15 +135,6 @@ async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple
     calls = Calls(namespace, name)
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
     queue = f"hot-path-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=namespace, service=name, group=name),
-        source="alertmanager",
-        settle_s=0,
-        cooldown_s=0,
-        runbook_dir=str(runbooks),
-    )
     now = datetime.now(UTC)
     labels = {"alertname": "HotPath", "severity": "critical", "service": name, "namespace": namespace}
     opening = IncidentSignal(
@@ -170,14 +149,7 @@ async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple
         activities=calls.activities(),
         workflow_runner=sandbox_runner([IncidentWorkflow]),  # as the worker runs them
     ):
-        handle = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[opening],
-        )
+        handle = await start_incident(client, queue, incident_params(namespace, name, runbooks), opening)
         await handle.result()
         history = await handle.fetch_history()
     return calls, history
