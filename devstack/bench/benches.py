@@ -236,7 +236,8 @@ async def _send_run(client: httpx.AsyncClient, target: Target, shape: LoadShape)
         )
     sent = await send_all(client, plan, target.token, target.concurrency, target.retry)
     load = load.ended()
-    found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s)
+    answered = [d.incident_id for d in sent.accepted if d.incident_id]
+    found = await incidents_of_run(client, run_id, shape.groups, target.list_wait_s, answered)
     memory = await read_memory(client)
     if background is not None:
         background = await still_open(client, background)

@@ -168,18 +168,30 @@ class RunIncidents(BaseModel):
     states: dict[str, int]
 
 
+# GET /v1/incidents lists at most this many (the newest first).
+LIST_CAP = 1000
+
+
 async def incidents_of_run(
-    client: httpx.AsyncClient, run_id: str, expected: int, list_wait_s: float
+    client: httpx.AsyncClient,
+    run_id: str,
+    expected: int,
+    list_wait_s: float,
+    answered: Sequence[str] = (),
 ) -> RunIncidents:
-    """Incidents (distinct workflow ids) the API lists for this run; waits up to `list_wait_s` for visibility."""
+    """Incidents (distinct workflow ids) the API lists for this run; waits up to `list_wait_s` for visibility.
+    Where the listing is full (other incidents open beside the run's), the incidents the webhook
+    answered with (`answered`) are read one by one instead."""
     namespace = bench_namespace(run_id)
     deadline = time.perf_counter() + list_wait_s
-    limit = max(1000, expected * 5)
     while True:
-        response = await client.get("/v1/incidents", params={"limit": limit})
+        response = await client.get("/v1/incidents", params={"limit": LIST_CAP})
         if response.status_code != 200:
             raise BenchError(f"GET /v1/incidents answered HTTP {response.status_code}: {response.text[:300]}")
-        items = [item for item in response.json().get("incidents", []) if item.get("namespace") == namespace]
+        listed = response.json().get("incidents", [])
+        items = [item for item in listed if item.get("namespace") == namespace]
+        if len(listed) >= LIST_CAP and len(items) < expected and answered:
+            items = await _read_each(client, sorted(set(answered)), namespace)
         states: dict[str, int] = {}
         for item in items:
             states[str(item.get("state"))] = states.get(str(item.get("state")), 0) + 1
@@ -187,6 +199,20 @@ async def incidents_of_run(
         if len(found.ids) >= expected or time.perf_counter() >= deadline:
             return found
         await asyncio.sleep(0.5)
+
+
+async def _read_each(
+    client: httpx.AsyncClient, incident_ids: list[str], namespace: str
+) -> list[dict[str, Any]]:
+    """The incidents of `namespace` among `incident_ids`, each read by id."""
+    found: list[dict[str, Any]] = []
+    for incident_id in incident_ids:
+        response = await client.get(
+            f"/v1/incidents/{quote(incident_id, safe='')}", params={"alerts_limit": 0}
+        )
+        if response.status_code == 200 and response.json().get("namespace", namespace) == namespace:
+            found.append({"id": incident_id, **response.json()})
+    return found
 
 
 async def alerts_held(client: httpx.AsyncClient, incident_ids: set[str], concurrency: int) -> set[str]:

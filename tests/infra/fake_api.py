@@ -30,6 +30,8 @@ class FakeApiState:
     split_by_replica: bool = False
     # Answer 400 to notifications of this group label value: the bench must count them lost.
     reject_group: str | None = None
+    # Incidents of another namespace listed before the bench's own (the listing shows 1000 at most).
+    listed_first: int = 0
     posts: int = 0
     accepted_bodies: list[dict[str, Any]] = field(default_factory=list)
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -75,7 +77,10 @@ def build_app(state: FakeApiState) -> FastAPI:
     def incidents(limit: int = 200) -> dict[str, Any]:
         with state.lock:
             items = [{k: v for k, v in inc.items() if k != "alerts"} for inc in state.incidents.values()]
-        return {"incidents": items[:limit]}
+        others = [
+            {"id": f"other-{i}", "namespace": "elsewhere", "state": "open"} for i in range(state.listed_first)
+        ]
+        return {"incidents": [*others, *items][:limit]}
 
     @app.get("/v1/incidents/{incident_id}")
     def incident(incident_id: str) -> dict[str, Any]:

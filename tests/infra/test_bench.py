@@ -53,6 +53,14 @@ async def test_ingest_counts_one_incident_per_group_and_no_loss() -> None:
     assert result.notifications_per_s > 0
 
 
+async def test_ingest_reads_the_incidents_it_was_answered_with_when_the_listing_is_full() -> None:
+    state = FakeApiState(token=TOKEN, listed_first=1000)  # the run's incidents are past the listing
+    with serve_fake_api(state) as url:
+        result = await run_ingest(_target(url), notifications=40, groups=4)
+    assert result.ok, result.problems
+    assert (result.incidents, result.lost) == (4, 0)
+
+
 async def test_storm_retries_503_and_accounts_for_every_alert() -> None:
     state = FakeApiState(token=TOKEN, fail_every=3)
     with serve_fake_api(state) as url:
