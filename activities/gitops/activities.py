@@ -180,7 +180,7 @@ class GitOpsActivities:
         kube: Callable[[], KubeApis],
         redactor: Redactor | None = None,
         dry_run: DryRun = NO_DRY_RUN,
-        allowed: Callable[[str | None], bool] = lambda namespace: True,
+        allowed: Callable[[str | None], bool] = lambda namespace: False,
     ) -> None:
         self.config = config
         self._kube = kube
@@ -194,12 +194,12 @@ class GitOpsActivities:
         config = settings.gitops
         if "cache_dir" not in config.model_fields_set:
             config = config.model_copy(update={"cache_dir": settings.state_dir / "gitops"})
-        listed = settings.allowed_namespaces
-
-        def allowed(namespace: str | None) -> bool:  # the remediation frame's rule (activities/kube)
-            return not listed or listed == ["*"] or namespace in listed
-
-        return cls(config, lambda: shared_apis(settings), dry_run=DryRun.of(settings), allowed=allowed)
+        return cls(
+            config,
+            lambda: shared_apis(settings),
+            dry_run=DryRun.of(settings),
+            allowed=settings.namespace_allowed,
+        )
 
     def _dry(self, asked: bool, *namespaces: str | None) -> bool:
         return asked or any(self.dry_run.applies(namespace) for namespace in namespaces if namespace)

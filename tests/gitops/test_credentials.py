@@ -115,7 +115,7 @@ async def test_tokens_never_reach_workflow_history_or_logs(
     def no_cluster() -> None:
         raise AssertionError("inline credentials need no cluster")
 
-    activities = GitOpsActivities(config, no_cluster)  # type: ignore[arg-type]
+    activities = GitOpsActivities(config, no_cluster, allowed=lambda namespace: True)  # type: ignore[arg-type]
     reader = GitRepository(
         fleet.url, tmp_path / "reader", Redactor(), config.author, GIT_USER, SecretStr(GIT_TOKEN)
     )
