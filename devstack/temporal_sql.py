@@ -40,9 +40,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from devstack import gobuild
 from devstack.cluster.processes import free_port, pid_alive, reap
+from devstack.defaults import TEMPORAL_SQL_STATE_DIR
 from devstack.tools import TEMPORAL
 
-DEFAULT_STATE_DIR = Path(".backout/temporal-sql")
+DEFAULT_STATE_DIR = TEMPORAL_SQL_STATE_DIR
 DATABASES = ("temporal", "temporal_visibility")
 # backout's own shared store (reported changes, culprit labels: BACKOUT_DATABASE_URL) on the same server.
 STORE_DATABASE = "backout"

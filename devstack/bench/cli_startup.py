@@ -124,27 +124,14 @@ def _timing(probe: Probe, samples: list[tuple[float, float, int, float]], floor_
 
 
 def help_probes(executable: str) -> list[Probe]:
-    """`backout --help` and `backout <command> --help` for every top-level command.
-
-    The limits hold for the product's commands. The harness's own groups (`cluster`, `temporal`,
-    ...) are timed and reported without a limit: their modules set option defaults from the
-    harness's build and process code, which loads httpx, cryptography or Temporal."""
+    """`backout --help` and `backout <command> --help` for every top-level command, the harness's
+    own groups (`cluster`, `temporal`, ...) included: the same limits hold for all."""
     from worker.cli import COMMANDS, HARNESS_COMMANDS
 
-    probes = [
-        Probe(name="--help", argv=[executable, "--help"], limit_s=HELP_LIMIT_S, limit_mib=HELP_LIMIT_MIB)
+    return [
+        Probe(name=name, argv=[executable, *name.split()], limit_s=HELP_LIMIT_S, limit_mib=HELP_LIMIT_MIB)
+        for name in ["--help", *(f"{command} --help" for command in [*COMMANDS, *HARNESS_COMMANDS])]
     ]
-    for name in COMMANDS:
-        probes.append(
-            Probe(
-                name=f"{name} --help",
-                argv=[executable, name, "--help"],
-                limit_s=HELP_LIMIT_S,
-                limit_mib=HELP_LIMIT_MIB,
-            )
-        )
-    probes += [Probe(name=f"{name} --help", argv=[executable, name, "--help"]) for name in HARNESS_COMMANDS]
-    return probes
 
 
 def write_bundle(path: Path, changes: int = BUNDLE_CHANGES) -> None:

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import typer
 
-from devstack import gobuild
-from devstack.cluster import build, local
-from devstack.tools import TOOLS
+from devstack.defaults import CLUSTER_STATE_DIR, GO_TOOL_NAMES, KUBERNETES_VERSION
 
 app = typer.Typer(
     no_args_is_help=True, help="Run a local Kubernetes control plane (etcd, apiserver, KWOK nodes)."
 )
 
-STATE_DIR_OPTION = typer.Option(
-    local.DEFAULT_STATE_DIR, "--state-dir", help="where certs, logs and pids live"
-)
+STATE_DIR_OPTION = typer.Option(CLUSTER_STATE_DIR, "--state-dir", help="where certs, logs and pids live")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -28,12 +24,16 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command("build")
 def build_command(
-    version: str = typer.Option(build.KUBERNETES_VERSION, "--version", help="k8s.io/kubernetes version"),
+    version: str = typer.Option(KUBERNETES_VERSION, "--version", help="k8s.io/kubernetes version"),
     with_tools: str = typer.Option(
-        "", "--with", help=f"also build these production parts, comma-separated: {', '.join(TOOLS)}"
+        "", "--with", help=f"also build these production parts, comma-separated: {', '.join(GO_TOOL_NAMES)}"
     ),
 ) -> None:
     """Build kube-apiserver, controller-manager, scheduler, kubectl, etcd and kwok into the cache (once)."""
+    from devstack import gobuild
+    from devstack.cluster import build
+    from devstack.tools import TOOLS
+
     wanted = [name.strip() for name in with_tools.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in TOOLS]
     if unknown:
@@ -55,6 +55,8 @@ def up_command(
     fresh: bool = typer.Option(False, "--fresh", help="wipe the etcd data: start with an empty cluster"),
 ) -> None:
     """Start the control plane in the background and wait until the fake nodes are Ready."""
+    from devstack.cluster import build, local
+
     cluster = local.LocalCluster(state_dir)
     started = time.monotonic()
     try:
@@ -68,6 +70,8 @@ def up_command(
 @app.command("down")
 def down_command(state_dir: Path = STATE_DIR_OPTION) -> None:
     """Stop every process `up` started."""
+    from devstack.cluster import local
+
     stopped = local.LocalCluster(state_dir).stop()
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "no cluster running")
 
@@ -78,6 +82,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show whether each component runs and how many fake nodes are Ready (exit 1 when not ready)."""
+    from devstack.cluster import local
+
     status = local.LocalCluster(state_dir).status()
     if as_json:
         typer.echo(json.dumps(status.model_dump(), indent=2))
@@ -96,6 +102,8 @@ def status_command(
 @app.command("env")
 def env_command(state_dir: Path = STATE_DIR_OPTION) -> None:
     """Print `export KUBECONFIG=...` (and PATH for the cached kubectl) for the running cluster: eval "$(...)"."""
+    from devstack.cluster import build, local
+
     cluster = local.LocalCluster(state_dir)
     if cluster.read_state() is None:
         raise _fail(f"no cluster recorded in {cluster.state_dir}; run `backout cluster up` first")

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import typer
 
-from devstack import gobuild
-from devstack.temporal_sql import DEFAULT_STATE_DIR, TemporalSql, TemporalSqlError, client_env, state_json
+from devstack.defaults import TEMPORAL_SQL_STATE_DIR
 
 app = typer.Typer(
     no_args_is_help=True,
     help="Run a production Temporal server (temporal-server on PostgreSQL) on loopback.",
 )
 
-STATE_DIR_OPTION = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="data, logs, pids and ports")
+STATE_DIR_OPTION = typer.Option(TEMPORAL_SQL_STATE_DIR, "--state-dir", help="data, logs, pids and ports")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -34,6 +33,9 @@ def up_command(
     timeout: float = typer.Option(180.0, "--timeout", help="seconds to wait for a healthy server"),
 ) -> None:
     """Start PostgreSQL and temporal-server in the background (building the server once) and wait for them."""
+    from devstack import gobuild
+    from devstack.temporal_sql import TemporalSql, TemporalSqlError, client_env
+
     started = time.monotonic()
     server = TemporalSql(state_dir, namespace=namespace, history_shards=history_shards)
     try:
@@ -56,6 +58,8 @@ def down_command(
     purge: bool = typer.Option(False, "--purge", help="also delete the database"),
 ) -> None:
     """Stop the server and PostgreSQL (data is kept unless --purge)."""
+    from devstack.temporal_sql import TemporalSql
+
     stopped = TemporalSql(state_dir).stop(purge=purge)
     typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing running")
 
@@ -66,6 +70,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Whether PostgreSQL and the server run and a Temporal client is served (exit 1 when not healthy)."""
+    from devstack.temporal_sql import TemporalSql
+
     status = TemporalSql(state_dir).status()
     if as_json:
         typer.echo(json.dumps(status.model_dump(), indent=2))
@@ -88,6 +94,8 @@ def env_command(
     as_json: bool = typer.Option(False, "--json", help="the whole state (password masked)"),
 ) -> None:
     """Print the settings that point backout at this server: eval "$(backout temporal env)"."""
+    from devstack.temporal_sql import TemporalSql, client_env, state_json
+
     state = TemporalSql(state_dir).read_state()
     if state is None:
         raise _fail(f"no server recorded in {Path(state_dir).absolute()}; run `backout temporal up` first")

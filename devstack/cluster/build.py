@@ -25,7 +25,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
-KUBERNETES_VERSION = "v1.34.4"
+from devstack.defaults import KUBERNETES_VERSION
+
 KWOK_VERSION = "v0.7.0"
 # Debian's etcd 3.4.23 predates progress notifications (3.4.31 / 3.5.13), without which the
 # apiserver refuses watch-list streams and KWOK's informers lag by tens of seconds.

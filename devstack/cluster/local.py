@@ -23,8 +23,9 @@ from devstack.cluster.kubeconfig import write_kubeconfig
 from devstack.cluster.nodes import fake_node, node_ready
 from devstack.cluster.processes import etcd_supports_no_fsync, free_port, pid_alive, reap
 from devstack.cluster.state import ClusterState, ClusterStatus, ComponentStatus, ProcessInfo
+from devstack.defaults import CLUSTER_STATE_DIR
 
-DEFAULT_STATE_DIR = Path(".backout/cluster")
+DEFAULT_STATE_DIR = CLUSTER_STATE_DIR
 FAKE_NODE_COUNT = 3
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # etcd 3.4 lacks progress notifications, so the apiserver refuses watch-list streams;

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import COMMANDS
+from devstack.defaults import GO_TOOL_NAMES
+from devstack.tools import TOOLS
+from worker.cli import COMMANDS, HARNESS_COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 # Never for the CLI's start or help: each costs from a quarter of a second to over a second.
@@ -66,7 +68,9 @@ def test_the_probe_sees_what_a_command_loads(tmp_path: Path) -> None:
     assert "numpy" in loaded and "attribution" in loaded
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS], ids=lambda c: f"{c or 'backout'} --help")
+@pytest.mark.parametrize(
+    "command", [None, *COMMANDS, *HARNESS_COMMANDS], ids=lambda c: f"{c or 'backout'} --help"
+)
 def test_help_loads_no_heavy_library(command: str | None, tmp_path: Path) -> None:
     code, loaded = loaded_by([command, "--help"] if command else ["--help"], tmp_path)
     assert code == 0
@@ -77,3 +81,8 @@ def test_attributing_a_bundle_loads_no_heavy_library(tmp_path: Path) -> None:
     code, loaded = loaded_by(["attribute", "--input", str(SCENARIO)], tmp_path)
     assert code == 0
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_harness_help_names_the_tools_cluster_build_knows() -> None:
+    """`backout cluster build --help` lists devstack/defaults.py's names without loading the tools."""
+    assert tuple(TOOLS) == GO_TOOL_NAMES
