@@ -122,14 +122,9 @@ async def test_change_text_reaches_slack_as_text(slack_receiver: SlackReceiver, 
         slack_channel="#incidents",
     )
     hostile = "<!channel> rollback done, see <http://evil.example/login|the runbook> & <@U0BOSS>"
-    report = IncidentReport(
-        incident_id="incident-prod-rag-api-0123456789abcdef",
+    report = _report(
         title="<!here> LLMErrorBudgetBurn on rag-api (prod)",
         state="needs_human",
-        service="rag-api",
-        namespace="prod",
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
         symptom="error rate <!subteam^S0> up",
         culprits=[Culprit(change_id="deploy-1", probability=0.9, change=hostile, reasons=[hostile])],
         done=[hostile],
@@ -176,14 +171,9 @@ def test_a_gitops_revert_preview_reaches_slack_as_text() -> None:
         target="backout/revert-ea23 <!here>",
         diff=f"-prompt: good\n+prompt: {hostile}",
     )
-    report = IncidentReport(
-        incident_id="incident-prod-rag-api-0123456789abcdef",
+    report = _report(
         title="LLMErrorBudgetBurn on rag-api (prod)",
         state="awaiting_approval",
-        service="rag-api",
-        namespace="prod",
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
         approval=ApprovalRequest(
             request_id="r-1", expires_at=datetime.now(UTC) + timedelta(minutes=15), revert=preview
         ),
@@ -193,3 +183,15 @@ def test_a_gitops_revert_preview_reaches_slack_as_text() -> None:
     for said in texts:
         assert "<!" not in said and "<http" not in said and "<@U0BOSS>" not in said, said
     assert any("&lt;!channel&gt;" in said and "ea23db170fb4" in said for said in texts)
+
+
+def _report(**fields: Any) -> IncidentReport:
+    """A report of an alertmanager incident of rag-api in prod, with `fields`."""
+    return IncidentReport(
+        incident_id="incident-prod-rag-api-0123456789abcdef",
+        service="rag-api",
+        namespace="prod",
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+        **fields,
+    )

@@ -18,21 +18,20 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
-from incidents.key import IncidentKey
 from incidents.models import (
     Alert,
     EvalRecheckRequest,
     EvalSymptom,
-    IncidentInput,
     IncidentSignal,
     IncidentView,
 )
 from incidents.remediation import VerificationResult, VerifyRequest
-from tests.workflows.test_hot_path import Calls, _patches, _replays
+from tests.runbooks.incident_runs import incident_params, start_incident
+from tests.workflows.test_hot_path import NAMESPACE, _patches, _replays, standins
+from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import LAGGING_ALERT_PATCH, IncidentWorkflow
 
@@ -127,34 +126,25 @@ async def _incident(
     """An incident opened by a golden-set regression, rolled back and verified by the golden set;
     `after_recovery` signals are sent once it cools down (each after the golden set was asked
     about the one before, if it was)."""
-    runbooks = tmp_path / "runbooks"
-    runbooks.mkdir()
-    (runbooks / "cooldown.yaml").write_text(ROLLBACK_AND_VERIFY)
-    namespace, name = "shop", f"rag-{uuid.uuid4().hex[:6]}"
-    calls = Calls(namespace, name)
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-    queue = f"cooldown-{uuid.uuid4().hex[:8]}"
-    incident_id = f"inc-{uuid.uuid4().hex[:8]}"
-    params = IncidentInput(
-        incident_id=incident_id,
-        key=IncidentKey(namespace=namespace, service=name, group=name),
+    runbooks, calls, client, queue = await standins(server, ROLLBACK_AND_VERIFY, tmp_path, "rag")
+    params = incident_params(
+        NAMESPACE,
+        calls.change.service,
+        runbooks,
         source="eval",
-        settle_s=0,
         cooldown_s=COOLDOWN_S,
-        runbook_dir=str(runbooks),
         eval_manifest=MANIFEST,
     )
     opening = IncidentSignal(source="eval", received_at=datetime.now(UTC), eval=_symptom(0.6))
     activities = [*calls.activities(), *golden.activities()]
-    async with Worker(client, task_queue=queue, workflows=[IncidentWorkflow], activities=activities):
-        handle = await client.start_workflow(
-            IncidentWorkflow.run,
-            params,
-            id=incident_id,
-            task_queue=queue,
-            start_signal="add_signal",
-            start_signal_args=[opening],
-        )
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[IncidentWorkflow],
+        activities=activities,
+        workflow_runner=sandbox_runner([IncidentWorkflow]),  # as the worker runs them
+    ):
+        handle = await start_incident(client, queue, params, opening)
         await _in_cooldown(handle)
         for signal in after_recovery:
             asked = golden.asked

@@ -73,6 +73,9 @@ nodes:
 """
 
 
+NAMESPACE = "shop"
+
+
 class Calls:
     """Stand-in activities; `order` is what they were asked, in order (notify calls by event)."""
 
@@ -127,14 +130,22 @@ class Calls:
         ]
 
 
-async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple[Calls, WorkflowHistory]:
+async def standins(
+    server: TemporalDevServer, runbook: str, tmp_path: Path, service: str
+) -> tuple[Path, Calls, Client, str]:
+    """A runbook directory holding `runbook`; stand-in activities for a new Deployment named after
+    `service` in NAMESPACE; a client; a task queue of the test's own."""
     runbooks = tmp_path / "runbooks"
     runbooks.mkdir()
-    (runbooks / "hot-path.yaml").write_text(runbook)
-    namespace, name = "shop", f"chat-{uuid.uuid4().hex[:6]}"
-    calls = Calls(namespace, name)
+    (runbooks / "runbook.yaml").write_text(runbook)
+    calls = Calls(NAMESPACE, f"{service}-{uuid.uuid4().hex[:6]}")
     client = await Client.connect(server.address, data_converter=pydantic_data_converter)
-    queue = f"hot-path-{uuid.uuid4().hex[:8]}"
+    return runbooks, calls, client, f"{service}-{uuid.uuid4().hex[:8]}"
+
+
+async def _run(server: TemporalDevServer, runbook: str, tmp_path: Path) -> tuple[Calls, WorkflowHistory]:
+    runbooks, calls, client, queue = await standins(server, runbook, tmp_path, "chat")
+    namespace, name = NAMESPACE, calls.change.service
     now = datetime.now(UTC)
     labels = {"alertname": "HotPath", "severity": "critical", "service": name, "namespace": namespace}
     opening = IncidentSignal(
