@@ -67,6 +67,7 @@ class DemoFleet:
     """Git server, local GitHub API, Flux and the fleet repository for the demo's service."""
 
     def __init__(self, work_dir: Path, kubeconfig: Path, apis: KubeApis) -> None:
+        work_dir = work_dir.absolute()  # git and the controllers run in other directories
         self.work_dir = work_dir
         self.apis = apis
         self.custom = CustomObjectsApi(apis.api_client)

@@ -37,7 +37,7 @@ class FluxControllers(ProcessGroup):
 
     def __init__(self, kubeconfig: Path, work_dir: Path) -> None:
         self.kubeconfig = kubeconfig
-        self.work_dir = work_dir
+        self.work_dir = work_dir.absolute()  # source-controller refuses a relative storage path
         self.storage_port = free_port()
         super().__init__()
 
