@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -31,7 +32,8 @@ def _series(
     noise: float = 0.02,
 ) -> SeriesData:
     times = TIMES[start <= TIMES]
-    rng = np.random.default_rng(abs(hash((service, name, version, pod))) % 2**32)
+    # A seed of its own per series, the same in every process (hash() of a str is salted per process).
+    rng = np.random.default_rng(zlib.crc32(repr((service, name, version, pod)).encode()))
     values = level + rng.normal(0, noise * abs(level) + 1e-4, times.size)
     if jump_at is not None:
         values[times >= jump_at] += jump
