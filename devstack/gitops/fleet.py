@@ -20,6 +20,7 @@ class Fleet:
         self.name = name
         self.bare = server.create_repository(name)
         self.url = server.url(name)
+        workdir = workdir.absolute()  # git runs it from its parent directory
         self.workdir = workdir
         workdir.parent.mkdir(parents=True, exist_ok=True)
         self._git("init", "--quiet", "--initial-branch=main", str(workdir), cwd=workdir.parent)

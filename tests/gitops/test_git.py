@@ -4,6 +4,7 @@ read, find the culprit commit, revert, push, conflicts, and tokens that never le
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,21 @@ def test_a_kustomization_file_is_followed_into_its_bases(fleet: Fleet, tmp_path:
         found = find_culprit(repo, source, PROMPT, None)
     assert found.commit.sha == culprit
     assert found.manifest_path == "base/prompt.yaml"
+
+
+def test_a_fleet_and_its_reverts_work_from_a_relative_directory(
+    git_server: GitHttpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backout demo --gitops` keeps its state under the relative .backout/ by default."""
+    monkeypatch.chdir(tmp_path)
+    fleet = Fleet(git_server, f"fleet-{uuid.uuid4().hex[:8]}", Path(".backout/demo/gitops/fleet-work"))
+    assert fleet.workdir.is_absolute()
+    _first, culprit, later = three_commits(fleet)
+    repo = repository(fleet, tmp_path, Redactor())
+    with repo.locked():
+        repo.fetch()
+        source = GitSource(repo_url=fleet.url, branch="main", path="apps", revision=later)
+        found = find_culprit(
+            repo, source, PROMPT, live={"data": {"prompt": "improvise", "temperature": "0.2"}}
+        )
+    assert found.commit.sha == culprit
