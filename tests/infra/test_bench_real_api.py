@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.bench.benches import Target, run_ingest, run_storm
+from devstack.bench.benches import IngestResult, StormResult, Target, run_ingest, run_storm
 from devstack.bench.stack import SpawnedStack
 
 pytestmark = [pytest.mark.temporal, pytest.mark.slow]
@@ -21,33 +21,42 @@ def backout_stack() -> Iterator[SpawnedStack]:
 
 
 async def test_ingest_against_real_api(backout_stack: SpawnedStack) -> None:
-    target = Target(
-        url=backout_stack.url,
-        token=backout_stack.token,
-        operator_token=backout_stack.operator_token,
-        concurrency=8,
-        list_wait_s=30,
-    )
+    target = _target(backout_stack)
     result = await run_ingest(target, notifications=48, groups=6)
     assert result.ok, result.problems
     assert (result.incidents, result.lost) == (6, 0)
+    _measured_beside_its_floor(result)
 
 
 async def test_storm_against_real_api_keeps_every_alert_in_one_incident_per_group(
     backout_stack: SpawnedStack,
 ) -> None:
-    target = Target(
-        url=backout_stack.url,
-        token=backout_stack.token,
-        operator_token=backout_stack.operator_token,
-        concurrency=8,
-        list_wait_s=30,
-    )
+    target = _target(backout_stack)
     result = await run_storm(target, alerts=120, groups=6, batches=3)
     assert result.ok, result.problems
     assert result.incidents_opened == 6
     assert (result.alerts_held, result.alerts_lost, result.notifications_lost) == (120, 0, 0)
     assert result.duplicates_absorbed == result.alert_deliveries - 120
+    _measured_beside_its_floor(result)
+
+
+def _target(stack: SpawnedStack) -> Target:
+    """The stack's API, and its Temporal server for the floor's bare client."""
+    return Target(
+        url=stack.url,
+        token=stack.token,
+        operator_token=stack.operator_token,
+        concurrency=8,
+        list_wait_s=30,
+        temporal_address=stack.temporal_address,
+    )
+
+
+def _measured_beside_its_floor(result: IngestResult | StormResult) -> None:
+    floor = result.floor
+    assert floor is not None and floor.calls_per_s and floor.p99_ms and not floor.errors, floor
+    assert result.throughput_ratio is not None and result.throughput_ratio > 0
+    assert result.p99_ratio is not None and result.p99_ratio > 0
 
 
 def test_the_worker_runs_nicer_than_the_api(backout_stack: SpawnedStack) -> None:
