@@ -652,8 +652,8 @@ class IncidentWorkflow:
         still_firing = [name for name in lagging if self._alert_firing(name)]
         if still_firing:
             await self._needs_human(
-                f"{', '.join(still_firing)} still firing at the end of the cool-down although the golden set "
-                "holds: the alert and the golden set disagree; not acting twice"
+                f"{', '.join(still_firing)} fired again after the recovery and still firing at the end of the "
+                "cool-down although the golden set holds: the alert and the golden set disagree; not acting twice"
             )
 
     async def _lagging_alert(self, lagging: list[str]) -> bool:

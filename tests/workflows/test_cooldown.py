@@ -186,7 +186,7 @@ async def test_an_alert_still_firing_when_the_cooldown_ends_goes_to_a_human(
     golden = GoldenSet(0.97)
     view, history = await _incident(temporal_server, tmp_path, golden, [_alert("firing", "rag")])
     assert view.state == "needs_human"
-    assert _said(view, "RagRetrievalPrecisionLow still firing at the end of the cool-down")
+    assert _said(view, "RagRetrievalPrecisionLow fired again after the recovery and still firing at the end")
     await _replays(history)
 
 
