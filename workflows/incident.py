@@ -649,7 +649,8 @@ class IncidentWorkflow:
                 "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
             )
             return
-        still_firing = [name for name in lagging if self._alert_firing(name)]
+        firing = state.firing_alert_names()
+        still_firing = [name for name in lagging if name in firing]
         if still_firing:
             await self._needs_human(
                 f"{', '.join(still_firing)} fired again after the recovery and still firing at the end of the "
@@ -669,13 +670,7 @@ class IncidentWorkflow:
         verdict = await golden_set_holds(state)
         if verdict is None:
             return False
-        firing = sorted(
-            {
-                alert.labels.get("alertname", alert.fingerprint)
-                for alert in state.alerts.values()
-                if alert.status == "firing"
-            }
-        )
+        firing = sorted(state.firing_alert_names())
         lagging.extend(name for name in firing if name not in lagging)
         self._log(
             "note",
@@ -684,12 +679,6 @@ class IncidentWorkflow:
             f"({verdict}): a lagging alert window; still cooling down",
         )
         return True
-
-    def _alert_firing(self, name: str) -> bool:
-        return any(
-            alert.status == "firing" and alert.labels.get("alertname", alert.fingerprint) == name
-            for alert in self.state.alerts.values()
-        )
 
     # --- Telling people ---------------------------------------------------------------------
 

@@ -310,6 +310,14 @@ class IncidentState(BaseModel):
             labels.update(alert.labels)
         return labels
 
+    def firing_alert_names(self) -> set[str]:
+        """The names (alertname, else fingerprint) of the kept alerts that are firing."""
+        return {
+            alert.labels.get("alertname", alert.fingerprint)
+            for alert in self.alerts.values()
+            if alert.status == "firing"
+        }
+
     def all_alerts_resolved(self) -> bool:
         counted_only = self.alerts_not_kept > 0 and len(self.untracked_states) >= MAX_TRACKED_ALERTS
         if counted_only:

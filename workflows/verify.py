@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.evals import EvalActivities
     from activities.kube.activities import KubeActivities
     from incidents.actions import WaitVerifyAction
-    from incidents.models import EvalRecheckRequest
+    from incidents.models import EvalRecheckRequest, EvalSymptom
     from incidents.remediation import VerifyRequest
     from workflows.retries import SHORT_RETRY
     from workflows.state import IncidentFailure, IncidentState
@@ -77,21 +77,9 @@ async def verify_by_eval(
     ConfigMap or a rolled-back Deployment takes a while to reach the pods that serve.
     """
     deadline = workflow.now() + timedelta(seconds=action.timeout_s)
-    request = EvalRecheckRequest(
-        manifest=manifest,
-        incident_id=state.input.incident_id,
-        service=state.input.key.service,
-        namespace=state.input.key.namespace,
-        endpoint=endpoint,
-    )
     while True:
-        symptom = await workflow.execute_activity_method(
-            EvalActivities.recheck_eval,
-            request,
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=SHORT_RETRY,
-        )
-        verdict = f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
+        symptom = await _recheck_eval(state, manifest, endpoint)
+        verdict = _verdict(symptom)
         if not symptom.regression:
             state.record(
                 workflow.now(), "verify_eval", action.mode, "Successful", message=f"recovered: {verdict}"
@@ -114,7 +102,13 @@ async def golden_set_holds(state: IncidentState) -> str | None:
     manifest, endpoint = eval_target(state)
     if manifest is None:
         return None
-    symptom = await workflow.execute_activity_method(
+    symptom = await _recheck_eval(state, manifest, endpoint)
+    return None if symptom.regression else _verdict(symptom)
+
+
+async def _recheck_eval(state: IncidentState, manifest: str, endpoint: str | None) -> EvalSymptom:
+    """Run the incident's golden set once more against its pinned baseline."""
+    return await workflow.execute_activity_method(
         EvalActivities.recheck_eval,
         EvalRecheckRequest(
             manifest=manifest,
@@ -126,8 +120,9 @@ async def golden_set_holds(state: IncidentState) -> str | None:
         start_to_close_timeout=timedelta(minutes=10),
         retry_policy=SHORT_RETRY,
     )
-    if symptom.regression:
-        return None
+
+
+def _verdict(symptom: EvalSymptom) -> str:
     return f"{symptom.metric} {symptom.candidate:.3f} vs baseline {symptom.baseline:.3f}"
 
 
