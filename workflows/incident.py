@@ -60,6 +60,7 @@ APPROVAL_PLAN_PATCH = "approval-bound-to-plan"
 CONTEXT_LOCAL_PATCH = "collect-context-local"
 OPENED_AFTER_ACTION_PATCH = "opened-page-after-first-action"
 LAGGING_ALERT_PATCH = "cooldown-lagging-alert"
+REFIRE_BEFORE_COOLDOWN_PATCH = "refire-before-cooldown"
 # An alert that fires during the cool-down while the golden set holds is asked about this many times.
 MAX_LAGGING_ALERT_CHECKS = 3
 # The opening page waits for the first cluster change (or anything else told) at most this long.
@@ -629,6 +630,10 @@ class IncidentWorkflow:
             return
         state = self.state
         state.in_cooldown = True
+        if state.back_before_cooldown and workflow.patched(REFIRE_BEFORE_COOLDOWN_PATCH):
+            # It came back while the runbook's last steps or pages ran: the cool-down begins with it.
+            state.refired = True
+            state.refired_by |= state.back_before_cooldown
         ends = workflow.now() + timedelta(seconds=params.cooldown_s)
         wait = timedelta(seconds=params.cooldown_s)
         lagging: list[str] = []

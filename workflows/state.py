@@ -29,6 +29,7 @@ from incidents.limits import (
     clip,
 )
 from incidents.models import (
+    TERMINAL_STATES,
     ActionRecord,
     Alert,
     ApprovalDecision,
@@ -86,6 +87,9 @@ class IncidentState(BaseModel):
     refired: bool = False
     # What reported the symptom again during the cool-down: "alert" and/or "eval".
     refired_by: set[str] = Field(default_factory=set)
+    # The same, reported after the incident was handled but before its cool-down began (the last
+    # steps of the runbook, its pages): the cool-down starts with it (REFIRE_BEFORE_COOLDOWN_PATCH).
+    back_before_cooldown: set[str] = Field(default_factory=set)
     last_remediation: RemediationRequest | None = None
     # Past MAX_INCIDENT_ALERTS alerts the incident keeps only each one's state (by fingerprint),
     # and past MAX_TRACKED_ALERTS only a count (incidents/limits.py).
@@ -236,9 +240,8 @@ class IncidentState(BaseModel):
         self.signals += 1
         if signal.eval is not None:
             first = self.view.eval is None
-            if self.in_cooldown and signal.eval.regression:
-                self.refired = True
-                self.refired_by.add("eval")
+            if signal.eval.regression:
+                self._symptom_back("eval")
             self.view.eval = signal.eval
             self.log(
                 now,
@@ -274,10 +277,9 @@ class IncidentState(BaseModel):
             if known is None
             else f"alert {name} {known.status} -> {alert.status}"
         )
-        if alert.status == "firing" and self.in_cooldown:
+        if alert.status == "firing":
             # Firing again (or newly) after the incident was handled: the symptom is back.
-            self.refired = True
-            self.refired_by.add("alert")
+            self._symptom_back("alert")
         self.log(now, "signal", "alert", message, {"fingerprint": alert.fingerprint, "labels": alert.labels})
         self.view.alerts = list(self.alerts.values())
 
@@ -288,9 +290,8 @@ class IncidentState(BaseModel):
                 self.duplicates += 1
                 return
             self.untracked_states[alert.fingerprint] = alert.status
-        if alert.status == "firing" and self.in_cooldown:
-            self.refired = True
-            self.refired_by.add("alert")
+        if alert.status == "firing":
+            self._symptom_back("alert")
         self.alerts_not_kept += 1
         if self.alerts_not_kept == 1 or self.alerts_not_kept % 500 == 0:
             self.log(
@@ -300,6 +301,14 @@ class IncidentState(BaseModel):
                 f"{self.alerts_not_kept} alert update(s) past the incident's {MAX_INCIDENT_ALERTS} kept "
                 "alerts: their state is tracked, not their labels",
             )
+
+    def _symptom_back(self, reporter: str) -> None:
+        """An alert fired or the eval regressed: the symptom is back if the incident was handled."""
+        if self.in_cooldown:
+            self.refired = True
+            self.refired_by.add(reporter)
+        elif self.view.state in TERMINAL_STATES:
+            self.back_before_cooldown.add(reporter)
 
     # --- what the incident knows ---------------------------------------------------------------
 

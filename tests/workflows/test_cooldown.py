@@ -33,7 +33,7 @@ from tests.runbooks.incident_runs import incident_params, start_incident
 from tests.workflows.test_hot_path import NAMESPACE, _patches, _replays, standins
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
-from workflows.incident import LAGGING_ALERT_PATCH, IncidentWorkflow
+from workflows.incident import LAGGING_ALERT_PATCH, REFIRE_BEFORE_COOLDOWN_PATCH, IncidentWorkflow
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(120)]
 
@@ -121,12 +121,26 @@ async def _in_cooldown(handle: WorkflowHandle[Any, Any]) -> None:
 
 
 async def _incident(
-    server: TemporalDevServer, tmp_path: Path, golden: GoldenSet, after_recovery: list[IncidentSignal]
+    server: TemporalDevServer,
+    tmp_path: Path,
+    golden: GoldenSet,
+    after_recovery: list[IncidentSignal],
+    before_cooldown: list[IncidentSignal] | None = None,
 ) -> tuple[IncidentView, Any]:
     """An incident opened by a golden-set regression, rolled back and verified by the golden set;
-    `after_recovery` signals are sent once it cools down (each after the golden set was asked
-    about the one before, if it was)."""
+    `before_cooldown` signals are sent while its recovery page is on its way (recovered, the
+    cool-down not begun), `after_recovery` ones once it cools down (each after the golden set was
+    asked about the one before, if it was)."""
     runbooks, calls, client, queue = await standins(server, ROLLBACK_AND_VERIFY, tmp_path, "rag")
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    pending = list(before_cooldown or [])
+
+    async def signal_while_paging() -> None:
+        while pending:  # the first channel's page sends them; the second one's adds nothing
+            await handles[0].signal("add_signal", pending.pop(0))
+
+    calls.before_page["recovered"] = signal_while_paging
     params = incident_params(
         NAMESPACE,
         calls.change.service,
@@ -145,7 +159,9 @@ async def _incident(
         workflow_runner=sandbox_runner([IncidentWorkflow]),  # as the worker runs them
     ):
         handle = await start_incident(client, queue, params, opening)
-        await _in_cooldown(handle)
+        handles.append(handle)
+        if after_recovery:
+            await _in_cooldown(handle)
         for signal in after_recovery:
             asked = golden.asked
             await handle.signal("add_signal", signal)
@@ -199,4 +215,20 @@ async def test_a_golden_set_regressed_again_is_the_symptom_back(
     assert golden.asked == 2
     assert _said(view, "the symptom came back after the incident was handled")
     assert not _said(view, "lagging alert")
+    await _replays(history)
+
+
+async def test_an_alert_firing_before_the_cooldown_began_is_the_same_as_during_it(
+    temporal_server: TemporalDevServer, tmp_path: Path
+) -> None:
+    """An alert that fires while the recovery is being paged (the state is recovered, the cool-down
+    has not begun) is asked about at the start of the cool-down, not forgotten."""
+    golden = GoldenSet(0.97)
+    view, history = await _incident(
+        temporal_server, tmp_path, golden, [], before_cooldown=[_alert("firing", "rag")]
+    )
+    assert view.state == "needs_human", [entry.message for entry in view.timeline]
+    assert golden.asked == 2, "the alert that fired before the cool-down was never asked about"
+    assert _said(view, "RagRetrievalPrecisionLow fired again after the recovery and still firing at the end")
+    assert REFIRE_BEFORE_COOLDOWN_PATCH in _patches(history)
     await _replays(history)

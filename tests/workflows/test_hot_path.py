@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class Calls:
     def __init__(self, namespace: str, name: str) -> None:
         self.order: list[str] = []
         self.change = image_change(namespace, name)
+        # Awaited by the notify stand-ins before they answer a page of that event, once per page.
+        self.before_page: dict[str, Callable[[], Awaitable[None]]] = {}
 
     def activities(self) -> list[Any]:
         calls = self
@@ -116,6 +119,9 @@ class Calls:
             @activity.defn(name=f"notify_{channel}")
             async def notify_channel(request: NotifyRequest) -> NotifyResult:
                 calls.order.append(f"{channel}:{request.event}")
+                hook = calls.before_page.get(request.event)
+                if hook is not None:
+                    await hook()
                 return NotifyResult(channel=channel, outcome="Successful", message="stand-in")
 
             return notify_channel
