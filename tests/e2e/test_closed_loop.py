@@ -119,6 +119,18 @@ async def _closed(stack: Stack, incident_id: str) -> IncidentView:
     return IncidentView.model_validate(result)
 
 
+async def _pagerduty_actions_ending(
+    stack: Stack, last: str, timeout_s: float = 30
+) -> list[tuple[str, str | None]]:
+    """The PagerDuty receiver's actions once the last one is `last`, or as they are at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    actions = stack.paging.pagerduty.actions()
+    while (not actions or actions[-1][0] != last) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        actions = stack.paging.pagerduty.actions()
+    return actions
+
+
 def _prompt_version(stack: Stack) -> str:
     data = (
         stack.apis.core.read_namespaced_config_map(workloads.PROMPT_CONFIGMAP, workloads.NAMESPACE).data or {}
@@ -175,7 +187,8 @@ async def test_bad_deploy_is_rolled_back_once_through_a_real_alert(stack: Stack)
     )
     assert len(_rollbacks(view)) == 1
     assert _prompt_version(stack) == "prompt-v1"
-    actions = stack.paging.pagerduty.actions()
+    # The state turns recovered before its page goes out: give the resolve its moment.
+    actions = await _pagerduty_actions_ending(stack, "resolve")
     keys = {key for _, key in actions}
     assert len(keys) == 1, actions
     assert [action for action, _ in actions].count("trigger") == 1
