@@ -14,6 +14,7 @@ from config import Settings
 from evals.contracts import EvalLookRequest, EvalRunRecord, EvalRunRequest
 from evals.execute import execute_run
 from evals.golden import EvalInputError, load_manifest
+from evals.judge import deployment_judge
 from evals.monitor import LookVerdict, evaluate_look, policy_of, settings_of
 from evals.runner import RunFailed, ServiceUnreachable
 from evals.stats import ComparisonError, compare
@@ -43,6 +44,7 @@ class EvalActivities:
                 endpoint=request.endpoint,
                 run_id=request.run_id,
                 progress=heartbeat,
+                default_judge=deployment_judge(self.settings),
             )
         except EvalInputError as exc:
             raise ApplicationError(str(exc), type="EvalInputError", non_retryable=True) from exc
@@ -85,7 +87,12 @@ class EvalActivities:
                     type="EvalInputError",
                     non_retryable=True,
                 )
-            _, summary, results = await execute_run(request.manifest, state_dir, endpoint=request.endpoint)
+            _, summary, results = await execute_run(
+                request.manifest,
+                state_dir,
+                endpoint=request.endpoint,
+                default_judge=deployment_judge(self.settings),
+            )
             comparison = compare(
                 pinned[1], [results], settings_of(manifest), alpha=policy_of(manifest).alpha_per_look
             )

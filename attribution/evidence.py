@@ -92,6 +92,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_min_after_onset",
     "old_version_worse",
     "symptom_step",
+    "after_onset_point",
+    "version_worse_other_family",
+    "other_family_worse",
 )
 FEATURE_INDEX: dict[str, int] = {name: index for index, name in enumerate(FEATURE_NAMES)}
 NULL_FEATURE_NAMES: tuple[str, ...] = (
@@ -130,19 +133,24 @@ class Evidence:
     minutes_before_onset: float
     onset_known: bool
     after_onset: bool
+    after_onset_point: bool = False  # started after the symptom's first bad point, within the tolerance
     pre_degraded: float = 0.0
     before_window: bool = False  # started before the bundle's first data point: no before-window anywhere
     own_pre_degraded: Finding | None = None  # the service was already degrading before the change
     at_onset: Finding | None = None  # the service worsened when the symptom began (a delayed effect)
+    at_onset_own_family: Finding | None = None  # the same in the symptom's own signal family
     version: Finding | None = None
+    version_own_family: Finding | None = None  # the strongest version finding in the symptom's family
     version_measured: float = 0.0
     version_clean: list[str] = field(default_factory=list)
     silent: str | None = None
     before_after: Finding | None = None
+    before_after_own_family: Finding | None = None
     before_after_measured: float = 0.0
     explained_by: tuple[str, Finding] | None = None
     discount: float = 0.0
     callers: Finding | None = None
+    callers_own_family: Finding | None = None
     callers_measured: float = 0.0
     upstream: tuple[str, Finding] | None = None  # a caller on the symptom's path that worsened then
     symptom: Finding | None = None
@@ -211,14 +219,16 @@ class _Extractor:
         self.family = symptom_family(case.symptom_metric)
         self.relations = graph_relations(case.edges, case.symptom_service)
         self.before_s = max(BEFORE_S, 4 * self.telemetry.step)
-        self._version_cache: dict[str, tuple[Finding | None, float, list[str], frozenset[str]]] = {}
+        self._version_cache: dict[
+            str, tuple[Finding | None, Finding | None, float, list[str], frozenset[str]]
+        ] = {}
         self.until = float("inf")  # the end of the symptom's bad episode, when it recovered before the end
         self.load = 0.0  # how much of any before/after shift a traffic surge at the onset explains
         self.symptom_bad: tuple[str, float, float] | None = (
             None  # a series dating the onset: level before, after
         )
         self._before_after_cache: dict[
-            tuple[str, float, bool, frozenset[str]], tuple[Finding | None, float]
+            tuple[str, float, bool, frozenset[str], bool], tuple[Finding | None, float]
         ] = {}
 
     # --- the symptom -------------------------------------------------------------------
@@ -319,15 +329,16 @@ class _Extractor:
         source: dict[str, list[Series]] | None = None,
         rollout: bool = False,
         skip: frozenset[str] = frozenset(),
+        own_family: bool = False,
     ) -> tuple[Finding | None, float]:
         """The service's strongest family-weighted shift at `split` and how relevant what was compared is.
 
         Own series unless `source`; metrics in `skip` (compared per version already) are
         left out. With `rollout` (the split is a change that replaces pods on this
         service), latency and resource series skip the first minutes after it: fresh
-        pods warm up.
+        pods warm up. With `own_family`, only the symptom's own signal family is compared.
         """
-        key = (service, split, rollout, skip)
+        key = (service, split, rollout, skip, own_family)
         if source is None and key in self._before_after_cache:
             return self._before_after_cache[key]
         best: Finding | None = None
@@ -337,7 +348,7 @@ class _Extractor:
         ):
             family = found[0].family
             weight = family_weight(family, self.family)
-            if weight <= 0 or name in skip:
+            if weight <= 0 or name in skip or (own_family and weight < 1.0):
                 continue
             view = level_view(found)
             start = split
@@ -357,14 +368,16 @@ class _Extractor:
 
     def version_comparison(
         self, change: ChangeData
-    ) -> tuple[Finding | None, float, list[str], frozenset[str]]:
+    ) -> tuple[Finding | None, Finding | None, float, list[str], frozenset[str]]:
         """New version against old version of the changed service.
 
-        Returns the strongest finding, how relevant the compared families were, the
-        health metrics that looked clean, and every metric compared.
+        Returns the strongest finding, the strongest in the symptom's own family, how
+        relevant the compared families were, the health metrics that looked clean, and
+        every metric compared.
         """
         metrics = self.telemetry.metrics(change.service)
         best: Finding | None = None
+        own_family: Finding | None = None
         measured = 0.0
         clean: list[str] = []
         compared: set[str] = set()
@@ -400,7 +413,9 @@ class _Extractor:
             )
             if best is None or finding.score > best.score:
                 best = finding
-        return best, measured, clean, frozenset(compared)
+            if weight >= 1.0 and (own_family is None or finding.score > own_family.score):
+                own_family = finding
+        return best, own_family, measured, clean, frozenset(compared)
 
     def old_version_shift(self, change: ChangeData, split: float | None = None) -> Finding | None:
         """The old version's own strongest shift at the change, or at `split` (it kept serving).
@@ -852,25 +867,41 @@ def _change_evidence(
         minutes_before_onset=(onset - change.started) / 60.0,
         onset_known=onset_known,
         after_onset=change.started > onset + tolerance,
+        # The onset is the first bad point, which summarises the step before it: a change
+        # started after it cannot have made it bad, whatever the tolerance forgives.
+        after_onset_point=onset_known and onset < change.started <= onset + tolerance,
     )
     if change.started > case.detected_at:
         return item
     item.before_window = change.started <= ex.telemetry.start
     ex.version_score(change)
-    item.version, item.version_measured, item.version_clean, compared = ex._version_cache[change.id]
+    item.version, item.version_own_family, item.version_measured, item.version_clean, compared = (
+        ex._version_cache[change.id]
+    )
     item.silent = ex.silent_new_version(change)
     item.old_version = ex.old_version_shift(change)
-    if item.version is not None and not item.version.paired and item.version.score > 0:
-        _, item.version_discount = ex.explained_below(change.service, change.started, item.version)
+    own_version = item.version_own_family
+    if own_version is not None and not own_version.paired and own_version.score > 0:
+        _, item.version_discount = ex.explained_below(change.service, change.started, own_version)
     rollout = change.kind in POD_KINDS
     # A metric compared per version is not compared again before/after: the version
     # comparison is not confounded by whatever else changed at the same time.
     item.before_after, item.before_after_measured = ex.before_after(
         change.service, change.started, rollout=rollout, skip=compared
     )
+    item.before_after_own_family = _own_family(item.before_after)
+    if item.before_after_own_family is None:
+        item.before_after_own_family, _ = ex.before_after(
+            change.service, change.started, rollout=rollout, skip=compared, own_family=True
+        )
     seen = ex.telemetry.seen_by_callers.get(change.service)
     if seen:
         item.callers, _ = ex.before_after(change.service, change.started, seen)
+        item.callers_own_family = _own_family(item.callers)
+        if item.callers_own_family is None:
+            item.callers_own_family, _ = ex.before_after(
+                change.service, change.started, seen, own_family=True
+            )
         item.callers_measured = (
             _health_weight(item.callers.family, item.callers.weight) if item.callers else 0.0
         )
@@ -891,7 +922,12 @@ def _change_evidence(
             )
         settle = max(300.0, 2 * ex.telemetry.step)
         recent = window(symptom, change.started - settle, change.started)
-        earlier = window(symptom, change.started - ex.before_s - settle, change.started - settle)
+        # The baseline ends at the onset: a change started well after a step would
+        # otherwise compare the degraded level with a window half made of it.
+        baseline_end = change.started - settle
+        if onset_known:
+            baseline_end = min(baseline_end, onset)
+        earlier = window(symptom, baseline_end - ex.before_s, baseline_end)
         pre = ex._effect(recent, earlier, symptom)
         item.pre_degraded = max(pre.strength, 0.0) if pre is not None else 0.0
         if pre is not None and ex.symptom_bad is not None and ex.symptom_bad[0] == symptom.name:
@@ -909,29 +945,38 @@ def _change_evidence(
     item.resource = _largest_resource(ex, change)
     item.own_pre_degraded = ex.already_degrading(change.service, change.started)
     if onset_known and not item.after_onset:
-        found, _ = ex.before_after(change.service, onset)
-        seen_at_onset = ex.telemetry.seen_by_callers.get(change.service)
-        if seen_at_onset:
-            by_callers, _ = ex.before_after(change.service, onset, seen_at_onset)
-            if by_callers is not None and (found is None or by_callers.score > found.score):
-                found = by_callers
-        if found is not None and found.score > 0:
-            _, below = ex.explained_below(change.service, onset, found)
-            old = ex.old_version_shift(change, onset)
-            shared = (
-                _explained_share(old, found) * min(old.score / 0.5, 1.0)
-                if old is not None and old.score > 0
-                else 0.0
-            )
-            item.at_onset = Finding(
-                "before-after",
-                found.metric,
-                found.family,
-                found.weight * (1 - below) * (1 - shared),
-                found.effect,
-                ceiling=found.ceiling,
-            )
+        item.at_onset = _worse_at_onset(ex, change, onset, own_family=False)
+        item.at_onset_own_family = (
+            item.at_onset
+            if item.at_onset is not None and family_weight(item.at_onset.family, ex.family) >= 1.0
+            else _worse_at_onset(ex, change, onset, own_family=True)
+        )
     return item
+
+
+def _worse_at_onset(ex: _Extractor, change: ChangeData, onset: float, own_family: bool) -> Finding | None:
+    """The service's own (or its callers' view of its) shift at the onset: a delayed effect shows then."""
+    found, _ = ex.before_after(change.service, onset, own_family=own_family)
+    seen_at_onset = ex.telemetry.seen_by_callers.get(change.service)
+    if seen_at_onset:
+        by_callers, _ = ex.before_after(change.service, onset, seen_at_onset, own_family=own_family)
+        if by_callers is not None and (found is None or by_callers.score > found.score):
+            found = by_callers
+    if found is None or found.score <= 0:
+        return None
+    _, below = ex.explained_below(change.service, onset, found)
+    old = ex.old_version_shift(change, onset)
+    shared = (
+        _explained_share(old, found) * min(old.score / 0.5, 1.0) if old is not None and old.score > 0 else 0.0
+    )
+    return Finding(
+        "before-after",
+        found.metric,
+        found.family,
+        found.weight * (1 - below) * (1 - shared),
+        found.effect,
+        ceiling=found.ceiling,
+    )
 
 
 def _largest_resource(ex: _Extractor, change: ChangeData) -> Finding | None:
@@ -964,29 +1009,51 @@ def _fill(row: np.ndarray, item: Evidence, load: float) -> None:
         "callee_extra_depth": float(max(item.depth - 1, 0)) if item.relation == "callee" else 0.0,
         "after_detection": float(item.minutes_before_detection < 0),
         "after_onset": float(item.after_onset),
+        "after_onset_point": float(item.after_onset_point),
         "pre_degraded": item.pre_degraded,
         "log_min_to_onset": _signed_log(max(item.minutes_before_onset, 0.0)) if item.onset_known else 0.0,
         "log_min_after_onset": _signed_log(max(-item.minutes_before_onset, 0.0)) if item.onset_known else 0.0,
     }
-    version = item.version.score if item.version else 0.0
-    if item.version is not None and not item.version.paired and version > 0:
+    # A new version worse in another family than the symptom's is kept apart: on the
+    # training mix it rarely belonged to the culprit (a harmless rollout's side effect).
+    own_version = item.version_own_family
+    version = own_version.score if own_version else 0.0
+    if own_version is not None and not own_version.paired and version > 0:
         version *= (1.0 - load) * (1.0 - item.version_discount)
+    other_version = (
+        item.version.score if item.version is not None and item.version is not own_version else 0.0
+    )
+    if item.version is not None and not item.version.paired and other_version > 0:
+        other_version *= 1.0 - load
+    overall = item.version.score if item.version else 0.0
     common = common_cause(item)
     explained = 1.0 - (1.0 - item.discount) * (1.0 - load) * (1.0 - common)
-    before_after = _discounted(item.before_after, explained)
-    callers = _discounted(item.callers, explained)
+    # Shifts in the symptom's own family count as such; another family's (when it is the
+    # strongest) in a column of its own: on the training mix they rarely belonged to the culprit.
+    before_after = _discounted(item.before_after_own_family, explained)
+    callers = _discounted(item.callers_own_family, explained)
+    others = [
+        found for found in (item.before_after, item.callers) if found is not None and found.weight < 1.0
+    ]
+    other_family = max((_discounted(found, explained) for found in others), default=0.0)
+    if item.at_onset is not None and item.at_onset is not item.at_onset_own_family:
+        other_family = max(other_family, item.at_onset.score * (1.0 - load))
+    before_after_better = min(_discounted(item.before_after, explained), 0.0)
+    callers_better = min(_discounted(item.callers, explained), 0.0)
     symptom = item.symptom.effect.strength if item.symptom else 0.0
     values.update(
         {
             "version_worse": max(version, 0.0),
-            "version_better": min(version, 0.0),
+            "version_worse_other_family": max(other_version, 0.0),
+            "version_better": min(overall, 0.0),
             "version_measured": item.version_measured,
             "silent_new_version": float(item.silent is not None),
             "before_after_worse": max(before_after, 0.0),
-            "before_after_better": min(before_after, 0.0),
+            "before_after_better": before_after_better,
             "before_after_measured": item.before_after_measured,
             "callers_worse": max(callers, 0.0),
-            "callers_better": min(callers, 0.0),
+            "callers_better": callers_better,
+            "other_family_worse": max(other_family, 0.0),
             "callers_measured": item.callers_measured,
             "upstream_worse": item.upstream[1].score * (1.0 - explained) if item.upstream else 0.0,
             "symptom_worse_after": max(symptom, 0.0) * (1.0 - load),
@@ -996,7 +1063,9 @@ def _fill(row: np.ndarray, item: Evidence, load: float) -> None:
             "silent_and_callers_worse": float(item.silent is not None)
             * max(callers, item.upstream[1].score if item.upstream else 0.0, 0.0),
             "own_pre_degraded": max(item.own_pre_degraded.score, 0.0) if item.own_pre_degraded else 0.0,
-            "own_worse_at_onset": max(item.at_onset.score, 0.0) * (1.0 - load) if item.at_onset else 0.0,
+            "own_worse_at_onset": max(item.at_onset_own_family.score, 0.0) * (1.0 - load)
+            if item.at_onset_own_family
+            else 0.0,
             "own_magnitude": _magnitude(item),
             "before_window_no_onset": float(item.before_window and not item.onset_known),
             "old_version_worse": max(item.old_version.score, 0.0) if item.old_version else 0.0,
@@ -1025,6 +1094,11 @@ def _magnitude(item: Evidence) -> float:
     if item.before_after is not None and item.discount > 0 and item.version is None:
         best *= 1.0 - item.discount
     return float(min(best, 1.5))
+
+
+def _own_family(finding: Finding | None) -> Finding | None:
+    """The finding when it is in the symptom's own signal family (full weight), else None."""
+    return finding if finding is not None and finding.weight >= 1.0 else None
 
 
 def _discounted(finding: Finding | None, discount: float) -> float:

@@ -50,6 +50,9 @@ BOOST_MIN_LEAF = 40
 SIGNS: dict[str, int] = {
     "after_detection": -1,
     "after_onset": -1,
+    "after_onset_point": -1,
+    "version_worse_other_family": 1,
+    "other_family_worse": 1,
     "pre_degraded": -1,
     "version_worse": 1,
     "version_better": 1,  # the column is <= 0, so a positive weight counts a better version against

@@ -97,6 +97,11 @@ def explain(evidence: Evidence, incident: Incident, symptom_service: str | None)
         )
     elif evidence.pre_degraded >= STRONG:
         reasons.append("the symptom was already degrading before this change started")
+    elif evidence.after_onset_point:
+        reasons.append(
+            f"started {_minutes(evidence.minutes_before_onset)} after the symptom's first bad point"
+            f" ({incident.onset_source or 'the data'}), which it cannot have caused"
+        )
     elif incident.onset_known:
         reasons.append(
             f"started {_minutes(evidence.minutes_before_onset)} before the symptom's estimated onset"

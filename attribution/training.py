@@ -98,7 +98,7 @@ def train(config: TrainingConfig) -> tuple[AttributionModel, TrainingReport]:
         feedback = feedback_incidents(load_feedback(config.feedback_file))
         incidents += feedback
     featured = time.perf_counter()
-    version = f"3.s{config.seed}.n{config.synthetic}.u{len(nuisance)}.f{len(feedback)}"
+    version = f"4.s{config.seed}.n{config.synthetic}.u{len(nuisance)}.f{len(feedback)}"
     model = boost(fit(incidents, version=version), incidents)
     model.null_weights[0] += NULL_OFFSET
     finished = time.perf_counter()

@@ -302,10 +302,12 @@ class Settings(BaseSettings):
         description="signs each webhook body: X-Backout-Signature = sha256=HMAC(secret, timestamp.body)",
     )
 
-    # Optional LLM rewrite of summaries / LLM judge
-    llm_endpoint: str | None = None
-    llm_model: str | None = None
-    llm_api_key: SecretStr | None = None
+    # The LLM judge of golden sets whose manifest names none (evals/judge.py).
+    llm_endpoint: str | None = Field(
+        default=None, description="OpenAI-compatible base URL of the default llm_judge (with llm_model)"
+    )
+    llm_model: str | None = Field(default=None, description="model name the default llm_judge asks")
+    llm_api_key: SecretStr | None = Field(default=None, description="bearer key for llm_endpoint")
 
     @field_validator("allowed_namespaces", "kube_dry_run_namespaces", mode="before")
     @classmethod
@@ -340,6 +342,20 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"when_named evidence queries need unique names: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _judge_complete(self) -> Settings:
+        if (self.llm_endpoint is None) != (self.llm_model is None):
+            given, missing = (
+                ("llm_endpoint", "llm_model") if self.llm_model is None else ("llm_model", "llm_endpoint")
+            )
+            raise ValueError(
+                f"{given} is set without {missing}: the default LLM judge needs both "
+                f"(BACKOUT_{missing.upper()})"
+            )
+        if self.llm_api_key is not None and self.llm_endpoint is None:
+            raise ValueError("llm_api_key is set without llm_endpoint: there is no judge to send it to")
+        return self
 
     @model_validator(mode="after")
     def _credentials_usable(self) -> Settings:

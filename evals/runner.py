@@ -16,7 +16,7 @@ import httpx
 
 from evals import semantic
 from evals.golden import EvalInputError
-from evals.judge import JudgeError, judge_score
+from evals.judge import Judge, JudgeError, judge_of, judge_score
 from evals.models import EvalManifest, GoldenItem, ItemResult, RunSummary, ScorerSpec
 from evals.scorers import ScorerError, score_text
 
@@ -52,14 +52,20 @@ def item_scorers(manifest: EvalManifest, item: GoldenItem) -> list[ScorerSpec]:
     return [primary, *(spec for spec in manifest.scorers if spec.name != primary.name)]
 
 
-def validate_items(manifest: EvalManifest, items: list[GoldenItem]) -> None:
+def validate_items(
+    manifest: EvalManifest, items: list[GoldenItem], default_judge: Judge | None = None
+) -> None:
     """Reject scorer/item combinations that cannot work before calling the service."""
+    judge = judge_of(manifest, default_judge)
     for item in items:
         for spec in item_scorers(manifest, item):
             if spec.name == "json_field" and not isinstance(item.expected, dict):
                 raise EvalInputError(f"item {item.id!r}: json_field needs `expected` to be a JSON object")
-            if spec.name == "llm_judge" and manifest.judge is None:
-                raise EvalInputError(f"item {item.id!r}: llm_judge needs a `judge` section in the manifest")
+            if spec.name == "llm_judge" and judge is None:
+                raise EvalInputError(
+                    f"item {item.id!r}: llm_judge needs a judge: a `judge` section in the manifest, or "
+                    "BACKOUT_LLM_ENDPOINT and BACKOUT_LLM_MODEL"
+                )
             if spec.name == "regex":
                 for pattern in [spec.pattern] if spec.pattern else [str(item.expected)]:
                     try:
@@ -163,6 +169,7 @@ async def _score(
     items: list[GoldenItem],
     completions: dict[str, _Completion | str],
     client: httpx.AsyncClient,
+    judge: Judge | None,
 ) -> list[ItemResult]:
     scores: dict[str, dict[str, float]] = {item.id: {} for item in items}
     semantic_wanted: list[tuple[str, str, str]] = []
@@ -187,14 +194,22 @@ async def _score(
         )
         for (item_id, _, _), value in zip(semantic_wanted, values, strict=True):
             scores[item_id]["semantic"] = value
-    if judge_wanted and manifest.judge is not None:
+    if judge_wanted and judge is not None:
+        unjudged: list[str] = []
         for item, text in judge_wanted:
             try:
                 scores[item.id]["llm_judge"] = await judge_score(
-                    client, manifest.judge, item.question(), str(item.expected), text, manifest.timeout_s
+                    client, judge, item.question(), str(item.expected), text, manifest.timeout_s
                 )
-            except JudgeError:
-                scores[item.id]["llm_judge"] = 0.0
+            except JudgeError as exc:
+                # The judge's outage says nothing about the service: never a score of 0.
+                if item_scorers(manifest, item)[0].name == "llm_judge":
+                    unjudged.append(f"{item.id}: {exc}")
+        if unjudged:
+            raise RunFailed(
+                f"the judge could not grade {len(unjudged)} item(s) it decides; no verdict from this run "
+                f"(first: {unjudged[0]})"
+            )
     results = []
     for item in items:
         primary = item_scorers(manifest, item)[0]
@@ -238,9 +253,14 @@ async def run_items(
     endpoint: str | None = None,
     progress: ProgressCallback | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    default_judge: Judge | None = None,
 ) -> list[ItemResult]:
-    """Call the endpoint for every item (bounded concurrency), then score. Raises ServiceUnreachable."""
-    validate_items(manifest, items)
+    """Call the endpoint for every item (bounded concurrency), then score. Raises ServiceUnreachable,
+    and RunFailed when every item failed or the judge could not grade the items it decides.
+
+    `default_judge` grades `llm_judge` for a manifest without a `judge` section of its own."""
+    judge = judge_of(manifest, default_judge)
+    validate_items(manifest, items, default_judge)
     base = (endpoint or manifest.endpoint).rstrip("/")
     url = base if base.endswith("/chat/completions") else f"{base}/v1/chat/completions"
     headers = {}
@@ -275,7 +295,7 @@ async def run_items(
         if all(isinstance(value, str) for value in completions.values()):
             first = next(iter(completions.values()))
             raise RunFailed(f"every item failed against {url}; first error: {first}")
-        return await _score(manifest, items, completions, client)
+        return await _score(manifest, items, completions, client, judge)
 
 
 def _percentile(values: list[float], share: float) -> float | None:

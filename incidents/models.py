@@ -36,6 +36,7 @@ IncidentStateName = Literal[
 ]
 # Where a signal came from: an alert source's name (api/sources/<name>.py), "eval" or "manual".
 IncidentSource = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$")]
+BUILT_IN_SOURCES: tuple[str, ...] = ("eval", "manual")
 
 TERMINAL_STATES: frozenset[str] = frozenset(
     {"recovered", "needs_human", "shadowed", "no_action", "resolved_before_action"}

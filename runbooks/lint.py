@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from incidents.actions import MODE_RANK
+from incidents.models import BUILT_IN_SOURCES
 from runbooks import expr, expr_check
 from runbooks.models import ACTION_NAMES, Runbook
 from runbooks.variables import SCHEMA
@@ -141,6 +145,27 @@ def _check_tree(runbook: Runbook, report: _Reporter) -> None:
             report.at_key(("nodes", name), f"node {name!r} is unreachable from start {runbook.start!r}")
 
 
+@cache
+def known_sources() -> tuple[str, ...]:
+    """Every source an incident can come from: one per alert-source module in api/sources/ (found
+    by file, so linting does not import the HTTP API), and the built-in ones."""
+    spec = importlib.util.find_spec("api.sources")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    modules = {module.name for module in pkgutil.iter_modules(locations) if not module.name.startswith("_")}
+    return tuple(sorted(modules | set(BUILT_IN_SOURCES)))
+
+
+def _check_sources(runbook: Runbook, report: _Reporter) -> None:
+    known = known_sources()
+    for index, source in enumerate(runbook.match.sources):
+        if source not in known:
+            report.at_value(
+                ("match", "sources", index),
+                f"unknown source {source!r}: incidents come from {', '.join(known)} (the runbook would "
+                "never match)",
+            )
+
+
 def _check_modes(runbook: Runbook, report: _Reporter) -> None:
     for name, node in runbook.nodes.items():
         for index, step in enumerate(node.actions or []):
@@ -178,6 +203,7 @@ def lint_text(text: str, file: str) -> LintResult:
     if runbook is not None:
         _check_tree(runbook, report)
         _check_modes(runbook, report)
+        _check_sources(runbook, report)
     problems = sorted(set(report.problems))
     return LintResult(file, runbook if not problems else None, problems)
 

@@ -161,6 +161,26 @@ def test_a_fresh_pods_resource_shift_is_only_a_tie_breaker() -> None:
     assert rows[0, FEATURE_INDEX["version_worse"]] < 0.1
 
 
+def test_a_shift_in_another_family_than_the_symptoms_is_kept_apart() -> None:
+    # An error symptom: one change's new version is slower (another health family), the
+    # other's service fails more (the symptom's own family).
+    slower = ChangeData("slower", "retriever", "image", ONSET - 300, None, "r1", "r2")
+    failing = ChangeData("failing", "vector-db", "config", ONSET - 240)
+    series = [
+        _series("rag-api", "error_rate", ONSET, 0.05, level=0.01),
+        _series("retriever", "latency_ms", None, 0, "r1", level=100.0),
+        _series("retriever", "latency_ms", ONSET - 300, 300.0, "r2", start=ONSET - 300, level=100.0),
+        _series("vector-db", "error_rate", ONSET - 240, 0.2, level=0.01),
+        _series("vector-db", "latency_ms", None, 0, level=100.0),
+    ]
+    rows, evidence, _ = extract(_case(series, [slower, failing]))
+    assert evidence[0].version is not None and evidence[0].version.family == "latency"
+    assert rows[0, FEATURE_INDEX["version_worse"]] == 0.0
+    assert rows[0, FEATURE_INDEX["version_worse_other_family"]] > 0.3
+    assert rows[1, FEATURE_INDEX["before_after_worse"]] > 0.8
+    assert rows[1, FEATURE_INDEX["other_family_worse"]] == 0.0
+
+
 def test_not_measured_is_neutral_and_looked_and_clean_is_not() -> None:
     measured = ChangeData("measured", "retriever", "config", ONSET - 600)
     unmeasured = ChangeData("unmeasured", "vector-db", "config", ONSET - 600)
@@ -226,7 +246,22 @@ def test_a_change_after_the_onset_or_while_already_degrading_is_cleared() -> Non
     rows, _, incident = extract(_case(series, [before, late]))
     assert incident.onset_known and abs(incident.onset - ONSET) <= STEP
     assert rows[1, FEATURE_INDEX["after_onset"]] == 1.0 and rows[0, FEATURE_INDEX["after_onset"]] == 0.0
-    assert rows[1, FEATURE_INDEX["pre_degraded"]] > 0.5
+    # Fifteen minutes after a full step the whole degradation was already there (the
+    # baseline ends at the onset; it once read 0.56 here, half its window degraded).
+    assert rows[1, FEATURE_INDEX["pre_degraded"]] > 0.9
+    assert rows[0, FEATURE_INDEX["pre_degraded"]] < 0.1
+
+
+def test_a_change_started_just_after_the_first_bad_point_is_marked() -> None:
+    culprit = ChangeData("culprit", "retriever", "config", ONSET - 90)
+    just_after = ChangeData("just_after", "rag-api", "flag", ONSET + 20)
+    series = [_series("rag-api", "error_rate", ONSET, 0.05, level=0.01)]
+    rows, _, incident = extract(_case(series, [culprit, just_after]))
+    assert incident.onset == ONSET
+    # Inside the onset's tolerance, so not 'after onset'; but the first bad point preceded it.
+    assert rows[1, FEATURE_INDEX["after_onset"]] == 0.0
+    assert rows[1, FEATURE_INDEX["after_onset_point"]] == 1.0
+    assert rows[0, FEATURE_INDEX["after_onset_point"]] == 0.0
 
 
 def test_the_ranking_works_without_the_symptom_series() -> None:

@@ -42,6 +42,12 @@ def test_shipped_runbooks_are_clean() -> None:
             "uses mode 'auto', which a runbook in mode 'shadow' does not allow",
         ),
         ("mode_not_allowed.yaml", 11, 3, "node 'orphan' is unreachable"),
+        (
+            "unknown_source.yaml",
+            4,
+            27,
+            "unknown source 'alertmanger': incidents come from alertmanager, eval,",
+        ),
     ],
 )
 def test_broken_fixture_reports_position(fixture: str, line: int, column: int, message: str) -> None:

@@ -73,6 +73,7 @@ def test_config_show_masks_credentials_in_urls(tmp_path: Path) -> None:
             "BACKOUT_PROMETHEUS_URL": f"https://reader:{SECRET}@prometheus.example:9090",
             "BACKOUT_WEBHOOK_URL": f"https://hooks.example/incoming?token={SECRET}&channel=ops",
             "BACKOUT_LLM_ENDPOINT": f"https://{SECRET}@llm.example/v1",
+            "BACKOUT_LLM_MODEL": "judge",
             "BACKOUT_EVIDENCE_QUERIES": json.dumps([{"name": "up", "query": "up"}]),
             "BACKOUT_OPERATOR_TOKEN": "operator-" + SECRET,
         }

@@ -86,6 +86,7 @@ def run_command(
     """Run a golden set; one JSON line per item goes to the results file, a summary to stdout."""
     from evals.execute import execute_run
     from evals.golden import EvalInputError
+    from evals.judge import deployment_judge
     from evals.runner import RunFailed, ServiceUnreachable
 
     settings = _settings(config)
@@ -93,7 +94,14 @@ def run_command(
     try:
         with _progress(show_progress, "golden set") as progress:
             _, summary, _ = asyncio.run(
-                execute_run(manifest, settings.state_dir, endpoint=endpoint, out=out, progress=progress)
+                execute_run(
+                    manifest,
+                    settings.state_dir,
+                    endpoint=endpoint,
+                    out=out,
+                    progress=progress,
+                    default_judge=deployment_judge(settings),
+                )
             )
     except EvalInputError as exc:
         raise _fail(str(exc), 2) from exc
