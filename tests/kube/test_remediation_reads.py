@@ -60,10 +60,14 @@ def test_the_action_log_and_the_target_are_read_at_once(
     # (BrokenBarrierError after 10 s) and the remediation fails.
     meet = threading.Barrier(2, timeout=10)
     monkeypatch.setattr(
-        kube_apis.core, "read_namespaced_config_map", _meeting(meet, kube_apis.core.read_namespaced_config_map)
+        kube_apis.core,
+        "read_namespaced_config_map",
+        _meeting(meet, kube_apis.core.read_namespaced_config_map),
     )
     monkeypatch.setattr(
-        kube_apis.apps, "read_namespaced_deployment", _meeting(meet, kube_apis.apps.read_namespaced_deployment)
+        kube_apis.apps,
+        "read_namespaced_deployment",
+        _meeting(meet, kube_apis.apps.read_namespaced_deployment),
     )
     result = remediation.remediate(kube_apis, kube_settings, _scale(kube_namespace))
     assert result.applied, result.message
@@ -105,7 +109,9 @@ def test_a_target_that_cannot_be_read_fails_as_before(
 ) -> None:
     reads: list[str] = []
     monkeypatch.setattr(
-        kube_apis.apps, "read_namespaced_deployment", _counting(reads, kube_apis.apps.read_namespaced_deployment)
+        kube_apis.apps,
+        "read_namespaced_deployment",
+        _counting(reads, kube_apis.apps.read_namespaced_deployment),
     )
     with pytest.raises(ApiException) as raised:
         remediation.remediate(kube_apis, kube_settings, _scale(kube_namespace, name="absent"))
