@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -14,6 +15,7 @@ from activities.kube import guards, ledger
 from activities.kube.activities import resolve_namespaces
 from activities.kube.client import KubeApis, kube_configured, shared_apis
 from activities.kube.dry_run import DryRun
+from activities.kube.parallel import at_once
 from activities.prometheus import QueryBudget
 from config import Settings
 from incidents.bundle import (
@@ -102,19 +104,22 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         try:
             apis = shared_apis(settings)
             namespaces = [request.namespace] if request.namespace else resolve_namespaces(apis, settings, [])
-            dry_run = DryRun.of(settings)
-            listed = ledger.list_changes(
+            list_changes = partial(
+                ledger.list_changes,
                 apis,
                 namespaces,
                 since,
                 record_first=True,
-                dry_run=dry_run,
+                dry_run=DryRun.of(settings),
                 annotate=ledger_annotator(settings),
             )
+            if request.namespace:
+                # The topology and the recent rollbacks do not depend on the changes: read at once.
+                listed, facts = at_once(list_changes, partial(cluster_facts, apis, request.namespace))
+            else:
+                listed = list_changes()
             for change in listed:
                 changes.setdefault(change.id, change)
-            if request.namespace:
-                facts = cluster_facts(apis, request.namespace)
         except Exception as exc:  # the cluster being away must not hide the other evidence
             cluster_error = f"cluster changes unavailable: {exc}"
             notes.append(cluster_error)

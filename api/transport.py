@@ -1,7 +1,10 @@
 """The API's transport limits: what one client can hold or send, before any route runs.
 
-- Headers: at most 16 KiB (h11), complete within `api_header_timeout_s` of the connection (or of
-  the previous response), else the connection is closed (a slow client cannot park there).
+- Headers: at most 16 KiB (else a 400 and the connection closed), complete within
+  `api_header_timeout_s` of the connection (or of the previous response), else the connection is
+  closed (a slow client cannot park there). uvicorn's httptools parser (C) has neither guard of
+  its own, so GuardedHttpToolsProtocol adds both; the h11 protocol (pure Python, slower) keeps
+  its guarded variant for `api_http_parser: h11`.
 - Bodies: a declared Content-Length over the route's cap is a 413 before a byte is kept; a
   chunked body is counted as it arrives and stopped at the cap; each read waits at most
   `api_body_timeout_s` (408). The Slack route has its own, smaller cap. Before a refusal the
@@ -20,6 +23,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from config import Settings
 
@@ -183,13 +187,77 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback: httptools turns it into a parser error, uvicorn into a 400."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the two guards h11 had: a deadline for a request's headers
+    and a cap on their size (the request line and the header fields, MAX_HEADER_BYTES)."""
+
+    header_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _count_header_bytes(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise HeadersTooLarge(f"request headers exceed {MAX_HEADER_BYTES} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()  # the headers are in: the body has its own timeout
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+
 def server_config(
     app: Any, settings: Settings, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
     """The uvicorn configuration every backout API process uses (`backout up|api`, the demo)."""
-    protocol = type(
-        "BackoutH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.api_header_timeout_s}
+    guarded: type[asyncio.Protocol] = (
+        GuardedH11Protocol if settings.api_http_parser == "h11" else GuardedHttpToolsProtocol
     )
+    protocol = type("BackoutHttpProtocol", (guarded,), {"header_timeout_s": settings.api_header_timeout_s})
     return uvicorn.Config(
         app,
         host=host or settings.api_host,

@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     api_header_timeout_s: float = Field(
         default=10.0, gt=0, description="a request's headers must arrive within"
     )
+    api_http_parser: Literal["httptools", "h11"] = Field(
+        default="httptools",
+        description="the API's HTTP/1.1 parser: httptools (C, faster) or h11 (pure Python); both "
+        "get the header deadline and the 16 KiB header cap",
+    )
     api_body_timeout_s: float = Field(
         default=30.0, gt=0, description="each read of a request's body waits at most"
     )

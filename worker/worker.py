@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from kubernetes.client import VersionApi
 from prometheus_client import Histogram, start_http_server
 from temporalio import activity
 from temporalio.client import Client
@@ -18,11 +20,14 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.kube.client import kube_configured
+from activities.kube.client import kube_configured, shared_apis
 from activities.kube.history import run_history_recorder
+from activities.kube.parallel import at_once
 from config import Settings
 from worker import registry
 from worker.sandbox import sandbox_runner
+
+log = logging.getLogger(__name__)
 
 STEP_LATENCY = Histogram(
     "backout_step_duration_seconds",
@@ -64,6 +69,25 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+# Connections the warm-up opens to the apiserver: as many as an incident's context reads at once.
+WARM_CONNECTIONS = 4
+WARM_UP_TIMEOUT_S = 10.0
+
+
+def warm_up(settings: Settings) -> None:
+    """Build the shared Kubernetes client and fill its pool with connections, so the first incident
+    after a start does not pay for them on its way to the rollback (several hundred ms on a loaded
+    host: the kubeconfig, the client's first use, a TLS handshake per connection). Best effort: a
+    cluster that cannot be reached now is the first incident's business, as before."""
+    if not kube_configured(settings):
+        return
+    try:
+        version = VersionApi(shared_apis(settings).api_client)
+        at_once(*(version.get_code for _ in range(WARM_CONNECTIONS)))
+    except Exception as exc:
+        log.warning("kubernetes client warm-up: %s: %s", type(exc).__name__, exc)
+
+
 def _start_history_recorder(settings: Settings) -> tuple[threading.Thread, threading.Event] | None:
     """Kubernetes keeps no ConfigMap/Secret history: record every version while the worker runs."""
     if not kube_configured(settings):
@@ -83,6 +107,12 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event) ->
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     recorder = _start_history_recorder(settings)
     try:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(warm_up, settings), timeout=WARM_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "kubernetes client warm-up still running after %ss; starting anyway", WARM_UP_TIMEOUT_S
+            )
         with ThreadPoolExecutor(max_workers=32, thread_name_prefix="backout-activity") as executor:
             worker = build_worker(client, settings, executor)
             async with worker:

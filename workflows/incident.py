@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from incidents.remediation import RemediationRequest, RemediationResult
     from runbooks.engine import decide
+    from runbooks.models import Runbook
     from workflows import gitops
     from workflows.paging import cause_of, channels_named, notify_channels
     from workflows.retries import REMEDIATE_RETRY, SHORT_RETRY
@@ -61,12 +62,18 @@ CONTEXT_LOCAL_PATCH = "collect-context-local"
 OPENED_AFTER_ACTION_PATCH = "opened-page-after-first-action"
 LAGGING_ALERT_PATCH = "cooldown-lagging-alert"
 REFIRE_BEFORE_COOLDOWN_PATCH = "refire-before-cooldown"
+RUNBOOKS_WITH_CONTEXT_PATCH = "runbooks-with-context"
 # An alert that fires during the cool-down while the golden set holds is asked about this many times.
 MAX_LAGGING_ALERT_CHECKS = 3
 # The opening page waits for the first cluster change (or anything else told) at most this long.
 OPENED_PAGE_WAIT = timedelta(seconds=5)
 # A plan that changes this often while waiting for approval is handed to a human instead.
 MAX_REPLANS = 3
+
+
+def _seen(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class PlanChanged(Exception):
@@ -160,6 +167,13 @@ class IncidentWorkflow:
     async def _respond(self, params: IncidentInput) -> None:
         state = self.state
         self._move_to("collecting")
+        runbooks: asyncio.Task[list[Runbook]] | None = None
+        if workflow.patched(RUNBOOKS_WITH_CONTEXT_PATCH):
+            # The runbooks do not depend on the context: loaded while it is collected, so one local
+            # activity fewer runs after another on the way to the decision.
+            runbooks = asyncio.create_task(self._load_runbooks(params))
+            # Marked as seen: when the context fails first, the load's own error is not needed.
+            runbooks.add_done_callback(_seen)
         context = await self._collect_context()
         state.bundle = context.bundle
         for note in context.notes:
@@ -175,7 +189,7 @@ class IncidentWorkflow:
         state.view.attribution = attribution
 
         self._move_to("deciding")
-        decision = await self._decide(params, context, attribution)
+        decision = await self._decide(params, context, attribution, runbooks)
         state.view.decision = decision
         self._log(
             "decision",
@@ -246,15 +260,23 @@ class IncidentWorkflow:
             self._log("decision", "attribute", "no candidate change in the window")
         return attribution
 
-    async def _decide(
-        self, params: IncidentInput, context: ContextResult, attribution: AttributionOutput
-    ) -> Decision:
-        runbooks = await workflow.execute_local_activity(
+    async def _load_runbooks(self, params: IncidentInput) -> list[Runbook]:
+        return await workflow.execute_local_activity(
             load_runbooks_activity,
             LoadRunbooksRequest(path=params.runbook_dir),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=SHORT_RETRY,
         )
+
+    async def _decide(
+        self,
+        params: IncidentInput,
+        context: ContextResult,
+        attribution: AttributionOutput,
+        loading: asyncio.Task[list[Runbook]] | None = None,
+    ) -> Decision:
+        """The runbooks' decision; `loading` is their load when it was started earlier."""
+        runbooks = await (loading if loading is not None else self._load_runbooks(params))
         ctx = self.state.decision_context(
             workflow.now(),
             attribution,

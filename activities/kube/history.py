@@ -18,7 +18,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from kubernetes import watch
 from kubernetes.client import V1ConfigMap, V1ObjectMeta, V1OwnerReference, V1Secret
@@ -297,9 +297,22 @@ def _prune(apis: KubeApis, kind: ObjectKind, namespace: str, existing: list[Any]
                 raise
 
 
+class Sweep(NamedTuple):
+    """One recording sweep: the versions it recorded, and every history object of each kind as it
+    listed them before recording (current when it recorded nothing)."""
+
+    recorded: list[RecordedVersion]
+    history: dict[ObjectKind, list[Any]]
+
+
 def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN) -> list[RecordedVersion]:
     """One sweep: record every tracked ConfigMap and Secret in `namespace` (None = all); where
     `dry_run` applies the history writes are server-side dry runs."""
+    return sweep(apis, namespace, dry_run).recorded
+
+
+def sweep(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN) -> Sweep:
+    """record_now, with the history objects it listed on the way."""
     recorded: list[RecordedVersion] = []
     selector = f"!{HISTORY_OF_LABEL}"
     if namespace is None:
@@ -330,7 +343,11 @@ def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_R
                 )
                 if version is not None:
                     recorded.append(version)
-    return recorded
+    history: dict[ObjectKind, list[Any]] = {
+        "configmap": [item for versions in config_map_index.values() for item in versions],
+        "secret": [item for versions in secret_index.values() for item in versions],
+    }
+    return Sweep(recorded, history)
 
 
 def _history_index(

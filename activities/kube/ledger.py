@@ -278,21 +278,32 @@ def _object_author(previous: history.RecordedVersion, version: history.RecordedV
     return version.annotations.get(AUTHOR_ANNOTATION)
 
 
-def object_changes(apis: KubeApis, namespace: str, since: datetime) -> list[Change]:
+def object_changes(
+    apis: KubeApis,
+    namespace: str,
+    since: datetime,
+    listed: dict[history.ObjectKind, list[Any]] | None = None,
+) -> list[Change]:
+    """ConfigMap and Secret changes from their recorded versions; `listed` (every history object of
+    the namespace, by kind) saves listing them again."""
     changes: list[Change] = []
-    config_maps, secrets = at_once(
-        partial(
-            apis.core.list_namespaced_config_map,
-            namespace,
-            label_selector=f"{history.HISTORY_KIND_LABEL}=configmap",
-        ),
-        partial(
-            apis.core.list_namespaced_secret, namespace, label_selector=f"{history.HISTORY_KIND_LABEL}=secret"
-        ),
-    )
+    if listed is None:
+        config_maps, secrets = at_once(
+            partial(
+                apis.core.list_namespaced_config_map,
+                namespace,
+                label_selector=f"{history.HISTORY_KIND_LABEL}=configmap",
+            ),
+            partial(
+                apis.core.list_namespaced_secret,
+                namespace,
+                label_selector=f"{history.HISTORY_KIND_LABEL}=secret",
+            ),
+        )
+        listed = {"configmap": config_maps.items, "secret": secrets.items}
     kinds: tuple[tuple[history.ObjectKind, Any], ...] = (
-        ("configmap", config_maps.items),
-        ("secret", secrets.items),
+        ("configmap", listed["configmap"]),
+        ("secret", listed["secret"]),
     )
     for kind, items in kinds:
         by_owner: dict[str, list[history.RecordedVersion]] = {}
@@ -330,14 +341,16 @@ def list_changes(
             found = each_at_once(lambda deployment: deployment_changes(apis, deployment, since), deployments)
             return [change for changes_of_one in found for change in changes_of_one]
 
+        listed: dict[history.ObjectKind, list[Any]] | None = None
         if record_first and not dry_run.applies(namespace):
             # Recording ConfigMaps and Secrets and reading the Deployments do not depend on each other.
-            _, deployment_changes_found = at_once(
-                partial(history.record_now, apis, namespace), of_deployments
-            )
+            swept, deployment_changes_found = at_once(partial(history.sweep, apis, namespace), of_deployments)
+            # Nothing written since the sweep listed the history objects: they need no second list.
+            if not swept.recorded:
+                listed = swept.history
         else:
             deployment_changes_found = of_deployments()
         changes.extend(deployment_changes_found)
-        changes.extend(object_changes(apis, namespace, since))
+        changes.extend(object_changes(apis, namespace, since, listed))
     ordered = sorted(changes, key=lambda change: (change.started_at, change.id))
     return annotate(apis, ordered) if annotate is not None else ordered

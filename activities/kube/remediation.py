@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from activities.kube import guards
 from activities.kube.actions import EXECUTORS
-from activities.kube.actions.base import Remediation, bad_input, refused
+from activities.kube.actions.base import Remediation, bad_input, read_target, refused
 from activities.kube.client import KubeApis, retry_on_conflict
 from activities.kube.dry_run import DryRun
+from activities.kube.parallel import at_once
 from config import Settings
 from incidents.remediation import RemediationRequest, RemediationResult
 
@@ -48,16 +53,30 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
         raise bad_input(f"{request.operation} applies to {kinds} only, not {request.target_type}")
     executor.check(request)
     key = request_key(request)
-    # Read once: the idempotency check, the rolled-away-from guard and the rate cap all use it.
-    log = guards.read_action_log(apis, request.namespace)
+    # Read once: the idempotency check, the rolled-away-from guard and the rate cap all use it. The
+    # object to write does not depend on it, so both are read at once (two round trips become one
+    # on the way to the write; a request the log answers has read its object for nothing).
+    log, target = at_once(
+        partial(guards.read_action_log, apis, request.namespace), partial(_target_if_readable, apis, request)
+    )
     if not request.dry_run:
         previous = guards.find_entry(log, key)
         if previous is not None:
             return previous.result.model_copy(
                 update={"message": f"already applied ({previous.result.message})"}
             )
-    run = Remediation(apis, settings, request, key, f"{request.incident_id}:{key}", log)
+    prefetched = [target] if target is not None else []
+    run = Remediation(apis, settings, request, key, f"{request.incident_id}:{key}", log, prefetched)
     return retry_on_conflict(lambda: executor.apply(run))
+
+
+def _target_if_readable(apis: KubeApis, request: RemediationRequest) -> Any | None:
+    """The target, or None when it cannot be read: the executor then reads it itself, so the error
+    (a 404, a 403) comes after the action log had its say, as when the reads were one after another."""
+    try:
+        return read_target(apis, request)
+    except ApiException:
+        return None
 
 
 def _outside_its_namespace(request: RemediationRequest) -> str | None:

@@ -94,6 +94,27 @@ class PathToPatch(BaseModel):
     incidents: int = 1
 
 
+# Where an incident's time to its patch went, from its history's event times (the Temporal server's
+# clock, the same machine's as the bench's): the webhook call up to the run's start, the wait for
+# the first workflow task, the workflow task(s) up to the one that scheduled `remediate` (the local
+# activities inside), the dispatch of `remediate`, and `remediate` up to the watch seeing the patch.
+PHASES = (
+    "webhook_to_start",
+    "start_to_first_task",
+    "tasks_to_remediate",
+    "remediate_dispatch",
+    "remediate_to_patch",
+)
+
+
+class Phases(BaseModel):
+    """Each phase's p50 and p99 over the incidents timed (ms), by name (PHASES)."""
+
+    p50_ms: dict[str, float] = Field(default_factory=dict)
+    p99_ms: dict[str, float] = Field(default_factory=dict)
+    incidents: int = 0
+
+
 class LatencyResult(BaseModel):
     bench: str = "latency"
     incidents: int
@@ -118,6 +139,7 @@ class LatencyResult(BaseModel):
     paths_to_patch: list[PathToPatch] = Field(
         default_factory=list, description="the distinct ways incidents went to their rollback"
     )
+    phases: Phases = Field(default_factory=Phases, description="where the time to the patch went (PHASES)")
     load: Load
     memory: Memory = Field(default_factory=Memory)
     open_incidents: OpenIncidents | None = None
@@ -251,6 +273,62 @@ async def _settled(http: httpx.AsyncClient, incident_id: str, timeout_s: float) 
         await asyncio.sleep(0.05)
 
 
+def _seconds(event: Any) -> float:
+    return float(event.event_time.ToMicroseconds()) / 1e6
+
+
+def _phases_of(events: list[Any], sent_at: float, seen_at: float) -> dict[str, float] | None:
+    """The PHASES of one incident (seconds), from its history and the wall-clock times the webhook
+    was sent and the patch seen; None when its history has no `remediate` activity."""
+    started = first_task = task_done = scheduled = None
+    scheduled_id = None
+    for event in events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            started = _seconds(event)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and first_task is None:
+            first_task = _seconds(event)
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and scheduled_id is None:
+            task_done = _seconds(event)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and scheduled_id is None:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == "remediate":
+                scheduled, scheduled_id = _seconds(event), event.event_id
+        elif (
+            kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and scheduled_id is not None
+            and event.activity_task_started_event_attributes.scheduled_event_id == scheduled_id
+        ):
+            activity_started = _seconds(event)
+            if started is None or first_task is None or task_done is None or scheduled is None:
+                return None
+            return dict(
+                zip(
+                    PHASES,
+                    (
+                        started - sent_at,
+                        first_task - started,
+                        task_done - first_task,
+                        activity_started - task_done,
+                        seen_at - activity_started,
+                    ),
+                    strict=True,
+                )
+            )
+    return None
+
+
+def _phase_summary(per_incident: list[dict[str, float]]) -> Phases:
+    return Phases(
+        p50_ms={name: _ms([p[name] for p in per_incident], 0.5) or 0.0 for name in PHASES}
+        if per_incident
+        else {},
+        p99_ms={name: _ms([p[name] for p in per_incident], 0.99) or 0.0 for name in PHASES}
+        if per_incident
+        else {},
+        incidents=len(per_incident),
+    )
+
+
 def _path_to_patch(events: list[Any]) -> PathToPatch | None:
     """Workflow tasks, activities and local activities before the `remediate` activity was scheduled."""
     tasks = 0
@@ -269,12 +347,22 @@ def _path_to_patch(events: list[Any]) -> PathToPatch | None:
     return None
 
 
-async def _paths_to_patch(temporal_address: str, incident_ids: list[str]) -> list[PathToPatch]:
+async def _paths_to_patch(
+    temporal_address: str, incident_ids: list[str], timed: dict[str, tuple[float, float]]
+) -> tuple[list[PathToPatch], Phases]:
+    """The distinct paths to the patch, and the phases of the incidents in `timed` (id: the wall
+    clock when its webhook was sent and when its patch was seen)."""
     client = await Client.connect(temporal_address)
     paths: dict[str, PathToPatch] = {}
+    phases: list[dict[str, float]] = []
     for incident_id in incident_ids:
         history = await client.get_workflow_handle(incident_id).fetch_history()
-        path = _path_to_patch(list(history.events))
+        events = list(history.events)
+        if incident_id in timed:
+            found = _phases_of(events, *timed[incident_id])
+            if found is not None:
+                phases.append(found)
+        path = _path_to_patch(events)
         if path is None:
             continue
         key = path.model_dump_json(exclude={"incidents"})
@@ -282,7 +370,7 @@ async def _paths_to_patch(temporal_address: str, incident_ids: list[str]) -> lis
             paths[key].incidents += 1
         else:
             paths[key] = path
-    return list(paths.values())
+    return list(paths.values()), _phase_summary(phases)
 
 
 async def run_latency(
@@ -362,6 +450,7 @@ async def _measure(
     workflow_floor_s: list[float] = []
     patch_floor_s: list[float] = []
     rolled_back_ids: list[str] = []
+    timed: dict[str, tuple[float, float]] = {}
     slowest: tuple[float, str] | None = None
     problems: list[str] = []
     background: OpenIncidents | None = None
@@ -395,7 +484,7 @@ async def _measure(
 
         for namespace in namespaces:
             seen = watch.arm(namespace)
-            started = time.perf_counter()
+            sent_wall, started = time.time(), time.perf_counter()
             response = await http.post(
                 "/v1/alerts/alertmanager", json=_notification(namespace, run_id), headers=headers
             )
@@ -413,6 +502,7 @@ async def _measure(
             latencies.append(watch.seen_at[namespace] - started)
             if incident_id:
                 rolled_back_ids.append(incident_id)
+                timed[incident_id] = (sent_wall, sent_wall + latencies[-1])
                 if slowest is None or latencies[-1] > slowest[0]:
                     slowest = (latencies[-1], incident_id)
                 await _settled(http, incident_id, per_incident_timeout_s)
@@ -427,10 +517,17 @@ async def _measure(
         if background is not None:
             background = await still_open(http, background)
     watch.stop()
-    paths = await _paths_to_patch(stack.temporal_address, rolled_back_ids)
+    paths, phases = await _paths_to_patch(stack.temporal_address, rolled_back_ids, timed)
     return _result(
         namespaces, latencies, workflow_floor_s, patch_floor_s, problems, load, memory, background, paths
-    ).model_copy(update={"incident_states": states, "step_mean_ms": step_means, "slowest": slowest_timeline})
+    ).model_copy(
+        update={
+            "incident_states": states,
+            "step_mean_ms": step_means,
+            "slowest": slowest_timeline,
+            "phases": phases,
+        }
+    )
 
 
 def _result(

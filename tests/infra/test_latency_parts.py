@@ -15,8 +15,23 @@ from pathlib import Path
 import pytest
 from kubernetes import client as kube_client
 from kubernetes import config as kube_config
+from temporalio.api.common.v1 import ActivityType
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import (
+    ActivityTaskScheduledEventAttributes,
+    ActivityTaskStartedEventAttributes,
+    HistoryEvent,
+)
 
-from devstack.bench.latency import TARGET_P50_RATIO, TARGET_P99_RATIO, _result, run_latency
+from devstack.bench.latency import (
+    PHASES,
+    TARGET_P50_RATIO,
+    TARGET_P99_RATIO,
+    _phase_summary,
+    _phases_of,
+    _result,
+    run_latency,
+)
 from devstack.bench.latency_parts import (
     BAD_IMAGE,
     GOOD_IMAGE,
@@ -131,3 +146,41 @@ def test_latency_result_names_each_missed_ratio() -> None:
     assert slow.ratio_p99 is not None and slow.ratio_p99 > TARGET_P99_RATIO
     missing = _result(["a", "b"], [0.020], floor_wf, floor_patch, [], Load.now(), Memory(), None, [])
     assert missing.targets_met is None  # an incident without a rollback: no claim either way
+
+
+def _event(event_id: int, kind: int, at: float, **attributes: object) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id, event_type=kind, **attributes)  # type: ignore[arg-type]
+    event.event_time.FromMicroseconds(int(at * 1_000_000))
+    return event
+
+
+def test_phases_split_the_time_to_the_patch_at_the_history_events() -> None:
+    remediate = ActivityTaskScheduledEventAttributes(activity_type=ActivityType(name="remediate"))
+    events = [
+        _event(1, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, 100.010),
+        _event(2, EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 100.010),
+        _event(3, EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 100.030),
+        _event(4, EventType.EVENT_TYPE_MARKER_RECORDED, 100.050),
+        _event(5, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 100.070),
+        _event(
+            6,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            100.070,
+            activity_task_scheduled_event_attributes=remediate,
+        ),
+        _event(
+            7,
+            EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED,
+            100.072,
+            activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(scheduled_event_id=6),
+        ),
+        _event(8, EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED, 100.090),
+        _event(9, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 100.100),
+    ]
+    phases = _phases_of(events, sent_at=100.000, seen_at=100.085)
+    assert phases is not None
+    assert [round(phases[name] * 1000) for name in PHASES] == [10, 20, 40, 2, 13]
+    # Without a remediate activity there is nothing to split.
+    assert _phases_of(events[:5], sent_at=100.0, seen_at=100.085) is None
+    summary = _phase_summary([phases, phases])
+    assert summary.incidents == 2 and summary.p50_ms["tasks_to_remediate"] == pytest.approx(40, abs=0.01)

@@ -1,6 +1,6 @@
-"""The way from an alert to its rollback (issue 17): the context is collected as a local activity,
-the opening page goes out once the first cluster change is made (and before anything else is told),
-and a run of the current code replays on it.
+"""The way from an alert to its rollback (issue 17): the context is collected as a local activity
+while the runbooks load, the opening page goes out once the first cluster change is made (and
+before anything else is told), and a run of the current code replays on it.
 
 The real IncidentWorkflow and runbook loader on a real Temporal server; stand-ins for the context,
 attribution, remediation and paging activities record the order they were called in.
@@ -8,6 +8,7 @@ attribution, remediation and paging activities record the order they were called
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
-from activities.runbooks import load_runbooks_activity
+from activities.runbooks import LoadRunbooksRequest, load_runbooks_activity
 from incidents.bundle import (
     AttributionOutput,
     BundleIncident,
@@ -38,10 +39,16 @@ from incidents.models import (
     NotifyResult,
 )
 from incidents.remediation import RemediationRequest, RemediationResult
+from runbooks.models import Runbook
 from tests.runbooks.incident_runs import image_change, incident_params, start_incident
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
-from workflows.incident import CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, IncidentWorkflow
+from workflows.incident import (
+    CONTEXT_LOCAL_PATCH,
+    OPENED_AFTER_ACTION_PATCH,
+    RUNBOOKS_WITH_CONTEXT_PATCH,
+    IncidentWorkflow,
+)
 
 pytestmark = [pytest.mark.temporal]
 
@@ -85,6 +92,8 @@ class Calls:
         self.change = image_change(namespace, name)
         # Awaited by the notify stand-ins before they answer a page of that event, once per page.
         self.before_page: dict[str, Callable[[], Awaitable[None]]] = {}
+        # Set when the runbooks start loading: the context stand-in waits for it (loaded at once).
+        self.runbooks_loading = asyncio.Event()
 
     def activities(self) -> list[Any]:
         calls = self
@@ -92,6 +101,8 @@ class Calls:
         @activity.defn(name="collect_context")
         async def collect_context(request: ContextRequest) -> ContextResult:
             calls.order.append("collect_context")
+            # Made one after the other, the runbooks would only load once this returned.
+            await asyncio.wait_for(calls.runbooks_loading.wait(), timeout=10)
             incident = BundleIncident(
                 id=request.incident_id, detected_at=request.detected_at, service=calls.change.service
             )
@@ -126,11 +137,16 @@ class Calls:
 
             return notify_channel
 
+        @activity.defn(name="load_runbooks_activity")
+        async def load_runbooks(request: LoadRunbooksRequest) -> list[Runbook]:
+            calls.runbooks_loading.set()
+            return await load_runbooks_activity(request)
+
         return [
             collect_context,
             attribute_bundle,
             remediate,
-            load_runbooks_activity,
+            load_runbooks,
             notify("pagerduty"),
             notify("slack"),
         ]
@@ -207,7 +223,7 @@ async def test_rollback_comes_before_the_opening_page_and_context_is_local(
     later = [i for i, call in enumerate(order) if ":" in call and not call.endswith(":opened")]
     assert later and max(opened) < min(later), order
     assert "collect_context" not in _scheduled(history), "the context was a task-queue activity"
-    assert {CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH} <= _patches(history)
+    assert {CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, RUNBOOKS_WITH_CONTEXT_PATCH} <= _patches(history)
     await _replays(history)
 
 

@@ -2,13 +2,15 @@
 
 An executor applies one operation (the name of a mutating runbook action) to one object. The
 frame in `activities/kube/remediation.py` has already checked the allow list, read the
-namespace's action log and answered retries; the executor reads the object, returns the
-earlier result if this request already wrote it (`already_applied`), writes once with
-`backout.dev/applied-by` stamped in the same write, and logs an applied result (`log`).
+namespace's action log (and, at the same time, the object) and answered retries; the executor
+takes the object (`run.read_target()`), returns the earlier result if this request already wrote
+it (`already_applied`), writes once with `backout.dev/applied-by` stamped in the same write, and
+logs an applied result (`log`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,15 @@ from config import Settings
 from incidents.remediation import RemediationRequest, RemediationResult, TargetType
 
 
+def read_target(apis: KubeApis, request: RemediationRequest) -> Any:
+    """The object the request writes, as the apiserver has it now."""
+    if request.target_type == "deployment":
+        return apis.apps.read_namespaced_deployment(request.name, request.namespace)
+    if request.target_type == "configmap":
+        return apis.core.read_namespaced_config_map(request.name, request.namespace)
+    return apis.core.read_namespaced_secret(request.name, request.namespace)
+
+
 @dataclass(frozen=True)
 class Remediation:
     """One request being applied: the cluster, the guards' inputs and the idempotency key."""
@@ -33,10 +44,19 @@ class Remediation:
     key: str
     applied_by: str
     log: list[guards.ActionLogEntry]
+    # The target as read alongside the action log, for the first attempt only.
+    prefetched: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def target(self) -> str:
         return f"{self.request.target_type}/{self.request.namespace}/{self.request.name}"
+
+    def read_target(self) -> Any:
+        """The object to write: the one read with the action log the first time, then a fresh read
+        (an attempt after a 409 must start from what the apiserver has now)."""
+        if self.prefetched:
+            return self.prefetched.pop()
+        return read_target(self.apis, self.request)
 
 
 @dataclass(frozen=True)
@@ -149,7 +169,7 @@ def rate_capped(run: Remediation) -> str | None:
 def set_deployment_field(run: Remediation, field: str, value: Any) -> RemediationResult:
     """Set one field of a Deployment's spec (a merge patch guarded by resourceVersion)."""
     request = run.request
-    deployment: Any = run.apis.apps.read_namespaced_deployment(request.name, request.namespace)
+    deployment: Any = run.read_target()
     if earlier := already_applied(run, deployment):
         return earlier
     before = getattr(deployment.spec, field)

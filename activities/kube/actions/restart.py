@@ -28,7 +28,7 @@ RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 
 def restart(run: Remediation) -> RemediationResult:
     request = run.request
-    deployment: Any = run.apis.apps.read_namespaced_deployment(request.name, request.namespace)
+    deployment: Any = run.read_target()
     if earlier := already_applied(run, deployment):
         return earlier
     if deployment.spec.paused:

@@ -101,7 +101,7 @@ def _pick_target_revision(request: RemediationRequest, revisions: list[int], cur
 
 def _rollback_deployment(run: Remediation) -> RemediationResult:
     apis, request = run.apis, run.request
-    deployment: Any = apis.apps.read_namespaced_deployment(request.name, request.namespace)
+    deployment: Any = run.read_target()
     target = run.target
     if earlier := already_applied(run, deployment):
         return earlier
@@ -158,10 +158,7 @@ def _restore_object(run: Remediation) -> RemediationResult:
     apis, request = run.apis, run.request
     kind: history.ObjectKind = "configmap" if request.target_type == "configmap" else "secret"
     target = f"{kind}/{request.namespace}/{request.name}"
-    if kind == "configmap":
-        obj: Any = apis.core.read_namespaced_config_map(request.name, request.namespace)
-    else:
-        obj = apis.core.read_namespaced_secret(request.name, request.namespace)
+    obj: Any = run.read_target()
     if earlier := already_applied(run, obj):
         return earlier
     # The current content is recorded first (a dry run only says which version it would be).

@@ -1,0 +1,99 @@
+"""The apiserver calls of an incident's context (activities/context.py, ledger.list_changes): the
+history objects listed once when the sweep before the listing recorded nothing, and the topology
+and the action log read while the changes are listed. On the session's real cluster."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from activities.context import build_bundle
+from activities.kube import ledger
+from activities.kube.client import KubeApis, shared_apis
+from config import Settings
+from incidents.models import ContextRequest
+from tests.kube.helpers import create_deployment, set_image
+
+pytestmark = pytest.mark.kube
+
+HISTORY_SELECTOR = "backout.dev/history-kind=configmap"
+
+
+def _counted(calls: Counter[str], name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls[f"{name} {kwargs.get('label_selector') or ''}".strip()] += 1
+        return call(*args, **kwargs)
+
+    return wrapper
+
+
+def _edit(apis: KubeApis, namespace: str, value: str) -> None:
+    apis.core.patch_namespaced_config_map("prompts", namespace, {"data": {"system": value}})
+
+
+def test_the_history_is_listed_again_only_after_the_sweep_recorded_a_version(
+    kube_apis: KubeApis, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube_apis.core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "prompts"}, "data": {"system": "v1"}}
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    ledger.list_changes(kube_apis, [kube_namespace], since)  # records version 1
+    _edit(kube_apis, kube_namespace, "v2")
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr(
+        kube_apis.core,
+        "list_namespaced_config_map",
+        _counted(calls, "list configmaps", kube_apis.core.list_namespaced_config_map),
+    )
+    recorded = ledger.list_changes(kube_apis, [kube_namespace], since)  # records version 2, lists again
+    assert calls[f"list configmaps {HISTORY_SELECTOR}"] == 2
+    assert [change.to_version for change in recorded if change.kind == "config"] == ["2"]
+
+    calls.clear()
+    again = ledger.list_changes(kube_apis, [kube_namespace], since)  # nothing new: one list
+    assert calls[f"list configmaps {HISTORY_SELECTOR}"] == 1
+    assert [change.id for change in again] == [change.id for change in recorded]
+
+
+def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    apis = shared_apis(kube_settings)
+    # The action log read (topology side) and the ReplicaSet list (changes side) wait for each other:
+    # made one after the other they never get past the barrier and the context has a cluster error.
+    meet = threading.Barrier(2, timeout=10)
+    met = threading.Event()
+
+    def meeting(call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not met.is_set():  # the first call of each side only
+                meet.wait()
+                met.set()
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        apis.core, "read_namespaced_config_map", meeting(apis.core.read_namespaced_config_map)
+    )
+    monkeypatch.setattr(
+        apis.apps, "list_namespaced_replica_set", meeting(apis.apps.list_namespaced_replica_set)
+    )
+    request = ContextRequest(
+        incident_id="inc-context-reads",
+        service="web",
+        namespace=kube_namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(kube_settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    assert [change.to_version for change in result.bundle.changes] == ["registry.local/web:2"]
