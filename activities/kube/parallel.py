@@ -7,7 +7,7 @@ made at once (threads over the client's connection pool) they cost about the slo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
@@ -15,8 +15,6 @@ A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
 D = TypeVar("D")
-Item = TypeVar("Item")
-Result = TypeVar("Result")
 
 
 @overload
@@ -35,12 +33,3 @@ def at_once(*calls: Callable[[], Any]) -> tuple[Any, ...]:
         futures = [pool.submit(call) for call in rest]
         head = first()
         return (head, *(future.result() for future in futures))
-
-
-def each_at_once(call: Callable[[Item], Result], items: Iterable[Item], limit: int = 8) -> list[Result]:
-    """`call` on every item, at most `limit` at a time; the results in the items' order."""
-    listed = list(items)
-    if len(listed) <= 1:
-        return [call(item) for item in listed]
-    with ThreadPoolExecutor(max_workers=min(limit, len(listed)), thread_name_prefix="backout-read") as pool:
-        return list(pool.map(call, listed))

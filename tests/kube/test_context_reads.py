@@ -97,3 +97,38 @@ def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
     result = build_bundle(kube_settings, request, datetime.now(UTC))
     assert result.cluster_error is None, result.notes
     assert [change.to_version for change in result.bundle.changes] == ["registry.local/web:2"]
+
+
+def test_the_replica_sets_are_listed_once_per_namespace_with_the_deployments(
+    kube_apis: KubeApis, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("web", "chat", "rag"):
+        create_deployment(kube_apis, kube_namespace, name, f"registry.local/{name}:1")
+    set_image(kube_apis, kube_namespace, "chat", "registry.local/chat:2")
+    calls: Counter[str] = Counter()
+    # The two lists wait for each other: made one after the other, the listing fails at the barrier.
+    meet = threading.Barrier(2, timeout=10)
+
+    def meeting(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            if calls[name] == 1:
+                meet.wait()
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        kube_apis.apps,
+        "list_namespaced_deployment",
+        meeting("deployments", kube_apis.apps.list_namespaced_deployment),
+    )
+    monkeypatch.setattr(
+        kube_apis.apps,
+        "list_namespaced_replica_set",
+        meeting("replica sets", kube_apis.apps.list_namespaced_replica_set),
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    changes = ledger.list_changes(kube_apis, [kube_namespace], since, record_first=False)
+    assert calls == {"deployments": 1, "replica sets": 1}  # not one ReplicaSet list per Deployment
+    assert [(change.service, change.to_version) for change in changes] == [("chat", "registry.local/chat:2")]

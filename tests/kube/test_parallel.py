@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from activities.kube.parallel import at_once, each_at_once
+from activities.kube.parallel import at_once
 
 
 def test_at_once_runs_the_calls_together_and_keeps_their_order() -> None:
@@ -36,24 +36,3 @@ def test_at_once_raises_an_error_once_every_call_has_ended() -> None:
     with pytest.raises(ValueError, match="apiserver said no"):
         at_once(failing, slow)
     assert ended == ["slow"]
-
-
-def test_each_at_once_keeps_the_items_order_and_the_limit() -> None:
-    running = 0
-    most = 0
-    lock = threading.Lock()
-    barrier = threading.Barrier(2, timeout=10)
-
-    def double(item: int) -> int:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        barrier.wait()  # two at a time, never more
-        with lock:
-            running -= 1
-        return item * 2
-
-    assert each_at_once(double, range(6), limit=2) == [0, 2, 4, 6, 8, 10]
-    assert most == 2
-    assert each_at_once(double, []) == []
