@@ -146,13 +146,18 @@ class BodyLimits:
         await self.app(scope, limited_receive, draining_send)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for a request's headers (uvicorn has none)."""
+class HeaderDeadline:
+    """A deadline for a request's headers, mixed into a uvicorn HTTP protocol (neither of uvicorn's
+    has one): armed when the connection opens and after each response, cancelled when the headers
+    are in (the body has its own timeout); a connection still waiting for headers then is closed."""
 
     header_timeout_s: float = 10.0
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_timer()
 
@@ -166,19 +171,14 @@ class GuardedH11Protocol(H11Protocol):
             timer.cancel()
             self._header_timer = None
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._cancel_header_timer()  # the headers are in: the body has its own timeout
-
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None
@@ -187,31 +187,26 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class GuardedH11Protocol(HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with a deadline for a request's headers (h11 caps their size)."""
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._cancel_header_timer()  # the headers are in: the body has its own timeout
+
+
 class HeadersTooLarge(Exception):
     """Raised from a parser callback: httptools turns it into a parser error, uvicorn into a 400."""
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol with the two guards h11 had: a deadline for a request's headers
     and a cap on their size (the request line and the header fields, MAX_HEADER_BYTES)."""
 
-    header_timeout_s: float = 10.0
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
-        self._arm_header_timer()
-
-    def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
-
-    def _cancel_header_timer(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
+        super().connection_made(transport)
 
     def _count_header_bytes(self, size: int) -> None:
         self._header_bytes += size
@@ -233,21 +228,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()  # the headers are in: the body has its own timeout
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_header_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
-        super().connection_lost(exc)
-
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        waiting = self.cycle is None or self.cycle.response_complete
-        if waiting and not self.transport.is_closing():
-            self.transport.close()
 
 
 def server_config(
