@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +105,17 @@ def service_account_kubeconfig(
     token = service_account_token(apis, namespace, service_account)
     write_kubeconfig(path, state.apiserver_url, cluster.pki_dir / "ca.crt", None, None, token=token)
     return path
+
+
+def first_call_meets(barrier: threading.Barrier, call: Callable[..., Any]) -> Callable[..., Any]:
+    """`call`, whose first call waits at `barrier` for the other parties' first calls: reads that
+    are made one after the other never get past it (BrokenBarrierError at its timeout)."""
+    first = threading.Event()
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not first.is_set():
+            first.set()
+            barrier.wait()
+        return call(*args, **kwargs)
+
+    return wrapper

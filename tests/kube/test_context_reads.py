@@ -17,7 +17,7 @@ from activities.kube import ledger
 from activities.kube.client import KubeApis, shared_apis
 from config import Settings
 from incidents.models import ContextRequest
-from tests.kube.helpers import create_deployment, set_image
+from tests.kube.helpers import create_deployment, first_call_meets, set_image
 
 pytestmark = pytest.mark.kube
 
@@ -70,22 +70,13 @@ def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
     # The action log read (topology side) and the ReplicaSet list (changes side) wait for each other:
     # made one after the other they never get past the barrier and the context has a cluster error.
     meet = threading.Barrier(2, timeout=10)
-    met = threading.Event()
-
-    def meeting(call: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not met.is_set():  # the first call of each side only
-                meet.wait()
-                met.set()
-            return call(*args, **kwargs)
-
-        return wrapper
-
     monkeypatch.setattr(
-        apis.core, "read_namespaced_config_map", meeting(apis.core.read_namespaced_config_map)
+        apis.core, "read_namespaced_config_map", first_call_meets(meet, apis.core.read_namespaced_config_map)
     )
     monkeypatch.setattr(
-        apis.apps, "list_namespaced_replica_set", meeting(apis.apps.list_namespaced_replica_set)
+        apis.apps,
+        "list_namespaced_replica_set",
+        first_call_meets(meet, apis.apps.list_namespaced_replica_set),
     )
     request = ContextRequest(
         incident_id="inc-context-reads",
@@ -108,26 +99,11 @@ def test_the_replica_sets_are_listed_once_per_namespace_with_the_deployments(
     calls: Counter[str] = Counter()
     # The two lists wait for each other: made one after the other, the listing fails at the barrier.
     meet = threading.Barrier(2, timeout=10)
-
-    def meeting(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
-            if calls[name] == 1:
-                meet.wait()
-            return call(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(
-        kube_apis.apps,
-        "list_namespaced_deployment",
-        meeting("deployments", kube_apis.apps.list_namespaced_deployment),
-    )
-    monkeypatch.setattr(
-        kube_apis.apps,
-        "list_namespaced_replica_set",
-        meeting("replica sets", kube_apis.apps.list_namespaced_replica_set),
-    )
+    for api, method, name in (
+        (kube_apis.apps, "list_namespaced_deployment", "deployments"),
+        (kube_apis.apps, "list_namespaced_replica_set", "replica sets"),
+    ):
+        monkeypatch.setattr(api, method, _counted(calls, name, first_call_meets(meet, getattr(api, method))))
     since = datetime.now(UTC) - timedelta(hours=1)
     changes = ledger.list_changes(kube_apis, [kube_namespace], since, record_first=False)
     assert calls == {"deployments": 1, "replica sets": 1}  # not one ReplicaSet list per Deployment

@@ -15,7 +15,7 @@ from activities.kube import remediation
 from activities.kube.client import KubeApis
 from config import Settings
 from incidents.remediation import RemediationRequest
-from tests.kube.helpers import create_deployment
+from tests.kube.helpers import create_deployment, first_call_meets
 
 pytestmark = pytest.mark.kube
 
@@ -29,19 +29,6 @@ def _scale(namespace: str, replicas: int = 3, name: str = "web") -> RemediationR
         namespace=namespace,
         replicas=replicas,
     )
-
-
-def _meeting(meet: threading.Barrier, call: Callable[..., Any]) -> Callable[..., Any]:
-    """The first call waits at the barrier for the other side's first call."""
-    first = threading.Event()
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not first.is_set():
-            first.set()
-            meet.wait()
-        return call(*args, **kwargs)
-
-    return wrapper
 
 
 def _counting(reads: list[str], call: Callable[..., Any]) -> Callable[..., Any]:
@@ -62,12 +49,12 @@ def test_the_action_log_and_the_target_are_read_at_once(
     monkeypatch.setattr(
         kube_apis.core,
         "read_namespaced_config_map",
-        _meeting(meet, kube_apis.core.read_namespaced_config_map),
+        first_call_meets(meet, kube_apis.core.read_namespaced_config_map),
     )
     monkeypatch.setattr(
         kube_apis.apps,
         "read_namespaced_deployment",
-        _meeting(meet, kube_apis.apps.read_namespaced_deployment),
+        first_call_meets(meet, kube_apis.apps.read_namespaced_deployment),
     )
     result = remediation.remediate(kube_apis, kube_settings, _scale(kube_namespace))
     assert result.applied, result.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -59,6 +60,19 @@ LATENCY = EvidenceQuery(
     query='histogram_quantile(0.99, rate(latency_bucket{service="{service}"}[5m]))',
     run="when_named",
 )
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket's timeout)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
 
 
 def bearer(token: str) -> dict[str, str]:

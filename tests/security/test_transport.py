@@ -16,7 +16,14 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.security.conftest import SENDER, ApiProcess, SecureStack, secure_settings, start_api
+from tests.security.conftest import (
+    SENDER,
+    ApiProcess,
+    SecureStack,
+    read_until_closed,
+    secure_settings,
+    start_api,
+)
 from tests.security.slack import signed
 from worker.temporal_server import TemporalDevServer, free_port
 
@@ -26,18 +33,6 @@ pytestmark = [pytest.mark.temporal]
 def _connect(api: ApiProcess) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", api.settings.api_port), timeout=30)
     return sock
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
-            return data
-        if not chunk:
-            return data
-        data += chunk
 
 
 def test_a_huge_unsigned_slack_body_is_refused_without_being_read(secure_stack: SecureStack) -> None:
@@ -56,7 +51,7 @@ def test_a_huge_unsigned_slack_body_is_refused_without_being_read(secure_stack: 
             sent += 65536
     except (BrokenPipeError, ConnectionResetError, TimeoutError):
         pass
-    answer = _read_all(sock)
+    answer = read_until_closed(sock)
     sock.close()
     assert sent < 64 * 1024 * 1024, f"the API read {sent} bytes of a 400 MiB body"
     if answer:  # the answer arrived before the connection closed
@@ -69,7 +64,7 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(secure_stack: 
     sock = _connect(secure_stack.api)
     sock.sendall(b"POST /v1/alerts/alertmanager HTTP/1.1\r\nHost: backout\r\nContent-Type: appl")
     started = time.monotonic()
-    assert _read_all(sock) == b"", "closed without an answer"
+    assert read_until_closed(sock) == b"", "closed without an answer"
     held = time.monotonic() - started
     sock.close()
     assert held < 20, (
@@ -84,7 +79,7 @@ def test_a_body_that_stops_arriving_gets_a_408(secure_stack: SecureStack) -> Non
         + f"Authorization: Bearer {SENDER}\r\nContent-Length: 1000\r\n\r\n".encode()
         + b'{"version": "4", '
     )
-    answer = _read_all(sock)
+    answer = read_until_closed(sock)
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "body_timeout"
@@ -108,7 +103,7 @@ def test_past_the_concurrency_limit_the_api_answers_503(narrow_api: ApiProcess) 
                 b"Content-Length: 100\r\n\r\n{"
             )
         for sock in held:
-            statuses.append(_read_all(sock)[:12])
+            statuses.append(read_until_closed(sock)[:12])
     finally:
         for sock in held:
             sock.close()

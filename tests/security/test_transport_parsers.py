@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.transport import MAX_HEADER_BYTES, GuardedH11Protocol, GuardedHttpToolsProtocol, server_config
 from config import Settings
+from tests.security.conftest import read_until_closed
 from worker.temporal_server import free_port
 
 HEADER_TIMEOUT_S = 0.5
@@ -59,15 +60,7 @@ def _exchange(port: int, data: bytes, rest: bytes = b"") -> bytes:
                 sock.sendall(rest)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        answer = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                return answer
-            if not chunk:
-                return answer
-            answer += chunk
+        return read_until_closed(sock)
 
 
 def test_a_request_within_the_limits_is_served_and_its_connection_kept(server: tuple[int, str]) -> None:
