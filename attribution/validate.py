@@ -17,7 +17,9 @@ and coverage), pooled over the folds.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,12 +50,25 @@ class ValidationData:
     petshop: list[Case]
 
 
+def _sources_digest() -> str:
+    """A digest of the code that makes the cases (the generators, PetShop's loader): a cache made
+    by other code is not reused."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(
+        [root / "generator.py", root / "petshop.py", root / "case.py", *(root / "nuisance").glob("*.py")]
+    ):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def load_data(cache: Path | None = None, synthetic: int = 2_000, seed: int = 7) -> ValidationData:
-    """Generate (or read from `cache`, a pickle this function wrote) the validation harness's cases."""
-    key = f"v{CACHE_FORMAT}.s{seed}.n{synthetic}"
+    """Generate (or read from `cache`, a pickle this function wrote for the same code) the harness's cases."""
+    key = f"v{CACHE_FORMAT}.s{seed}.n{synthetic}.{_sources_digest()}"
     if cache is not None and cache.exists():
         with cache.open("rb") as handle:
-            stored = pickle.load(handle)  # noqa: S301 - a file this function wrote
+            stored = pickle.load(handle)  # a file this function wrote
         if stored.get("key") == key:
             return stored["data"]  # type: ignore[no-any-return]
     from attribution.generator import ScenarioGenerator
@@ -71,8 +86,8 @@ def load_data(cache: Path | None = None, synthetic: int = 2_000, seed: int = 7) 
     )
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with cache.open("wb") as handle:
-            pickle.dump({"key": key, "data": data}, handle)
+        with cache.open("wb") as sink:
+            pickle.dump({"key": key, "data": data}, sink)
     return data
 
 
@@ -174,7 +189,9 @@ class PetShopSummary(BaseModel):
     coverage: float
 
 
-def petshop_summary(model: AttributionModel, cases: list[Case], incidents: list[LabelledIncident]) -> PetShopSummary:
+def petshop_summary(
+    model: AttributionModel, cases: list[Case], incidents: list[LabelledIncident]
+) -> PetShopSummary:
     from attribution.bench import ECE_BINS, rollback_rule
 
     threshold, margin, _ = rollback_rule()
@@ -216,7 +233,7 @@ def run(data: ValidationData, version: str = "validate", log: bool = False) -> V
 
     def say(text: str) -> None:
         if log:
-            print(text, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     threshold, margin, _ = rollback_rule()
     rule = (threshold, margin)
