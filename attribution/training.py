@@ -71,6 +71,14 @@ def label(cases: list[Case], weight: float = 1.0) -> list[LabelledIncident]:
     return incidents
 
 
+def fit_mix(incidents: list[LabelledIncident], version: str) -> AttributionModel:
+    """The linear fit, the boosted trees and the 'no culprit' offset: the shipped model's recipe
+    (also every fold of the validation harness, attribution/validate.py)."""
+    model = boost(fit(incidents, version=version), incidents)
+    model.null_weights[0] += NULL_OFFSET
+    return model
+
+
 def nuisance_cases(families: tuple[str, ...], seed: int, per_family: int) -> list[Case]:
     """Incidents of the independent nuisance generator as cases with their ground truth."""
     from attribution.nuisance import generate
@@ -99,8 +107,7 @@ def train(config: TrainingConfig) -> tuple[AttributionModel, TrainingReport]:
         incidents += feedback
     featured = time.perf_counter()
     version = f"4.s{config.seed}.n{config.synthetic}.u{len(nuisance)}.f{len(feedback)}"
-    model = boost(fit(incidents, version=version), incidents)
-    model.null_weights[0] += NULL_OFFSET
+    model = fit_mix(incidents, version)
     finished = time.perf_counter()
     model.meta.update(
         {

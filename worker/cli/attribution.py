@@ -235,6 +235,33 @@ def bench_command(
     console.print(f"machine: {report.machine}")
 
 
+@attribution_app.command("validate")
+def validate_command(
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="pickle of the generated cases, written on first use (reused while the generators are unchanged)",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="write the report, with every incident's outcome, as JSON"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as JSON (without the outcomes)"),
+) -> None:
+    """Validation only: leave-one-development-family-out fits, fresh seed-404 incidents, PetShop validation."""
+    from attribution.validate import line as figures
+    from attribution.validate import load_data, run
+
+    report = run(load_data(cache), log=not as_json)
+    if out is not None:
+        out.write_text(report.model_dump_json(), encoding="utf-8")
+    if as_json:
+        typer.echo(report.model_dump_json(exclude={"outcomes"}, indent=2))
+        return
+    typer.echo(figures(report))
+    typer.echo(f"LOFO HR@1 per family: {report.lofo.families}")
+    typer.echo(f"seed-404 HR@1 per family: {report.fresh.families}")
+
+
 def _interval(value: Any) -> str:
     return f"{value.value:.3f} [{value.low:.3f}, {value.high:.3f}]"
 
