@@ -13,9 +13,10 @@ from activities.evidence import EVIDENCE_LEAD, collect_evidence
 from activities.gitops.changes import ledger_annotator
 from activities.kube import guards, ledger
 from activities.kube.activities import resolve_namespaces
-from activities.kube.client import KubeApis, kube_configured, shared_apis
+from activities.kube.client import kube_configured, shared_apis
 from activities.kube.dry_run import DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from activities.prometheus import QueryBudget
 from config import Settings
 from incidents.bundle import (
@@ -57,16 +58,17 @@ class ClusterFacts(BaseModel):
     recent_rollbacks: int = 0
 
 
-def cluster_facts(apis: KubeApis, namespace: str) -> ClusterFacts:
+def cluster_facts(reads: ClusterReads, namespace: str) -> ClusterFacts:
     """Topology from `backout.dev/calls` on Deployments; rollbacks backout made here in the last hour."""
+    # The action log first: the Deployments' list is likely in flight for the changes meanwhile.
+    rollbacks = guards.rollbacks_in_last_hour(guards.read_action_log(reads.apis, namespace))
     edges: set[tuple[str, str]] = set()
-    for deployment in apis.apps.list_namespaced_deployment(namespace).items:
+    for deployment in reads.deployments(namespace):
         annotations = deployment.metadata.annotations or {}
         caller = ledger.service_name(deployment.metadata)
         for callee in annotations.get(CALLS_ANNOTATION, "").split(","):
             if callee.strip():
                 edges.add((caller, callee.strip()))
-    rollbacks = guards.rollbacks_in_last_hour(guards.read_action_log(apis, namespace))
     return ClusterFacts(edges=sorted(edges), recent_rollbacks=rollbacks)
 
 
@@ -104,6 +106,8 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         try:
             apis = shared_apis(settings)
             namespaces = [request.namespace] if request.namespace else resolve_namespaces(apis, settings, [])
+            # One list of the namespace's Deployments serves the changes and the topology.
+            reads = ClusterReads(apis)
             list_changes = partial(
                 ledger.list_changes,
                 apis,
@@ -112,10 +116,11 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
                 record_first=True,
                 dry_run=DryRun.of(settings),
                 annotate=ledger_annotator(settings),
+                reads=reads,
             )
             if request.namespace:
                 # The topology and the recent rollbacks do not depend on the changes: read at once.
-                listed, facts = at_once(list_changes, partial(cluster_facts, apis, request.namespace))
+                listed, facts = at_once(list_changes, partial(cluster_facts, reads, request.namespace))
             else:
                 listed = list_changes()
             for change in listed:

@@ -29,6 +29,7 @@ from activities.kube import history
 from activities.kube.client import KubeApis
 from activities.kube.dry_run import NO_DRY_RUN, DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from incidents.bundle import Change, RollbackHandle
 
 # Adds to listed changes what other sources know about them (the same changes, in the same order).
@@ -334,11 +335,14 @@ def list_changes(
     record_first: bool = True,
     dry_run: DryRun = NO_DRY_RUN,
     annotate: ChangeAnnotator | None = None,
+    reads: ClusterReads | None = None,
 ) -> list[Change]:
     """Every Deployment, ConfigMap and Secret change in `namespaces` since `since`, oldest first.
 
     `record_first` records ConfigMap/Secret content first, except where `dry_run` applies (a
-    history write there would be a dry run: it stores nothing the listing could read)."""
+    history write there would be a dry run: it stores nothing the listing could read). `reads`
+    shares the listing's reads with other parts reading the cluster at the same time."""
+    reads = reads if reads is not None else ClusterReads(apis)
     changes: list[Change] = []
     for namespace in namespaces:
 
@@ -346,7 +350,7 @@ def list_changes(
             # One list of the namespace's ReplicaSets, made with the Deployments' list, serves every
             # Deployment: one round trip instead of a list per Deployment after them.
             deployments, replica_sets = at_once(
-                lambda: apis.apps.list_namespaced_deployment(namespace).items,
+                partial(reads.deployments, namespace),
                 lambda: apis.apps.list_namespaced_replica_set(namespace).items,
             )
             return [

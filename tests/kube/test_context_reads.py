@@ -108,3 +108,33 @@ def test_the_replica_sets_are_listed_once_per_namespace_with_the_deployments(
     changes = ledger.list_changes(kube_apis, [kube_namespace], since, record_first=False)
     assert calls == {"deployments": 1, "replica sets": 1}  # not one ReplicaSet list per Deployment
     assert [(change.service, change.to_version) for change in changes] == [("chat", "registry.local/chat:2")]
+
+
+def test_one_list_of_the_deployments_serves_the_changes_and_the_topology(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    kube_apis.apps.patch_namespaced_deployment(
+        "web", kube_namespace, {"metadata": {"annotations": {"backout.dev/calls": "rag"}}}
+    )
+    set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    apis = shared_apis(kube_settings)
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr(
+        apis.apps,
+        "list_namespaced_deployment",
+        _counted(calls, "list deployments", apis.apps.list_namespaced_deployment),
+    )
+    request = ContextRequest(
+        incident_id="inc-context-deployments",
+        service="web",
+        namespace=kube_namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(kube_settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    assert calls == {"list deployments": 1}  # not one for the ledger and one for the topology
+    assert result.bundle.topology is not None
+    assert result.bundle.topology.edges == [("web", "rag")]
+    assert [change.to_version for change in result.bundle.changes] == ["registry.local/web:2"]
