@@ -171,6 +171,15 @@ def incident_slug(incident_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", incident_id).strip("-.")[:40] or "incident"
 
 
+def live_object(apis: KubeApis, ref: ObjectRef, obj: Any) -> dict[str, Any]:
+    """`obj` (a client model read or listed) as the API's JSON; the items of a list carry no
+    apiVersion and kind, so `ref` gives them."""
+    live: dict[str, Any] = apis.api_client.sanitize_for_serialization(obj)
+    live.setdefault("apiVersion", ref.api_version)
+    live.setdefault("kind", ref.kind)
+    return live
+
+
 class GitOpsActivities:
     """Everything the GitOps handshake does outside the workflow."""
 
@@ -256,8 +265,7 @@ class GitOpsActivities:
             if getattr(exc, "status", None) == 404:
                 return None
             raise
-        live: dict[str, Any] = apis.api_client.sanitize_for_serialization(obj)
-        return live
+        return live_object(apis, ref, obj)
 
     async def _run(self, doing: str, work: Callable[[], T]) -> T:
         """Run blocking work in a thread; turn failures into redacted ApplicationErrors."""
@@ -287,14 +295,16 @@ class GitOpsActivities:
     # --- ownership and culprit --------------------------------------------------------------
 
     def resolve_owner_sync(self, request: ResolveOwnerRequest) -> OwnershipResult:
-        live = self.read_live(request.object)
+        return self.owner_of(request.object, self.read_live(request.object))
+
+    def owner_of(self, ref: ObjectRef, live: dict[str, Any] | None) -> OwnershipResult:
+        """resolve_owner_sync of an object already read (`live`, as live_object makes it; None when
+        it does not exist)."""
         if live is None:
-            return OwnershipResult(
-                message=f"{request.object.describe()} not found (or a kind backout does not read)"
-            )
+            return OwnershipResult(message=f"{ref.describe()} not found (or a kind backout does not read)")
         ownership = OwnershipResolver(self._custom(), self.config.argocd_namespaces).resolve(live)
         if ownership is None:
-            return OwnershipResult(message=f"{request.object.describe()} is not managed by Flux or Argo CD")
+            return OwnershipResult(message=f"{ref.describe()} is not managed by Flux or Argo CD")
         return OwnershipResult(ownership=ownership, message=f"applied by {ownership.reconciler.describe()}")
 
     @activity.defn(name="gitops_resolve_owner")

@@ -32,8 +32,9 @@ from activities.kube.parallel import at_once
 from activities.kube.reads import ClusterReads
 from incidents.bundle import Change, RollbackHandle
 
-# Adds to listed changes what other sources know about them (the same changes, in the same order).
-ChangeAnnotator = Callable[[KubeApis, list[Change]], list[Change]]
+# Adds to listed changes what other sources know about them (the same changes, in the same order);
+# the listing's reads answer for the objects it listed.
+ChangeAnnotator = Callable[[ClusterReads, list[Change]], list[Change]]
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -371,4 +372,4 @@ def list_changes(
         changes.extend(deployment_changes_found)
         changes.extend(object_changes(apis, namespace, since, listed))
     ordered = sorted(changes, key=lambda change: (change.started_at, change.id))
-    return annotate(apis, ordered) if annotate is not None else ordered
+    return annotate(reads, ordered) if annotate is not None else ordered

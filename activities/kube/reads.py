@@ -48,3 +48,13 @@ class ClusterReads:
         return self.once(
             ("deployments", namespace), lambda: self.apis.apps.list_namespaced_deployment(namespace).items
         )
+
+    def listed_deployment(self, namespace: str, name: str) -> Any | None:
+        """The Deployment `name` as its namespace's list found it (waiting for a list in flight);
+        None when that list was not asked for here, failed, or did not hold it: the caller then
+        reads it itself."""
+        with self._lock:
+            made = self._reads.get(("deployments", namespace))
+        if made is None or made.exception() is not None:
+            return None
+        return next((item for item in made.result() if item.metadata.name == name), None)

@@ -138,3 +138,36 @@ def test_one_list_of_the_deployments_serves_the_changes_and_the_topology(
     assert result.bundle.topology is not None
     assert result.bundle.topology.edges == [("web", "rag")]
     assert [change.to_version for change in result.bundle.changes] == ["registry.local/web:2"]
+
+
+def test_the_gitops_owner_of_a_changed_deployment_is_read_from_the_listed_deployment(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    flux_labels = {
+        "kustomize.toolkit.fluxcd.io/name": "apps",
+        "kustomize.toolkit.fluxcd.io/namespace": kube_namespace,
+    }
+    kube_apis.apps.patch_namespaced_deployment("web", kube_namespace, {"metadata": {"labels": flux_labels}})
+    set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    apis = shared_apis(kube_settings)
+    calls: Counter[str] = Counter()
+    monkeypatch.setattr(
+        apis.apps,
+        "read_namespaced_deployment",
+        _counted(calls, "read deployment", apis.apps.read_namespaced_deployment),
+    )
+    request = ContextRequest(
+        incident_id="inc-context-gitops-owner",
+        service="web",
+        namespace=kube_namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(kube_settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    assert calls == {}  # the ledger's list of the Deployments had it: no GET of it again
+    [change] = result.bundle.changes
+    # Its Flux labels, read from the listed object, name the reconciler (which this cluster lacks).
+    assert change.gitops is not None
+    assert (change.gitops.tool, change.gitops.reconciler) == ("flux", f"Kustomization/{kube_namespace}/apps")
