@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from activities.context import build_bundle
-from activities.kube import ledger
+from activities.kube import history, ledger
 from activities.kube.client import KubeApis, shared_apis
 from config import Settings
 from incidents.models import ContextRequest
@@ -52,13 +52,39 @@ def test_the_history_is_listed_again_only_after_the_sweep_recorded_a_version(
         _counted(calls, "list configmaps", kube_apis.core.list_namespaced_config_map),
     )
     recorded = ledger.list_changes(kube_apis, [kube_namespace], since)  # records version 2, lists again
-    assert calls[f"list configmaps {HISTORY_SELECTOR}"] == 2
+    # The sweep's one list of every ConfigMap, then the history objects again after its write.
+    assert calls == {"list configmaps": 1, f"list configmaps {HISTORY_SELECTOR}": 1}
     assert [change.to_version for change in recorded if change.kind == "config"] == ["2"]
 
     calls.clear()
-    again = ledger.list_changes(kube_apis, [kube_namespace], since)  # nothing new: one list
-    assert calls[f"list configmaps {HISTORY_SELECTOR}"] == 1
+    again = ledger.list_changes(kube_apis, [kube_namespace], since)  # nothing new: the sweep's list only
+    assert calls == {"list configmaps": 1}
     assert [change.id for change in again] == [change.id for change in recorded]
+
+
+def test_a_sweep_lists_each_kind_once_for_what_to_record_and_its_history(
+    kube_apis: KubeApis, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube_apis.core.create_namespaced_config_map(
+        kube_namespace, {"metadata": {"name": "prompts"}, "data": {"system": "v1"}}
+    )
+    kube_apis.core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "keys"}, "data": {"k": "djE="}}
+    )
+    history.record_now(kube_apis, kube_namespace)  # version 1 of each
+    _edit(kube_apis, kube_namespace, "v2")
+    calls: Counter[str] = Counter()
+    for method, name in (("list_namespaced_config_map", "configmaps"), ("list_namespaced_secret", "secrets")):
+        monkeypatch.setattr(
+            kube_apis.core, method, _counted(calls, f"list {name}", getattr(kube_apis.core, method))
+        )
+    swept = history.sweep(kube_apis, kube_namespace)
+    assert calls == {"list configmaps": 1, "list secrets": 1}  # not a second list of their history
+    # What it recorded and the history it found, told apart from the one list of each kind.
+    assert [(version.name, version.version) for version in swept.recorded] == [("prompts", 2)]
+    assert [item.metadata.name for item in swept.history["configmap"]] == ["backout-history.cm.prompts.v1"]
+    assert [item.metadata.name for item in swept.history["secret"]] == ["backout-history.secret.keys.v1"]
+    assert history.sweep(kube_apis, kube_namespace).recorded == []  # the new version is known: no copy
 
 
 def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
