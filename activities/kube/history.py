@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kube.client import KubeApis, apis_from_settings
 from activities.kube.dry_run import NO_DRY_RUN, SERVER_DRY_RUN, DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -311,24 +312,29 @@ def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_R
     return sweep(apis, namespace, dry_run).recorded
 
 
-def sweep(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN) -> Sweep:
-    """record_now, with the history objects it listed on the way."""
+def sweep(
+    apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN, reads: ClusterReads | None = None
+) -> Sweep:
+    """record_now, with the history objects it listed on the way; `reads` shares its list of a
+    namespace's ConfigMaps (the action log is among them)."""
     recorded: list[RecordedVersion] = []
     # One list of each kind, not one of the objects to record and one of their history: the history
     # objects are among the kind's objects, told apart by their labels, so both lists together
     # held the same objects at twice the calls.
+    config_maps: list[Any]
+    secrets: list[Any]
     if namespace is None:
-        list_config_maps = apis.core.list_config_map_for_all_namespaces
-        list_secrets = apis.core.list_secret_for_all_namespaces
+        every_config_map, every_secret = at_once(
+            apis.core.list_config_map_for_all_namespaces, apis.core.list_secret_for_all_namespaces
+        )
+        config_maps, secrets = every_config_map.items, every_secret.items
     else:
-        list_config_maps = partial(apis.core.list_namespaced_config_map, namespace)
-        list_secrets = partial(apis.core.list_namespaced_secret, namespace)
-    config_maps, secrets = at_once(list_config_maps, list_secrets)
+        shared = reads if reads is not None else ClusterReads(apis)
+        config_maps, secrets = at_once(
+            partial(shared.config_maps, namespace), partial(shared.secrets, namespace)
+        )
     history: dict[ObjectKind, list[Any]] = {}
-    kinds: tuple[tuple[ObjectKind, list[Any]], ...] = (
-        ("configmap", config_maps.items),
-        ("secret", secrets.items),
-    )
+    kinds: tuple[tuple[ObjectKind, list[Any]], ...] = (("configmap", config_maps), ("secret", secrets))
     for kind, items in kinds:
         index = _history_index(kind, items)
         for obj in items:

@@ -329,6 +329,12 @@ def object_changes(
     return changes
 
 
+def sweeps_first(namespace: str, record_first: bool, dry_run: DryRun) -> bool:
+    """Whether list_changes records `namespace`'s ConfigMaps and Secrets (listing every one of them)
+    before listing its changes."""
+    return record_first and not dry_run.applies(namespace)
+
+
 def list_changes(
     apis: KubeApis,
     namespaces: list[str],
@@ -361,9 +367,11 @@ def list_changes(
             ]
 
         listed: dict[history.ObjectKind, list[Any]] | None = None
-        if record_first and not dry_run.applies(namespace):
+        if sweeps_first(namespace, record_first, dry_run):
             # Recording ConfigMaps and Secrets and reading the Deployments do not depend on each other.
-            swept, deployment_changes_found = at_once(partial(history.sweep, apis, namespace), of_deployments)
+            swept, deployment_changes_found = at_once(
+                partial(history.sweep, apis, namespace, reads=reads), of_deployments
+            )
             # Nothing written since the sweep listed the history objects: they need no second list.
             if not swept.recorded:
                 listed = swept.history

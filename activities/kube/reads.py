@@ -49,6 +49,18 @@ class ClusterReads:
             ("deployments", namespace), lambda: self.apis.apps.list_namespaced_deployment(namespace).items
         )
 
+    def config_maps(self, namespace: str) -> list[Any]:
+        """Every ConfigMap of `namespace`."""
+        return self.once(
+            ("configmaps", namespace), lambda: self.apis.core.list_namespaced_config_map(namespace).items
+        )
+
+    def secrets(self, namespace: str) -> list[Any]:
+        """Every Secret of `namespace`."""
+        return self.once(
+            ("secrets", namespace), lambda: self.apis.core.list_namespaced_secret(namespace).items
+        )
+
     def listed_deployment(self, namespace: str, name: str) -> Any | None:
         """The Deployment `name` as its namespace's list found it (waiting for a list in flight);
         None when that list was not asked for here, failed, or did not hold it: the caller then

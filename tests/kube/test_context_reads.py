@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from activities.context import build_bundle
-from activities.kube import history, ledger
+from activities.kube import history, ledger, remediation
 from activities.kube.client import KubeApis, shared_apis
 from config import Settings
 from incidents.models import ContextRequest
+from incidents.remediation import RemediationRequest
 from tests.kube.helpers import create_deployment, first_call_meets, set_image
 
 pytestmark = pytest.mark.kube
@@ -92,6 +93,8 @@ def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
 ) -> None:
     create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
     set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    # In dry-run mode nothing is recorded, so no list of the ConfigMaps holds the action log: it is read.
+    kube_settings = kube_settings.model_copy(update={"kube_dry_run": True})
     apis = shared_apis(kube_settings)
     # The action log read (topology side) and the ReplicaSet list (changes side) wait for each other:
     # made one after the other they never get past the barrier and the context has a cluster error.
@@ -197,3 +200,36 @@ def test_the_gitops_owner_of_a_changed_deployment_is_read_from_the_listed_deploy
     # Its Flux labels, read from the listed object, name the reconciler (which this cluster lacks).
     assert change.gitops is not None
     assert (change.gitops.tool, change.gitops.reconciler) == ("flux", f"Kustomization/{kube_namespace}/apps")
+
+
+def test_the_action_log_is_taken_from_the_sweeps_list_of_the_config_maps(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    set_image(kube_apis, kube_namespace, "web", "registry.local/web:2")
+    rollback = RemediationRequest(
+        incident_id="inc-earlier",
+        operation="rollback",
+        target_type="deployment",
+        name="web",
+        namespace=kube_namespace,
+    )
+    assert remediation.remediate(kube_apis, kube_settings, rollback).applied  # one entry in the action log
+    apis = shared_apis(kube_settings)
+    calls: Counter[str] = Counter()
+    for method, name in (
+        ("read_namespaced_config_map", "read configmap"),
+        ("list_namespaced_config_map", "list configmaps"),
+    ):
+        monkeypatch.setattr(apis.core, method, _counted(calls, name, getattr(apis.core, method)))
+    request = ContextRequest(
+        incident_id="inc-context-action-log",
+        service="web",
+        namespace=kube_namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(kube_settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    assert calls == {"list configmaps": 1}  # the sweep's list had the action log: no read of it on its own
+    assert result.recent_rollbacks == 1
