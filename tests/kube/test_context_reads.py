@@ -233,3 +233,32 @@ def test_the_action_log_is_taken_from_the_sweeps_list_of_the_config_maps(
     assert result.cluster_error is None, result.notes
     assert calls == {"list configmaps": 1}  # the sweep's list had the action log: no read of it on its own
     assert result.recent_rollbacks == 1
+
+
+def test_the_reads_run_on_threads_kept_for_the_next_collection(
+    kube_apis: KubeApis, kube_namespace: str, kube_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_deployment(kube_apis, kube_namespace, "web", "registry.local/web:1")
+    apis = shared_apis(kube_settings)
+    readers: list[threading.Thread] = []
+    list_replica_sets = apis.apps.list_namespaced_replica_set
+
+    def noting_the_thread(*args: Any, **kwargs: Any) -> Any:
+        readers.append(threading.current_thread())
+        return list_replica_sets(*args, **kwargs)
+
+    monkeypatch.setattr(apis.apps, "list_namespaced_replica_set", noting_the_thread)
+    request = ContextRequest(
+        incident_id="inc-context-threads",
+        service="web",
+        namespace=kube_namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(kube_settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    [reader] = readers
+    # Made at once with the Deployments' list, on a reader thread that outlives the collection
+    # (a thread started for it would have been ended and joined by now).
+    assert reader is not threading.main_thread()
+    assert reader.is_alive()
