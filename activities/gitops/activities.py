@@ -171,15 +171,6 @@ def incident_slug(incident_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", incident_id).strip("-.")[:40] or "incident"
 
 
-def live_object(apis: KubeApis, ref: ObjectRef, obj: Any) -> dict[str, Any]:
-    """`obj` (a client model read or listed) as the API's JSON; the items of a list carry no
-    apiVersion and kind, so `ref` gives them."""
-    live: dict[str, Any] = apis.api_client.sanitize_for_serialization(obj)
-    live.setdefault("apiVersion", ref.api_version)
-    live.setdefault("kind", ref.kind)
-    return live
-
-
 class GitOpsActivities:
     """Everything the GitOps handshake does outside the workflow."""
 
@@ -265,7 +256,8 @@ class GitOpsActivities:
             if getattr(exc, "status", None) == 404:
                 return None
             raise
-        return live_object(apis, ref, obj)
+        live: dict[str, Any] = apis.api_client.sanitize_for_serialization(obj)
+        return live
 
     async def _run(self, doing: str, work: Callable[[], T]) -> T:
         """Run blocking work in a thread; turn failures into redacted ApplicationErrors."""
@@ -298,8 +290,8 @@ class GitOpsActivities:
         return self.owner_of(request.object, self.read_live(request.object))
 
     def owner_of(self, ref: ObjectRef, live: dict[str, Any] | None) -> OwnershipResult:
-        """resolve_owner_sync of an object already read (`live`, as live_object makes it; None when
-        it does not exist)."""
+        """resolve_owner_sync of an object already read: `live` is the API's JSON of it (or only its
+        apiVersion, kind and ownership.OWNERSHIP_METADATA, all that is read), None if it is gone."""
         if live is None:
             return OwnershipResult(message=f"{ref.describe()} not found (or a kind backout does not read)")
         ownership = OwnershipResolver(self._custom(), self.config.argocd_namespaces).resolve(live)

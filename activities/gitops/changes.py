@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from activities.gitops.activities import FindCulpritRequest, GitOpsActivities, live_object
+from activities.gitops.activities import FindCulpritRequest, GitOpsActivities
+from activities.gitops.ownership import OWNERSHIP_METADATA
 from activities.kube.ledger import ChangeAnnotator
 from activities.kube.reads import ClusterReads
 from config import Settings
@@ -116,7 +117,10 @@ class GitOpsLedger:
         listed = reads.listed_deployment(ref.namespace or "", ref.name) if ref.kind == "Deployment" else None
         if listed is None:
             return self.gitops.read_live(ref)
-        return live_object(reads.apis, ref, listed)
+        # Only what ownership reads (plain strings and string maps): converting the whole object
+        # (managed fields, template, status) to the API's JSON was most of the annotation's CPU.
+        metadata = {field: getattr(listed.metadata, field) for field in OWNERSHIP_METADATA}
+        return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata}
 
     def __call__(self, reads: ClusterReads, changes: list[Change]) -> list[Change]:
         """The same changes, those of GitOps-managed objects with their origin (oldest first kept)."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client import V1Deployment
 
 from activities.context import build_bundle
 from activities.kube import history, ledger, remediation
@@ -186,6 +187,14 @@ def test_the_gitops_owner_of_a_changed_deployment_is_read_from_the_listed_deploy
         "read_namespaced_deployment",
         _counted(calls, "read deployment", apis.apps.read_namespaced_deployment),
     )
+    sanitize = apis.api_client.sanitize_for_serialization
+
+    def noting_whole_deployments(obj: Any) -> Any:
+        if isinstance(obj, V1Deployment):
+            calls["whole deployment to JSON"] += 1
+        return sanitize(obj)
+
+    monkeypatch.setattr(apis.api_client, "sanitize_for_serialization", noting_whole_deployments)
     request = ContextRequest(
         incident_id="inc-context-gitops-owner",
         service="web",
@@ -195,7 +204,8 @@ def test_the_gitops_owner_of_a_changed_deployment_is_read_from_the_listed_deploy
     )
     result = build_bundle(kube_settings, request, datetime.now(UTC))
     assert result.cluster_error is None, result.notes
-    assert calls == {}  # the ledger's list of the Deployments had it: no GET of it again
+    # The ledger's list of the Deployments had it: no GET of it again, and only its metadata is read.
+    assert calls == {}
     [change] = result.bundle.changes
     # Its Flux labels, read from the listed object, name the reconciler (which this cluster lacks).
     assert change.gitops is not None
