@@ -13,9 +13,10 @@ from activities.evidence import EVIDENCE_LEAD, collect_evidence
 from activities.gitops.changes import ledger_annotator
 from activities.kube import guards, ledger
 from activities.kube.activities import resolve_namespaces
-from activities.kube.client import KubeApis, kube_configured, shared_apis
+from activities.kube.client import kube_configured, shared_apis
 from activities.kube.dry_run import DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from activities.prometheus import QueryBudget
 from config import Settings
 from incidents.bundle import (
@@ -57,16 +58,24 @@ class ClusterFacts(BaseModel):
     recent_rollbacks: int = 0
 
 
-def cluster_facts(apis: KubeApis, namespace: str) -> ClusterFacts:
-    """Topology from `backout.dev/calls` on Deployments; rollbacks backout made here in the last hour."""
+def cluster_facts(reads: ClusterReads, namespace: str, config_maps_listed: bool = False) -> ClusterFacts:
+    """Topology from `backout.dev/calls` on Deployments; rollbacks backout made here in the last hour.
+
+    `config_maps_listed`: the changes' listing lists the namespace's ConfigMaps (`reads` shares the
+    list), so the action log is taken from it rather than read on its own."""
+    if config_maps_listed:
+        action_log = guards.action_log_among(reads.config_maps(namespace))
+    else:
+        # Read first: the Deployments' list is likely in flight for the changes meanwhile.
+        action_log = guards.read_action_log(reads.apis, namespace)
+    rollbacks = guards.rollbacks_in_last_hour(action_log)
     edges: set[tuple[str, str]] = set()
-    for deployment in apis.apps.list_namespaced_deployment(namespace).items:
+    for deployment in reads.deployments(namespace):
         annotations = deployment.metadata.annotations or {}
         caller = ledger.service_name(deployment.metadata)
         for callee in annotations.get(CALLS_ANNOTATION, "").split(","):
             if callee.strip():
                 edges.add((caller, callee.strip()))
-    rollbacks = guards.rollbacks_in_last_hour(guards.read_action_log(apis, namespace))
     return ClusterFacts(edges=sorted(edges), recent_rollbacks=rollbacks)
 
 
@@ -104,18 +113,23 @@ def build_bundle(settings: Settings, request: ContextRequest, now: datetime) -> 
         try:
             apis = shared_apis(settings)
             namespaces = [request.namespace] if request.namespace else resolve_namespaces(apis, settings, [])
+            # The namespace's lists serve the changes and the topology (and the action log) alike.
+            reads = ClusterReads(apis)
+            dry_run, record_first = DryRun.of(settings), True
             list_changes = partial(
                 ledger.list_changes,
                 apis,
                 namespaces,
                 since,
-                record_first=True,
-                dry_run=DryRun.of(settings),
+                record_first=record_first,
+                dry_run=dry_run,
                 annotate=ledger_annotator(settings),
+                reads=reads,
             )
             if request.namespace:
                 # The topology and the recent rollbacks do not depend on the changes: read at once.
-                listed, facts = at_once(list_changes, partial(cluster_facts, apis, request.namespace))
+                swept = ledger.sweeps_first(request.namespace, record_first, dry_run)
+                listed, facts = at_once(list_changes, partial(cluster_facts, reads, request.namespace, swept))
             else:
                 listed = list_changes()
             for change in listed:

@@ -287,14 +287,16 @@ class GitOpsActivities:
     # --- ownership and culprit --------------------------------------------------------------
 
     def resolve_owner_sync(self, request: ResolveOwnerRequest) -> OwnershipResult:
-        live = self.read_live(request.object)
+        return self.owner_of(request.object, self.read_live(request.object))
+
+    def owner_of(self, ref: ObjectRef, live: dict[str, Any] | None) -> OwnershipResult:
+        """resolve_owner_sync of an object already read: `live` is the API's JSON of it (or only its
+        apiVersion, kind and ownership.OWNERSHIP_METADATA, all that is read), None if it is gone."""
         if live is None:
-            return OwnershipResult(
-                message=f"{request.object.describe()} not found (or a kind backout does not read)"
-            )
+            return OwnershipResult(message=f"{ref.describe()} not found (or a kind backout does not read)")
         ownership = OwnershipResolver(self._custom(), self.config.argocd_namespaces).resolve(live)
         if ownership is None:
-            return OwnershipResult(message=f"{request.object.describe()} is not managed by Flux or Argo CD")
+            return OwnershipResult(message=f"{ref.describe()} is not managed by Flux or Argo CD")
         return OwnershipResult(ownership=ownership, message=f"applied by {ownership.reconciler.describe()}")
 
     @activity.defn(name="gitops_resolve_owner")

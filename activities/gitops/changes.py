@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from activities.gitops.activities import FindCulpritRequest, GitOpsActivities, ResolveOwnerRequest
-from activities.kube.client import KubeApis
+from activities.gitops.activities import FindCulpritRequest, GitOpsActivities
+from activities.gitops.ownership import OWNERSHIP_METADATA
 from activities.kube.ledger import ChangeAnnotator
+from activities.kube.reads import ClusterReads
 from config import Settings
 from incidents.bundle import Change, GitCommitRef, GitOrigin
 from incidents.gitops import CulpritCommit, ObjectRef, Ownership
@@ -81,10 +82,10 @@ class GitOpsLedger:
     def __init__(self, gitops: GitOpsActivities) -> None:
         self.gitops = gitops
 
-    def _origin(self, ref: ObjectRef) -> tuple[GitOrigin | None, bool]:
+    def _origin(self, reads: ClusterReads, ref: ObjectRef) -> tuple[GitOrigin | None, bool]:
         """(origin, whether it names the commit); (None, False) when no reconciler owns the object."""
         try:
-            owned = self.gitops.resolve_owner_sync(ResolveOwnerRequest(object=ref))
+            owned = self.gitops.owner_of(ref, self._live(reads, ref))
         except Exception as exc:  # an owner backout may not read must not hide the other changes
             log.warning("GitOps owner of %s: %s", ref.describe(), self.gitops.redactor(str(exc)))
             return None, False
@@ -111,7 +112,17 @@ class GitOpsLedger:
             return origin_of(ownership, note=found.message), False
         return origin_of(ownership, found.culprit), True
 
-    def __call__(self, apis: KubeApis, changes: list[Change]) -> list[Change]:
+    def _live(self, reads: ClusterReads, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object as the ledger listed it, else as read now (None when it does not exist)."""
+        listed = reads.listed_deployment(ref.namespace or "", ref.name) if ref.kind == "Deployment" else None
+        if listed is None:
+            return self.gitops.read_live(ref)
+        # Only what ownership reads (plain strings and string maps): converting the whole object
+        # (managed fields, template, status) to the API's JSON was most of the annotation's CPU.
+        metadata = {field: getattr(listed.metadata, field) for field in OWNERSHIP_METADATA}
+        return {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": metadata}
+
+    def __call__(self, reads: ClusterReads, changes: list[Change]) -> list[Change]:
         """The same changes, those of GitOps-managed objects with their origin (oldest first kept)."""
         by_object: dict[tuple[str, str, str], list[int]] = {}
         refs: dict[tuple[str, str, str], ObjectRef] = {}
@@ -124,7 +135,7 @@ class GitOpsLedger:
             by_object.setdefault(key, []).append(index)
         annotated = list(changes)
         for key, indexes in by_object.items():
-            origin, with_commit = self._origin(refs[key])
+            origin, with_commit = self._origin(reads, refs[key])
             if origin is None:
                 continue
             # The reconciler applied the commit's content in the object's newest change not by backout.

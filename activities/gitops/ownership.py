@@ -50,6 +50,11 @@ class OwnershipError(LookupError):
     """The owner named on the object cannot be read; the message says which and why."""
 
 
+# All that recognise() and OwnershipResolver.resolve() read of an object: apiVersion, kind and these
+# metadata fields.
+OWNERSHIP_METADATA = ("name", "namespace", "labels", "annotations")
+
+
 def object_ref(obj: dict[str, Any]) -> ObjectRef:
     metadata = obj.get("metadata") or {}
     return ObjectRef(

@@ -10,6 +10,7 @@ hour (rate cap).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kubernetes.client import V1ConfigMap, V1ObjectMeta
 from kubernetes.client.exceptions import ApiException
@@ -41,6 +42,15 @@ def read_action_log(apis: KubeApis, namespace: str) -> list[ActionLogEntry]:
         if exc.status == 404:
             return []
         raise
+    return _entries(config_map)
+
+
+def action_log_among(config_maps: list[Any]) -> list[ActionLogEntry]:
+    """The action log as found in a list of its namespace's ConfigMaps (none there: no entries)."""
+    return next((_entries(item) for item in config_maps if item.metadata.name == ACTION_LOG_NAME), [])
+
+
+def _entries(config_map: Any) -> list[ActionLogEntry]:
     return [ActionLogEntry.model_validate_json(value) for value in (config_map.data or {}).values()]
 
 

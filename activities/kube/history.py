@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 from activities.kube.client import KubeApis, apis_from_settings
 from activities.kube.dry_run import NO_DRY_RUN, SERVER_DRY_RUN, DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -311,66 +312,54 @@ def record_now(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_R
     return sweep(apis, namespace, dry_run).recorded
 
 
-def sweep(apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN) -> Sweep:
-    """record_now, with the history objects it listed on the way."""
+def sweep(
+    apis: KubeApis, namespace: str | None, dry_run: DryRun = NO_DRY_RUN, reads: ClusterReads | None = None
+) -> Sweep:
+    """record_now, with the history objects it listed on the way; `reads` shares its list of a
+    namespace's ConfigMaps (the action log is among them)."""
     recorded: list[RecordedVersion] = []
-    selector = f"!{HISTORY_OF_LABEL}"
+    # One list of each kind, not one of the objects to record and one of their history: the history
+    # objects are among the kind's objects, told apart by their labels, so both lists together
+    # held the same objects at twice the calls.
+    config_maps: list[Any]
+    secrets: list[Any]
     if namespace is None:
-        list_config_maps = partial(apis.core.list_config_map_for_all_namespaces, label_selector=selector)
-        list_secrets = partial(apis.core.list_secret_for_all_namespaces, label_selector=selector)
+        every_config_map, every_secret = at_once(
+            apis.core.list_config_map_for_all_namespaces, apis.core.list_secret_for_all_namespaces
+        )
+        config_maps, secrets = every_config_map.items, every_secret.items
     else:
-        list_config_maps = partial(apis.core.list_namespaced_config_map, namespace, label_selector=selector)
-        list_secrets = partial(apis.core.list_namespaced_secret, namespace, label_selector=selector)
-    config_maps, secrets, config_map_index, secret_index = at_once(
-        list_config_maps,
-        list_secrets,
-        partial(_history_index, apis, "configmap", namespace),
-        partial(_history_index, apis, "secret", namespace),
-    )
-    for kind, items, index in (
-        ("configmap", config_maps.items, config_map_index),
-        ("secret", secrets.items, secret_index),
-    ):
+        shared = reads if reads is not None else ClusterReads(apis)
+        config_maps, secrets = at_once(
+            partial(shared.config_maps, namespace), partial(shared.secrets, namespace)
+        )
+    history: dict[ObjectKind, list[Any]] = {}
+    kinds: tuple[tuple[ObjectKind, list[Any]], ...] = (("configmap", config_maps), ("secret", secrets))
+    for kind, items in kinds:
+        index = _history_index(kind, items)
         for obj in items:
-            if is_tracked(kind, obj):  # type: ignore[arg-type]
+            if is_tracked(kind, obj):
                 known = index.get((obj.metadata.namespace, obj.metadata.name), [])
                 version = record_object(
                     apis,
-                    kind,  # type: ignore[arg-type]
+                    kind,
                     obj,
                     known_history=known,
                     dry_run=dry_run.applies(obj.metadata.namespace),
                 )
                 if version is not None:
                     recorded.append(version)
-    history: dict[ObjectKind, list[Any]] = {
-        "configmap": [item for versions in config_map_index.values() for item in versions],
-        "secret": [item for versions in secret_index.values() for item in versions],
-    }
+        history[kind] = [item for versions in index.values() for item in versions]
     return Sweep(recorded, history)
 
 
-def _history_index(
-    apis: KubeApis, kind: ObjectKind, namespace: str | None
-) -> dict[tuple[str, str], list[Any]]:
-    """Every history object of `kind`, by (namespace, owner name), oldest version first: one list call."""
-    selector = f"{HISTORY_KIND_LABEL}={kind}"
-    if kind == "configmap":
-        items = (
-            apis.core.list_config_map_for_all_namespaces(label_selector=selector).items
-            if namespace is None
-            else apis.core.list_namespaced_config_map(namespace, label_selector=selector).items
-        )
-    else:
-        items = (
-            apis.core.list_secret_for_all_namespaces(label_selector=selector).items
-            if namespace is None
-            else apis.core.list_namespaced_secret(namespace, label_selector=selector).items
-        )
+def _history_index(kind: ObjectKind, items: list[Any]) -> dict[tuple[str, str], list[Any]]:
+    """The history objects of `kind` among `items`, by (namespace, owner name), oldest version first."""
     index: dict[tuple[str, str], list[Any]] = {}
     for item in items:
+        labels = item.metadata.labels or {}
         owner = (item.metadata.annotations or {}).get(HISTORY_NAME_ANNOTATION)
-        if owner:
+        if labels.get(HISTORY_KIND_LABEL) == kind and owner:
             index.setdefault((item.metadata.namespace, owner), []).append(item)
     for versions in index.values():
         versions.sort(key=lambda item: int(item.metadata.labels[HISTORY_VERSION_LABEL]))

@@ -29,10 +29,12 @@ from activities.kube import history
 from activities.kube.client import KubeApis
 from activities.kube.dry_run import NO_DRY_RUN, DryRun
 from activities.kube.parallel import at_once
+from activities.kube.reads import ClusterReads
 from incidents.bundle import Change, RollbackHandle
 
-# Adds to listed changes what other sources know about them (the same changes, in the same order).
-ChangeAnnotator = Callable[[KubeApis, list[Change]], list[Change]]
+# Adds to listed changes what other sources know about them (the same changes, in the same order);
+# the listing's reads answer for the objects it listed.
+ChangeAnnotator = Callable[[ClusterReads, list[Change]], list[Change]]
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -327,6 +329,12 @@ def object_changes(
     return changes
 
 
+def sweeps_first(namespace: str, record_first: bool, dry_run: DryRun) -> bool:
+    """Whether list_changes records `namespace`'s ConfigMaps and Secrets (listing every one of them)
+    before listing its changes."""
+    return record_first and not dry_run.applies(namespace)
+
+
 def list_changes(
     apis: KubeApis,
     namespaces: list[str],
@@ -334,11 +342,14 @@ def list_changes(
     record_first: bool = True,
     dry_run: DryRun = NO_DRY_RUN,
     annotate: ChangeAnnotator | None = None,
+    reads: ClusterReads | None = None,
 ) -> list[Change]:
     """Every Deployment, ConfigMap and Secret change in `namespaces` since `since`, oldest first.
 
     `record_first` records ConfigMap/Secret content first, except where `dry_run` applies (a
-    history write there would be a dry run: it stores nothing the listing could read)."""
+    history write there would be a dry run: it stores nothing the listing could read). `reads`
+    shares the listing's reads with other parts reading the cluster at the same time."""
+    reads = reads if reads is not None else ClusterReads(apis)
     changes: list[Change] = []
     for namespace in namespaces:
 
@@ -346,7 +357,7 @@ def list_changes(
             # One list of the namespace's ReplicaSets, made with the Deployments' list, serves every
             # Deployment: one round trip instead of a list per Deployment after them.
             deployments, replica_sets = at_once(
-                lambda: apis.apps.list_namespaced_deployment(namespace).items,
+                partial(reads.deployments, namespace),
                 lambda: apis.apps.list_namespaced_replica_set(namespace).items,
             )
             return [
@@ -356,9 +367,11 @@ def list_changes(
             ]
 
         listed: dict[history.ObjectKind, list[Any]] | None = None
-        if record_first and not dry_run.applies(namespace):
+        if sweeps_first(namespace, record_first, dry_run):
             # Recording ConfigMaps and Secrets and reading the Deployments do not depend on each other.
-            swept, deployment_changes_found = at_once(partial(history.sweep, apis, namespace), of_deployments)
+            swept, deployment_changes_found = at_once(
+                partial(history.sweep, apis, namespace, reads=reads), of_deployments
+            )
             # Nothing written since the sweep listed the history objects: they need no second list.
             if not swept.recorded:
                 listed = swept.history
@@ -367,4 +380,4 @@ def list_changes(
         changes.extend(deployment_changes_found)
         changes.extend(object_changes(apis, namespace, since, listed))
     ordered = sorted(changes, key=lambda change: (change.started_at, change.id))
-    return annotate(apis, ordered) if annotate is not None else ordered
+    return annotate(reads, ordered) if annotate is not None else ordered

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -55,10 +56,17 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
     key = request_key(request)
     # Read once: the idempotency check, the rolled-away-from guard and the rate cap all use it. The
     # object to write does not depend on it, so both are read at once (two round trips become one
-    # on the way to the write; a request the log answers has read its object for nothing).
-    log, target = at_once(
-        partial(guards.read_action_log, apis, request.namespace), partial(_target_if_readable, apis, request)
-    )
+    # on the way to the write; a request the log answers has read its object for nothing). So is
+    # what else the executor reads before its write, when that does not depend on the object.
+    read_log = partial(guards.read_action_log, apis, request.namespace)
+    read_target_now = partial(_target_if_readable, apis, request)
+    with_target: Any | None = None
+    if executor.read_with_target is None:
+        log, target = at_once(read_log, read_target_now)
+    else:
+        log, target, with_target = at_once(
+            read_log, read_target_now, partial(_if_readable, executor.read_with_target, apis, request)
+        )
     if not request.dry_run:
         previous = guards.find_entry(log, key)
         if previous is not None:
@@ -66,15 +74,24 @@ def remediate(apis: KubeApis, settings: Settings, request: RemediationRequest) -
                 update={"message": f"already applied ({previous.result.message})"}
             )
     prefetched = [target] if target is not None else []
-    run = Remediation(apis, settings, request, key, f"{request.incident_id}:{key}", log, prefetched)
+    read_with = [with_target] if with_target is not None else []
+    run = Remediation(
+        apis, settings, request, key, f"{request.incident_id}:{key}", log, prefetched, read_with
+    )
     return retry_on_conflict(lambda: executor.apply(run))
 
 
 def _target_if_readable(apis: KubeApis, request: RemediationRequest) -> Any | None:
     """The target, or None when it cannot be read: the executor then reads it itself, so the error
     (a 404, a 403) comes after the action log had its say, as when the reads were one after another."""
+    return _if_readable(read_target, apis, request)
+
+
+def _if_readable(
+    read: Callable[[KubeApis, RemediationRequest], Any], apis: KubeApis, request: RemediationRequest
+) -> Any | None:
     try:
-        return read_target(apis, request)
+        return read(apis, request)
     except ApiException:
         return None
 

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from activities.kube import parallel
 from activities.kube.parallel import at_once
 
 
@@ -36,3 +37,20 @@ def test_at_once_raises_an_error_once_every_call_has_ended() -> None:
     with pytest.raises(ValueError, match="apiserver said no"):
         at_once(failing, slow)
     assert ended == ["slow"]
+
+
+def test_at_once_nested_deeper_than_the_reader_threads_still_ends() -> None:
+    # Each level waits on the next one's at_once: with more levels than reader threads, the
+    # deepest calls find every thread busy waiting and must run in their callers' threads.
+    def nested(depth: int) -> int:
+        if depth == 0:
+            return 0
+        _, below = at_once(lambda: depth, lambda: nested(depth - 1))
+        return below + 1
+
+    levels = parallel.READ_THREADS + 8
+    answer: list[int] = []
+    runner = threading.Thread(target=lambda: answer.append(nested(levels)), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert answer == [levels]  # a deadlock leaves it empty

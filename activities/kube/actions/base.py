@@ -46,6 +46,8 @@ class Remediation:
     log: list[guards.ActionLogEntry]
     # The target as read alongside the action log, for the first attempt only.
     prefetched: list[Any] = dataclasses.field(default_factory=list)
+    # What the executor's `read_with_target` read alongside them, for the first attempt only.
+    read_with_target: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -58,6 +60,11 @@ class Remediation:
             return self.prefetched.pop()
         return read_target(self.apis, self.request)
 
+    def read_with_target_once(self) -> Any | None:
+        """What the executor's `read_with_target` read with the target, the first time it is asked
+        for; None after that (a later attempt reads afresh) or when that read failed."""
+        return self.read_with_target.pop() if self.read_with_target else None
+
 
 @dataclass(frozen=True)
 class Executor:
@@ -67,6 +74,9 @@ class Executor:
     targets: frozenset[TargetType]
     apply: Callable[[Remediation], RemediationResult]
     check: Callable[[RemediationRequest], None] = lambda request: None
+    # A read the write needs besides the target that does not depend on it: made at once with the
+    # action log and the target (it may answer None when this request needs nothing more).
+    read_with_target: Callable[[KubeApis, RemediationRequest], Any | None] | None = None
 
 
 def bad_input(message: str) -> ApplicationError:

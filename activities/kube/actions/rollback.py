@@ -29,6 +29,7 @@ from activities.kube.ledger import (
     APPLIED_BY_ANNOTATION,
     CHANGE_CAUSE_ANNOTATION,
     REVISION_ANNOTATION,
+    controlled_by,
     owned_replica_sets,
     revision_of,
 )
@@ -77,7 +78,35 @@ def rollback(run: Remediation) -> RemediationResult:
     return _restore_object(run)
 
 
-EXECUTOR = Executor("rollback", frozenset({"deployment", "configmap", "secret"}), rollback, check)
+def _namespace_replica_sets(apis: KubeApis, request: RemediationRequest) -> list[Any] | None:
+    """Every ReplicaSet of the Deployment's namespace, read with the Deployment: listing only its own
+    needs its selector, which would put a round trip after the Deployment's read on the way to the
+    write."""
+    if request.target_type != "deployment":
+        return None
+    items: list[Any] = apis.apps.list_namespaced_replica_set(request.namespace).items
+    return items
+
+
+EXECUTOR = Executor(
+    "rollback",
+    frozenset({"deployment", "configmap", "secret"}),
+    rollback,
+    check,
+    read_with_target=_namespace_replica_sets,
+)
+
+
+def _current_among(deployment: Any, listed: list[Any] | None) -> list[Any] | None:
+    """The Deployment's ReplicaSets among `listed` if they hold the revision it is at; else None
+    (a list made at the same time as the Deployment's read can miss a rollout's newest ReplicaSet)."""
+    if listed is None:
+        return None
+    owned = controlled_by(deployment, listed)
+    current = (deployment.metadata.annotations or {}).get(REVISION_ANNOTATION)
+    if current is None or not any(str(revision_of(rs)) == current for rs in owned):
+        return None
+    return owned
 
 
 def _pick_target_revision(request: RemediationRequest, revisions: list[int], current: int) -> int:
@@ -108,7 +137,9 @@ def _rollback_deployment(run: Remediation) -> RemediationResult:
     annotations = dict(deployment.metadata.annotations or {})
     if deployment.spec.paused:
         return refused(request, f"Deployment {request.name} is paused; resume it before rolling back")
-    replica_sets = owned_replica_sets(apis, deployment)
+    replica_sets = _current_among(deployment, run.read_with_target_once())
+    if replica_sets is None:
+        replica_sets = owned_replica_sets(apis, deployment)
     by_revision = {revision_of(rs): rs for rs in replica_sets}
     revisions = sorted(revision for revision in by_revision if revision is not None)
     current = int(annotations.get(REVISION_ANNOTATION, revisions[-1] if revisions else 0))
