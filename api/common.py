@@ -130,21 +130,22 @@ def _finite_float(text: str) -> float:
 def json_depth(value: Any) -> int:
     """How deeply arrays and objects nest in `value` (a scalar is 0), without recursion."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
+    # Level by level, containers only: the scalars, most of a body, are looked at once, never stacked.
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        deepest += 1
         if deepest > MAX_JSON_DEPTH:
             return deepest
-        stack.extend((child, depth) for child in children)
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        level = below
     return deepest
+
+
+# What json.loads builds for objects and arrays (exactly these types, never subclasses).
+_CONTAINERS = (dict, list)
 
 
 async def read_json(request: Request, limit: int) -> Any:

@@ -1,9 +1,9 @@
 """The one path every alert source takes into an incident: dedupe, then deliver.
 
-A source turns its webhook payload into an `AlertBatch` (the incident it belongs to, the signal
-for it, a digest of what it says) and hands it to `deliver`. An HA twin or a retry of a batch
-delivered moments ago is answered without Temporal; a twin of one still in flight shares its
-outcome; a batch with a firing alert opens or joins the incident (signal-with-start); a
+A source turns its webhook payload into an `AlertBatch` (the incident it belongs to, a digest of
+what it says, the signal for it, built only when needed) and hands it to `deliver`. An HA twin or a
+retry of a batch delivered moments ago is answered without Temporal; a twin of one still in flight
+shares its outcome; a batch with a firing alert opens or joins the incident (signal-with-start); a
 resolved-only batch reaches an open incident and never opens one.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from prometheus_client import Counter
@@ -24,7 +25,6 @@ from incidents.key import IncidentKey, service_from_labels
 from incidents.limits import (
     MAX_ALERTS_PER_NOTIFICATION,
     MAX_URL_CHARS,
-    bounded_alert,
     clip,
     within_signal_budget,
 )
@@ -101,16 +101,15 @@ class TemplateAlert(BaseModel):
 
     def to_alert(self) -> Alert:
         ends = self.endsAt if self.endsAt and self.endsAt.year > _ZERO_TIME_YEAR else None
-        return bounded_alert(
-            Alert(
-                fingerprint=self.stable_fingerprint(),
-                status=self.status,
-                labels=self.labels,
-                annotations=self.annotations,
-                starts_at=self.startsAt,
-                ends_at=ends,
-                generator_url=self.generatorURL or None,
-            )
+        # Not bounded here: within_signal_budget bounds every alert it carries.
+        return Alert(
+            fingerprint=self.stable_fingerprint(),
+            status=self.status,
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.startsAt,
+            ends_at=ends,
+            generator_url=self.generatorURL or None,
         )
 
     def namespace(self) -> str | None:
@@ -172,7 +171,8 @@ def build_batch(
     group: str,
     received_at: datetime,
 ) -> AlertBatch:
-    """The incident key and signal of one notification, within the allow list and the size limits.
+    """The incident key of one notification and what it says, within the allow list; its signal
+    (within the size limits) is built when it is delivered.
 
     Raises a 403 when every alert names a namespace outside the allow list (nothing to deliver,
     and a retry would not change that)."""
@@ -191,43 +191,80 @@ def build_batch(
     key = incident_key_of(common, kept, group)
     if key.namespace is not None and not settings.namespace_allowed(key.namespace):
         raise ApiError(403, "namespace_not_allowed", f"namespace {key.namespace} is outside the allow list")
-    carried, over_budget = within_signal_budget([alert.to_alert() for alert in kept])
-    signal = IncidentSignal(
+    return AlertBatch(
+        key=key,
         source=source,
+        alerts=kept,
         received_at=received_at,
-        alerts=carried,
         group_key=clip(envelope.groupKey, 1024),
         external_url=envelope.externalURL or None,
-        truncated=envelope.truncatedAlerts + over_count + (len(considered) - len(kept)) + over_budget,
+        not_carried=envelope.truncatedAlerts + over_count + (len(considered) - len(kept)),
+        refused_namespaces=refused,
     )
-    return AlertBatch(key=key, signal=signal, refused_namespaces=refused)
 
 
-class AlertBatch(BaseModel):
-    """One notification of an alert source, as the incident sees it."""
+class AlertBatch:
+    """One notification of an alert source, as the incident sees it.
 
-    key: IncidentKey
-    signal: IncidentSignal
-    refused_namespaces: list[str] = Field(default_factory=list)
+    What identifies it (the incident, the digest) comes from the validated alerts alone; the signal,
+    each alert normalised and bounded, is built on first use: an HA twin or a retry of a delivered
+    notification is answered without it."""
+
+    def __init__(
+        self,
+        key: IncidentKey,
+        source: str,
+        alerts: Sequence[TemplateAlert],
+        received_at: datetime,
+        group_key: str,
+        external_url: str | None,
+        not_carried: int,
+        refused_namespaces: list[str],
+    ) -> None:
+        self.key = key
+        self.source = source
+        self.alerts = list(alerts)
+        self.received_at = received_at
+        self.group_key = group_key
+        self.external_url = external_url
+        self.not_carried = not_carried
+        self.refused_namespaces = refused_namespaces
+
+    @cached_property
+    def signal(self) -> IncidentSignal:
+        carried, over_budget = within_signal_budget([alert.to_alert() for alert in self.alerts])
+        return IncidentSignal(
+            source=self.source,
+            received_at=self.received_at,
+            alerts=carried,
+            group_key=self.group_key,
+            external_url=self.external_url,
+            truncated=self.not_carried + over_budget,
+        )
+
+    @property
+    def firing(self) -> int:
+        return sum(1 for alert in self.alerts if alert.status == "firing")
 
     @property
     def any_firing(self) -> bool:
-        return any(alert.status == "firing" for alert in self.signal.alerts)
+        # The signal carries firing alerts first: one fires in it whenever one fires here.
+        return any(alert.status == "firing" for alert in self.alerts)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """What the incident would learn from it (each alert's identity and state): same digest, nothing new."""
         parts = sorted(
-            f"{alert.fingerprint}|{alert.status}|{alert.starts_at.isoformat()}"
-            for alert in self.signal.alerts
+            f"{alert.stable_fingerprint()}|{alert.status}|{alert.startsAt.isoformat()}"
+            for alert in self.alerts
         )
         return hashlib.sha256("\n".join([self.key.group, *parts]).encode()).hexdigest()
 
 
 async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
     """Open, join or signal the batch's incident; the JSON answer of the webhook."""
-    alerts = len(batch.signal.alerts)
-    firing = sum(1 for alert in batch.signal.alerts if alert.status == "firing")
+    alerts = len(batch.alerts)
+    firing = batch.firing
     for status, count in (("firing", firing), ("resolved", alerts - firing)):
         if count:
             ALERTS_RECEIVED.labels(status).inc(count)
@@ -238,16 +275,18 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
         # An HA twin or a retry of a notification already delivered: the signal would change nothing.
         DUPLICATES_ABSORBED.inc()
         return {"incident_id": incident_id, "status": "duplicate", "alerts": alerts}
-    refusal = services.throttle.refusal(incident_id, len(batch.signal.model_dump_json()))
-    if refusal is not None:
-        # Bounds one incident's Temporal history: a sender over the rate is told to come back
-        # (Alertmanager retries a 503 and its next notification carries the whole group anyway).
-        SIGNALS_THROTTLED.inc()
-        raise ApiError(
-            503, "throttled", f"incident {incident_id} got {refusal}", headers={"Retry-After": "60"}
-        )
 
     async def send() -> dict[str, Any]:
+        # Only the delivery that goes to Temporal counts against the incident's budget: a twin that
+        # rides on it shares its answer, a 503 included (Alertmanager retries both).
+        refusal = services.throttle.refusal(incident_id, len(batch.signal.model_dump_json()))
+        if refusal is not None:
+            # Bounds one incident's Temporal history: a sender over the rate is told to come back
+            # (Alertmanager retries a 503 and its next notification carries the whole group anyway).
+            SIGNALS_THROTTLED.inc()
+            raise ApiError(
+                503, "throttled", f"incident {incident_id} got {refusal}", headers={"Retry-After": "60"}
+            )
         client = await services.gateway.client()
         if not batch.any_firing:
             delivered = await temporal_call(signal_if_open(client, batch.key, batch.signal))
@@ -260,7 +299,7 @@ async def deliver(services: Services, batch: AlertBatch) -> dict[str, Any]:
         request = OpenIncidentRequest(key=batch.key, signal=batch.signal)
         handle = await temporal_call(open_or_join(client, services.behaviour, request))
         deliveries.remember(delivery)
-        return {"incident_id": handle.id, "status": "accepted", "alerts": alerts}
+        return {"incident_id": handle.id, "status": "accepted", "alerts": len(batch.signal.alerts)}
 
     outcome, twin = await deliveries.deliver_once(delivery, send)
     if twin and outcome["incident_id"] is not None:

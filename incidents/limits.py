@@ -100,6 +100,11 @@ def _bounded_mapping(
     return kept, cut
 
 
+def bounded_fingerprint(fingerprint: str) -> str:
+    """The fingerprint a bounded alert carries."""
+    return fingerprint if len(fingerprint) <= MAX_FINGERPRINT_CHARS else fingerprint[:64]
+
+
 def bounded_alert(alert: Alert) -> Alert:
     """The alert within the per-alert limits; anything cut is listed in its truncated annotation."""
     labels, labels_cut = _bounded_mapping(
@@ -109,9 +114,7 @@ def bounded_alert(alert: Alert) -> Alert:
     annotations, annotations_cut = _bounded_mapping(
         annotations_in, (), MAX_ANNOTATIONS, MAX_ANNOTATION_VALUE_CHARS, MAX_ANNOTATION_CHARS
     )
-    fingerprint = (
-        alert.fingerprint if len(alert.fingerprint) <= MAX_FINGERPRINT_CHARS else alert.fingerprint[:64]
-    )
+    fingerprint = bounded_fingerprint(alert.fingerprint)
     generator_url = (
         alert.generator_url if alert.generator_url and len(alert.generator_url) <= MAX_URL_CHARS else None
     )

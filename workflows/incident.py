@@ -10,7 +10,7 @@ knows lives in one serializable IncidentState (workflows/state.py); this module 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -63,6 +63,7 @@ OPENED_AFTER_ACTION_PATCH = "opened-page-after-first-action"
 LAGGING_ALERT_PATCH = "cooldown-lagging-alert"
 REFIRE_BEFORE_COOLDOWN_PATCH = "refire-before-cooldown"
 RUNBOOKS_WITH_CONTEXT_PATCH = "runbooks-with-context"
+NEEDS_HUMAN_HOLDS_PATCH = "needs-human-holds-cooldown"
 # An alert that fires during the cool-down while the golden set holds is asked about this many times.
 MAX_LAGGING_ALERT_CHECKS = 3
 # The opening page waits for the first cluster change (or anything else told) at most this long.
@@ -666,6 +667,7 @@ class IncidentWorkflow:
                 break
             if state.view.state == "needs_human":
                 self._log("note", "cooldown", "the symptom was reported again; a human is already paged")
+                await self._hold_for_human(ends)
                 return
             if await self._lagging_alert(lagging):
                 state.refired = False
@@ -675,6 +677,7 @@ class IncidentWorkflow:
             await self._needs_human(
                 "the symptom came back after the incident was handled (an alert fired again or the eval regressed); not acting twice"
             )
+            await self._hold_for_human(ends)
             return
         firing = state.firing_alert_names()
         still_firing = [name for name in lagging if name in firing]
@@ -683,6 +686,17 @@ class IncidentWorkflow:
                 f"{', '.join(still_firing)} fired again after the recovery and still firing at the end of the "
                 "cool-down although the golden set holds: the alert and the golden set disagree; not acting twice"
             )
+
+    async def _hold_for_human(self, ends: datetime) -> None:
+        """A human has the incident: it stays open until the cool-down ends, and whatever arrives
+        meanwhile (the rest of a storm, a re-fire) joins it. Closing at once made the storm's next
+        notification open another run, which settled, decided and paged again, over and over.
+        One timer, however many signals arrive: a signal only merges its alerts."""
+        if not workflow.patched(NEEDS_HUMAN_HOLDS_PATCH):
+            return
+        left = ends - workflow.now()
+        if left > timedelta(0):
+            await workflow.sleep(left)
 
     async def _lagging_alert(self, lagging: list[str]) -> bool:
         """An alert that fires after a recovery the golden set verified, while the golden set still

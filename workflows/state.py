@@ -26,6 +26,7 @@ from incidents.limits import (
     MAX_TIMELINE_ENTRIES,
     MAX_TRACKED_ALERTS,
     bounded_alert,
+    bounded_fingerprint,
     clip,
 )
 from incidents.models import (
@@ -262,11 +263,12 @@ class IncidentState(BaseModel):
             )
 
     def merge_alert(self, now: datetime, alert: Alert) -> None:
-        alert = bounded_alert(alert)
-        known = self.alerts.get(alert.fingerprint)
+        # A storm repeats each alert in every notification: a known one is told apart before bounding it.
+        known = self.alerts.get(bounded_fingerprint(alert.fingerprint))
         if known is not None and known.status == alert.status:
             self.duplicates += 1
             return
+        alert = bounded_alert(alert)
         if known is None and len(self.alerts) >= MAX_INCIDENT_ALERTS:
             self._track_only(now, alert)
             return

@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from api import intake
 from api.app import create_app
 from config import Settings
 from tests.fixtures.temporal import running_worker
@@ -278,3 +279,56 @@ async def test_health_says_whether_a_worker_polls_the_task_queue(
                 break
             await asyncio.sleep(0.1)
     assert health["worker"] == "ok"
+
+
+@pytest.fixture
+def slow_first_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real signal-with-start, a moment late: an HA twin posted with it arrives while it is in flight."""
+    real = intake.open_or_join
+
+    async def late(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(intake, "open_or_join", late)
+
+
+async def test_a_twin_in_flight_does_not_count_against_its_incidents_budget(
+    backout_settings: Settings, slow_first_delivery: None
+) -> None:
+    """One notification a minute for the incident: its HA twin, arriving while the first is on its way
+    to Temporal, rides on it (202, duplicate) instead of being the second notification of the minute."""
+    settings = backout_settings.model_copy(update={"max_notifications_per_incident_per_minute": 1})
+    app = create_app(settings, lambda: connect(settings))
+    body = notification([alert(service="budgeted")], group="budgeted")
+    twin = {**body, "externalURL": "http://alertmanager-1:9093"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://backout") as http:
+        answers = await asyncio.gather(
+            http.post("/v1/alerts/alertmanager", json=body), http.post("/v1/alerts/alertmanager", json=twin)
+        )
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert sorted(a.json()["status"] for a in answers) == ["accepted", "duplicate"]
+
+
+async def test_a_twin_is_answered_without_building_its_signal(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, slow_first_delivery: None
+) -> None:
+    """The signal (every alert normalised and bounded) is built for the delivery that goes to Temporal
+    only: neither a twin in flight nor a later retry of a delivered notification builds one."""
+    real = intake.within_signal_budget
+    built: list[int] = []
+
+    def counted(alerts: list[Any]) -> Any:
+        built.append(len(alerts))
+        return real(alerts)
+
+    monkeypatch.setattr(intake, "within_signal_budget", counted)
+    body = notification([alert(service="twins"), alert(name="TTFTHigh", service="twins")], group="twins")
+    twin = {**body, "externalURL": "http://alertmanager-1:9093"}
+    answers = await asyncio.gather(
+        api.post("/v1/alerts/alertmanager", json=body), api.post("/v1/alerts/alertmanager", json=twin)
+    )
+    answers.append(await api.post("/v1/alerts/alertmanager", json=twin))
+    assert [a.status_code for a in answers] == [202, 202, 202]
+    assert sorted(a.json()["status"] for a in answers) == ["accepted", "duplicate", "duplicate"]
+    assert built == [2], f"signals built: {built}"
