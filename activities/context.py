@@ -1,4 +1,5 @@
-"""collect_context: assemble the incident bundle (spec v1) from every change source and the evidence."""
+"""collect_context: assemble the incident bundle (spec v1) from every change source and the evidence
+(collect_and_attribute: and rank its changes in the same activity)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from functools import partial
 from pydantic import BaseModel
 from temporalio import activity
 
+from activities.attribution import AttributionActivities
 from activities.changes_store import ChangeStore, StoreUnavailable
 from activities.evidence import EVIDENCE_LEAD, collect_evidence
 from activities.gitops.changes import ledger_annotator
@@ -27,7 +29,7 @@ from incidents.bundle import (
     Symptom,
     Topology,
 )
-from incidents.models import ContextRequest, ContextResult
+from incidents.models import AttributedContext, ContextRequest, ContextResult
 
 # An incident's bundle keeps at most this many candidate changes (the most recent): it crosses
 # Temporal as one payload, and a reporter could post any number.
@@ -197,12 +199,23 @@ def _bundle(
 
 
 class ContextActivities:
-    """The context step of an incident, bound to the worker's settings."""
+    """The context step of an incident, bound to the worker's settings (and the worker's
+    attribution step, which collect_and_attribute runs right after it)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, attribution: AttributionActivities | None = None) -> None:
         self.settings = settings
+        self.attribution = attribution if attribution is not None else AttributionActivities(settings)
 
     @activity.defn(name="collect_context")
     def collect_context(self, request: ContextRequest) -> ContextResult:
         """Changes from every source, topology and evidence: the incident bundle (runs in a thread)."""
         return build_bundle(self.settings, request, datetime.now(UTC))
+
+    @activity.defn(name="collect_and_attribute")
+    def collect_and_attribute(self, request: ContextRequest) -> AttributedContext:
+        """The bundle and its ranking in one local activity: the decision waits for one instead of
+        two in a row, and the bundle is not sent back out of the workflow to be ranked."""
+        context = self.collect_context(request)
+        return AttributedContext(
+            context=context, attribution=self.attribution.attribute_bundle(context.bundle)
+        )

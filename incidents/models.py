@@ -222,6 +222,13 @@ class ContextResult(BaseModel):
     cluster_error: str | None = None
 
 
+class AttributedContext(BaseModel):
+    """The context and its ranking, made by one local activity (collect_and_attribute)."""
+
+    context: ContextResult
+    attribution: AttributionOutput
+
+
 # --- Notification (activities/paging) -------------------------------------------------
 
 NotifyEvent = Literal[

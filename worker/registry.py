@@ -25,13 +25,14 @@ def workflows() -> list[type]:
 
 def activities(settings: Settings) -> list[Callable[..., Any]]:
     """One instance of each activity class, given the settings (and through them, its clients)."""
-    context = ContextActivities(settings)
     attribution = AttributionActivities(settings)
+    context = ContextActivities(settings, attribution)
     kube = KubeActivities(settings)
     evals = EvalActivities(settings)
     incidents = IncidentActivities(settings)
     return [
         context.collect_context,
+        context.collect_and_attribute,
         attribution.attribute_bundle,
         load_runbooks_activity,
         kube.remediate,

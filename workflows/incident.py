@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalDecision,
         ApprovalRequest,
         ApprovalScope,
+        AttributedContext,
         ContextResult,
         Decision,
         IncidentInput,
@@ -64,6 +65,7 @@ LAGGING_ALERT_PATCH = "cooldown-lagging-alert"
 REFIRE_BEFORE_COOLDOWN_PATCH = "refire-before-cooldown"
 RUNBOOKS_WITH_CONTEXT_PATCH = "runbooks-with-context"
 NEEDS_HUMAN_HOLDS_PATCH = "needs-human-holds-cooldown"
+CONTEXT_WITH_ATTRIBUTION_PATCH = "context-with-attribution"
 # An alert that fires during the cool-down while the golden set holds is asked about this many times.
 MAX_LAGGING_ALERT_CHECKS = 3
 # The opening page waits for the first cluster change (or anything else told) at most this long.
@@ -175,7 +177,13 @@ class IncidentWorkflow:
             runbooks = asyncio.create_task(self._load_runbooks(params))
             # Marked as seen: when the context fails first, the load's own error is not needed.
             runbooks.add_done_callback(_seen)
-        context = await self._collect_context()
+        attributed: AttributionOutput | None = None
+        if workflow.patched(CONTEXT_WITH_ATTRIBUTION_PATCH):
+            # One local activity collects and ranks: the decision no longer waits for a second one.
+            both = await self._collect_and_attribute()
+            context, attributed = both.context, both.attribution
+        else:
+            context = await self._collect_context()
         state.bundle = context.bundle
         for note in context.notes:
             self._log("note", "collect", note)
@@ -186,7 +194,11 @@ class IncidentWorkflow:
         )
 
         self._move_to("attributing")
-        attribution = await self._attribute(context.bundle)
+        if attributed is None:
+            attribution = await self._attribute(context.bundle)
+        else:
+            attribution = attributed
+            self._log_attribution(attribution)
         state.view.attribution = attribution
 
         self._move_to("deciding")
@@ -240,6 +252,15 @@ class IncidentWorkflow:
             retry_policy=SHORT_RETRY,
         )
 
+    async def _collect_and_attribute(self) -> AttributedContext:
+        """The bundle and its ranking from one local activity (its I/O is the context's)."""
+        return await workflow.execute_local_activity_method(
+            ContextActivities.collect_and_attribute,
+            self.state.context_request(workflow.now()),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=SHORT_RETRY,
+        )
+
     async def _attribute(self, bundle: IncidentBundle) -> AttributionOutput:
         # Local activities: CPU-only steps without a round trip through the task queue.
         attribution = await workflow.execute_local_activity_method(
@@ -248,6 +269,10 @@ class IncidentWorkflow:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SHORT_RETRY,
         )
+        self._log_attribution(attribution)
+        return attribution
+
+    def _log_attribution(self, attribution: AttributionOutput) -> None:
         if attribution.ranking:
             top = attribution.ranking[0]
             self._log(
@@ -259,7 +284,6 @@ class IncidentWorkflow:
             )
         else:
             self._log("decision", "attribute", "no candidate change in the window")
-        return attribution
 
     async def _load_runbooks(self, params: IncidentInput) -> list[Runbook]:
         return await workflow.execute_local_activity(

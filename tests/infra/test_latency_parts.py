@@ -123,11 +123,13 @@ async def test_latency_bench_times_real_rollbacks(kube_cluster: LocalCluster, tm
     assert result.rolled_back == 2, result.problems
     assert result.p50_ms is not None and result.p99_ms is not None and 0 < result.p50_ms <= result.p99_ms
     assert result.floor_workflow_p50_ms and result.floor_patch_p50_ms
-    assert {"collect_context", "remediate"} <= set(result.step_mean_ms)
+    assert {"collect_and_attribute", "remediate"} <= set(result.step_mean_ms)
     # Nothing goes through the task queue before the rollback: the context is a local activity and
     # the opening page waits for the patch (workflows/incident.py).
     assert sum(path.incidents for path in result.paths_to_patch) == 2, result.paths_to_patch
     assert all(path.activities == [] for path in result.paths_to_patch), result.paths_to_patch
+    # Two local activities at once (the context with its ranking, the runbooks), not three.
+    assert all(path.local_activities == 2 for path in result.paths_to_patch), result.paths_to_patch
     assert result.floor_p50_ms and result.ratio_p50 == pytest.approx(
         result.p50_ms / result.floor_p50_ms, abs=0.006
     )

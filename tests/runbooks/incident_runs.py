@@ -30,7 +30,14 @@ from incidents.bundle import (
     RollbackHandle,
 )
 from incidents.key import IncidentKey
-from incidents.models import ContextRequest, ContextResult, IncidentInput, IncidentSignal, IncidentView
+from incidents.models import (
+    AttributedContext,
+    ContextRequest,
+    ContextResult,
+    IncidentInput,
+    IncidentSignal,
+    IncidentView,
+)
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import IncidentWorkflow
 
@@ -51,7 +58,7 @@ def image_change(namespace: str, name: str) -> Change:
 
 def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
     """collect_context answers one image change of Deployment `name` (revision 2); attribute_bundle
-    ranks it first."""
+    ranks it first; collect_and_attribute does both."""
     change = image_change(namespace, name)
 
     @activity.defn(name="collect_context")
@@ -66,7 +73,12 @@ def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
             incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
         )
 
-    return [collect_context, attribute_bundle]
+    @activity.defn(name="collect_and_attribute")
+    async def collect_and_attribute(request: ContextRequest) -> AttributedContext:
+        context = await collect_context(request)
+        return AttributedContext(context=context, attribution=await attribute_bundle(context.bundle))
+
+    return [collect_context, attribute_bundle, collect_and_attribute]
 
 
 def incident_params(namespace: str, name: str, runbook_dir: Path, **overrides: Any) -> IncidentInput:

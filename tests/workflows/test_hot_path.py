@@ -1,5 +1,5 @@
-"""The way from an alert to its rollback (issue 17): the context is collected as a local activity
-while the runbooks load, the opening page goes out once the first cluster change is made (and
+"""The way from an alert to its rollback (issue 17): the context is collected and ranked by one
+local activity while the runbooks load, the opening page goes out once the first cluster change is made (and
 before anything else is told), and a run of the current code replays on it.
 
 The real IncidentWorkflow and runbook loader on a real Temporal server; stand-ins for the context,
@@ -32,6 +32,7 @@ from incidents.bundle import (
 )
 from incidents.models import (
     Alert,
+    AttributedContext,
     ContextRequest,
     ContextResult,
     IncidentSignal,
@@ -44,7 +45,7 @@ from tests.runbooks.incident_runs import image_change, incident_params, start_in
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import (
-    CONTEXT_LOCAL_PATCH,
+    CONTEXT_WITH_ATTRIBUTION_PATCH,
     OPENED_AFTER_ACTION_PATCH,
     RUNBOOKS_WITH_CONTEXT_PATCH,
     IncidentWorkflow,
@@ -116,6 +117,20 @@ class Calls:
                 incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
             )
 
+        @activity.defn(name="collect_and_attribute")
+        async def collect_and_attribute(request: ContextRequest) -> AttributedContext:
+            calls.order.append("collect_and_attribute")
+            await asyncio.wait_for(calls.runbooks_loading.wait(), timeout=10)
+            incident = BundleIncident(
+                id=request.incident_id, detected_at=request.detected_at, service=calls.change.service
+            )
+            bundle = IncidentBundle(version=1, incident=incident, changes=[calls.change])
+            ranking = [RankedChange(change_id=calls.change.id, probability=0.9, reasons=["stand-in"])]
+            attribution = AttributionOutput(
+                incident_id=incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
+            )
+            return AttributedContext(context=ContextResult(bundle=bundle), attribution=attribution)
+
         @activity.defn(name="remediate")
         async def remediate(request: RemediationRequest) -> RemediationResult:
             calls.order.append("remediate")
@@ -145,6 +160,7 @@ class Calls:
         return [
             collect_context,
             attribute_bundle,
+            collect_and_attribute,
             remediate,
             load_runbooks,
             notify("pagerduty"),
@@ -217,13 +233,18 @@ async def test_rollback_comes_before_the_opening_page_and_context_is_local(
 ) -> None:
     calls, history = await _run(temporal_server, ROLLBACK, tmp_path)
     order = calls.order
-    assert order[:3] == ["collect_context", "attribute_bundle", "remediate"], order
+    # One local activity collects and ranks; nothing else runs before the rollback.
+    assert order[:2] == ["collect_and_attribute", "remediate"], order
     # The opening page, on every channel, before anything else is told about the rollback.
     opened = [order.index("pagerduty:opened"), order.index("slack:opened")]
     later = [i for i, call in enumerate(order) if ":" in call and not call.endswith(":opened")]
     assert later and max(opened) < min(later), order
-    assert "collect_context" not in _scheduled(history), "the context was a task-queue activity"
-    assert {CONTEXT_LOCAL_PATCH, OPENED_AFTER_ACTION_PATCH, RUNBOOKS_WITH_CONTEXT_PATCH} <= _patches(history)
+    assert "collect_and_attribute" not in _scheduled(history), "the context was a task-queue activity"
+    assert {
+        CONTEXT_WITH_ATTRIBUTION_PATCH,
+        OPENED_AFTER_ACTION_PATCH,
+        RUNBOOKS_WITH_CONTEXT_PATCH,
+    } <= _patches(history)
     await _replays(history)
 
 
