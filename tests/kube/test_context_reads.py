@@ -17,7 +17,7 @@ from activities.context import build_bundle
 from activities.kube import history, ledger, remediation
 from activities.kube.client import KubeApis, shared_apis
 from config import Settings
-from incidents.models import ContextRequest
+from incidents.models import ContextRequest, ContextResult
 from incidents.remediation import RemediationRequest
 from tests.kube.helpers import create_deployment, first_call_meets, set_image
 
@@ -32,6 +32,20 @@ def _counted(calls: Counter[str], name: str, call: Callable[..., Any]) -> Callab
         return call(*args, **kwargs)
 
     return wrapper
+
+
+def _context_of(settings: Settings, namespace: str, incident_id: str) -> ContextResult:
+    """The context of an incident of Deployment `web`, collected now; the cluster was read."""
+    request = ContextRequest(
+        incident_id=incident_id,
+        service="web",
+        namespace=namespace,
+        source="alertmanager",
+        detected_at=datetime.now(UTC),
+    )
+    result = build_bundle(settings, request, datetime.now(UTC))
+    assert result.cluster_error is None, result.notes
+    return result
 
 
 def _edit(apis: KubeApis, namespace: str, value: str) -> None:
@@ -108,15 +122,7 @@ def test_the_topology_and_the_action_log_are_read_while_the_changes_are_listed(
         "list_namespaced_replica_set",
         first_call_meets(meet, apis.apps.list_namespaced_replica_set),
     )
-    request = ContextRequest(
-        incident_id="inc-context-reads",
-        service="web",
-        namespace=kube_namespace,
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
-    )
-    result = build_bundle(kube_settings, request, datetime.now(UTC))
-    assert result.cluster_error is None, result.notes
+    result = _context_of(kube_settings, kube_namespace, "inc-context-reads")
     assert [change.to_version for change in result.bundle.changes] == ["registry.local/web:2"]
 
 
@@ -155,15 +161,7 @@ def test_one_list_of_the_deployments_serves_the_changes_and_the_topology(
         "list_namespaced_deployment",
         _counted(calls, "list deployments", apis.apps.list_namespaced_deployment),
     )
-    request = ContextRequest(
-        incident_id="inc-context-deployments",
-        service="web",
-        namespace=kube_namespace,
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
-    )
-    result = build_bundle(kube_settings, request, datetime.now(UTC))
-    assert result.cluster_error is None, result.notes
+    result = _context_of(kube_settings, kube_namespace, "inc-context-deployments")
     assert calls == {"list deployments": 1}  # not one for the ledger and one for the topology
     assert result.bundle.topology is not None
     assert result.bundle.topology.edges == [("web", "rag")]
@@ -195,15 +193,7 @@ def test_the_gitops_owner_of_a_changed_deployment_is_read_from_the_listed_deploy
         return sanitize(obj)
 
     monkeypatch.setattr(apis.api_client, "sanitize_for_serialization", noting_whole_deployments)
-    request = ContextRequest(
-        incident_id="inc-context-gitops-owner",
-        service="web",
-        namespace=kube_namespace,
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
-    )
-    result = build_bundle(kube_settings, request, datetime.now(UTC))
-    assert result.cluster_error is None, result.notes
+    result = _context_of(kube_settings, kube_namespace, "inc-context-gitops-owner")
     # The ledger's list of the Deployments had it: no GET of it again, and only its metadata is read.
     assert calls == {}
     [change] = result.bundle.changes
@@ -232,15 +222,7 @@ def test_the_action_log_is_taken_from_the_sweeps_list_of_the_config_maps(
         ("list_namespaced_config_map", "list configmaps"),
     ):
         monkeypatch.setattr(apis.core, method, _counted(calls, name, getattr(apis.core, method)))
-    request = ContextRequest(
-        incident_id="inc-context-action-log",
-        service="web",
-        namespace=kube_namespace,
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
-    )
-    result = build_bundle(kube_settings, request, datetime.now(UTC))
-    assert result.cluster_error is None, result.notes
+    result = _context_of(kube_settings, kube_namespace, "inc-context-action-log")
     assert calls == {"list configmaps": 1}  # the sweep's list had the action log: no read of it on its own
     assert result.recent_rollbacks == 1
 
@@ -258,15 +240,7 @@ def test_the_reads_run_on_threads_kept_for_the_next_collection(
         return list_replica_sets(*args, **kwargs)
 
     monkeypatch.setattr(apis.apps, "list_namespaced_replica_set", noting_the_thread)
-    request = ContextRequest(
-        incident_id="inc-context-threads",
-        service="web",
-        namespace=kube_namespace,
-        source="alertmanager",
-        detected_at=datetime.now(UTC),
-    )
-    result = build_bundle(kube_settings, request, datetime.now(UTC))
-    assert result.cluster_error is None, result.notes
+    _context_of(kube_settings, kube_namespace, "inc-context-threads")
     [reader] = readers
     # Made at once with the Deployments' list, on a reader thread that outlives the collection
     # (a thread started for it would have been ended and joined by now).

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
@@ -56,6 +57,20 @@ def image_change(namespace: str, name: str) -> Change:
     )
 
 
+def standin_context(request: ContextRequest, change: Change) -> ContextResult:
+    """The stand-ins' context: `change` alone, on its service."""
+    incident = BundleIncident(id=request.incident_id, detected_at=request.detected_at, service=change.service)
+    return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[change]))
+
+
+def standin_ranking(bundle: IncidentBundle, change: Change) -> AttributionOutput:
+    """The stand-ins' ranking: `change` first, at p 0.9."""
+    ranking = [RankedChange(change_id=change.id, probability=0.9, reasons=["stand-in"])]
+    return AttributionOutput(
+        incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
+    )
+
+
 def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
     """collect_context answers one image change of Deployment `name` (revision 2); attribute_bundle
     ranks it first; collect_and_attribute does both."""
@@ -63,20 +78,16 @@ def stand_ins(namespace: str, name: str) -> list[Callable[..., Any]]:
 
     @activity.defn(name="collect_context")
     async def collect_context(request: ContextRequest) -> ContextResult:
-        incident = BundleIncident(id=request.incident_id, detected_at=request.detected_at, service=name)
-        return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[change]))
+        return standin_context(request, change)
 
     @activity.defn(name="attribute_bundle")
     async def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
-        ranking = [RankedChange(change_id=change.id, probability=0.9, reasons=["stand-in"])]
-        return AttributionOutput(
-            incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
-        )
+        return standin_ranking(bundle, change)
 
     @activity.defn(name="collect_and_attribute")
     async def collect_and_attribute(request: ContextRequest) -> AttributedContext:
-        context = await collect_context(request)
-        return AttributedContext(context=context, attribution=await attribute_bundle(context.bundle))
+        context = standin_context(request, change)
+        return AttributedContext(context=context, attribution=standin_ranking(context.bundle, change))
 
     return [collect_context, attribute_bundle, collect_and_attribute]
 
@@ -98,12 +109,13 @@ def incident_params(namespace: str, name: str, runbook_dir: Path, **overrides: A
 async def start_incident(
     client: Client, queue: str, params: IncidentInput, opening: IncidentSignal
 ) -> WorkflowHandle[IncidentWorkflow, IncidentView]:
-    """Signal-with-start the incident on `queue`, as the API does."""
+    """Signal-with-start the incident on `queue`, as the API does (a running run is joined)."""
     return await client.start_workflow(
         IncidentWorkflow.run,
         params,
         id=params.incident_id,
         task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         start_signal="add_signal",
         start_signal_args=[opening],
     )

@@ -25,10 +25,7 @@ from temporalio.worker import Replayer, Worker
 from activities.runbooks import LoadRunbooksRequest, load_runbooks_activity
 from incidents.bundle import (
     AttributionOutput,
-    BundleIncident,
     IncidentBundle,
-    ModelInfo,
-    RankedChange,
 )
 from incidents.models import (
     Alert,
@@ -41,7 +38,13 @@ from incidents.models import (
 )
 from incidents.remediation import RemediationRequest, RemediationResult
 from runbooks.models import Runbook
-from tests.runbooks.incident_runs import image_change, incident_params, start_incident
+from tests.runbooks.incident_runs import (
+    image_change,
+    incident_params,
+    standin_context,
+    standin_ranking,
+    start_incident,
+)
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import (
@@ -104,32 +107,21 @@ class Calls:
             calls.order.append("collect_context")
             # Made one after the other, the runbooks would only load once this returned.
             await asyncio.wait_for(calls.runbooks_loading.wait(), timeout=10)
-            incident = BundleIncident(
-                id=request.incident_id, detected_at=request.detected_at, service=calls.change.service
-            )
-            return ContextResult(bundle=IncidentBundle(version=1, incident=incident, changes=[calls.change]))
+            return standin_context(request, calls.change)
 
         @activity.defn(name="attribute_bundle")
         async def attribute_bundle(bundle: IncidentBundle) -> AttributionOutput:
             calls.order.append("attribute_bundle")
-            ranking = [RankedChange(change_id=calls.change.id, probability=0.9, reasons=["stand-in"])]
-            return AttributionOutput(
-                incident_id=bundle.incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
-            )
+            return standin_ranking(bundle, calls.change)
 
         @activity.defn(name="collect_and_attribute")
         async def collect_and_attribute(request: ContextRequest) -> AttributedContext:
             calls.order.append("collect_and_attribute")
             await asyncio.wait_for(calls.runbooks_loading.wait(), timeout=10)
-            incident = BundleIncident(
-                id=request.incident_id, detected_at=request.detected_at, service=calls.change.service
+            context = standin_context(request, calls.change)
+            return AttributedContext(
+                context=context, attribution=standin_ranking(context.bundle, calls.change)
             )
-            bundle = IncidentBundle(version=1, incident=incident, changes=[calls.change])
-            ranking = [RankedChange(change_id=calls.change.id, probability=0.9, reasons=["stand-in"])]
-            attribution = AttributionOutput(
-                incident_id=incident.id, ranking=ranking, model=ModelInfo(name="stand-in", version="1")
-            )
-            return AttributedContext(context=ContextResult(bundle=bundle), attribution=attribution)
 
         @activity.defn(name="remediate")
         async def remediate(request: RemediationRequest) -> RemediationResult:

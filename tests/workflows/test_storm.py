@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
-from incidents.models import Alert, IncidentInput, IncidentSignal, IncidentView
-from tests.runbooks.incident_runs import incident_params
+from incidents.models import Alert, IncidentSignal, IncidentView
+from tests.runbooks.incident_runs import incident_params, start_incident
 from tests.workflows.test_hot_path import NAMESPACE, _patches, _replays, standins
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
@@ -57,21 +56,6 @@ def _storm(service: str, *fingerprints: str) -> IncidentSignal:
     )
 
 
-async def _notify(
-    client: Client, queue: str, params: IncidentInput, signal: IncidentSignal
-) -> WorkflowHandle[Any, IncidentView]:
-    """Signal-with-start joining the running run, as the API does (activities/incidents.py)."""
-    return await client.start_workflow(
-        IncidentWorkflow.run,
-        params,
-        id=params.incident_id,
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal="add_signal",
-        start_signal_args=[signal],
-    )
-
-
 async def _until(handle: WorkflowHandle[Any, IncidentView], says: str) -> IncidentView:
     for _ in range(600):
         view = await handle.query(IncidentWorkflow.view)
@@ -94,14 +78,14 @@ async def test_a_storm_going_on_after_a_human_was_paged_joins_the_same_run(
         activities=calls.activities(),
         workflow_runner=sandbox_runner([IncidentWorkflow]),
     ):
-        first = await _notify(client, queue, params, _storm(service, "fp-1"))
+        first = await start_incident(client, queue, params, _storm(service, "fp-1"))
         await _until(first, "no runbook matched")
         # The storm grows: a new alert of the group fires while the incident cools down.
-        await _notify(client, queue, params, _storm(service, "fp-1", "fp-2"))
+        await start_incident(client, queue, params, _storm(service, "fp-1", "fp-2"))
         await _until(first, "a human is already paged")
         description = await first.describe()
         assert description.status == WorkflowExecutionStatus.RUNNING, "the incident closed on the re-fire"
-        later = await _notify(client, queue, params, _storm(service, "fp-1", "fp-2", "fp-3"))
+        later = await start_incident(client, queue, params, _storm(service, "fp-1", "fp-2", "fp-3"))
         assert later.result_run_id == first.result_run_id, "the storm's next notification opened another run"
         view = await asyncio.wait_for(first.result(), timeout=60)
         history = await first.fetch_history()
