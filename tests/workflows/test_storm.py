@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 
 from incidents.models import Alert, IncidentSignal, IncidentView
 from tests.runbooks.incident_runs import incident_params, start_incident
-from tests.workflows.test_hot_path import NAMESPACE, _patches, _replays, standins
+from tests.workflows.test_hot_path import NAMESPACE, PAGE_ONLY, _patches, _replays, standins
 from worker.sandbox import sandbox_runner
 from worker.temporal_server import TemporalDevServer
 from workflows.incident import NEEDS_HUMAN_HOLDS_PATCH, IncidentWorkflow
@@ -28,19 +28,8 @@ pytestmark = [pytest.mark.temporal, pytest.mark.timeout(120)]
 
 COOLDOWN_S = 6.0
 
-# Matches nothing the storm sends: the incident goes to a human ("no runbook matched").
-NO_MATCH = """
-name: storm-other
-mode: auto
-match:
-  alertnames: [SomethingElse]
-start: page
-nodes:
-  page:
-    actions:
-      - page:
-          team: chat
-"""
+# Matches HotPath alerts only, nothing the storm sends: the incident goes to a human ("no runbook matched").
+NO_MATCH = PAGE_ONLY
 
 
 def _storm(service: str, *fingerprints: str) -> IncidentSignal:
