@@ -147,10 +147,14 @@ class RealStack:
         payload = AlertmanagerPayload.model_validate(notification([fired], group=service))
         return OpenIncidentRequest(key=payload.incident_key(), signal=payload.to_signal(datetime.now(UTC)))
 
-    async def open(self, service: str, alertname: str) -> WorkflowHandle[Any, IncidentView]:
-        return await open_or_join(
-            self.client, IncidentBehaviour(self.settings), self._request(service, alertname)
-        )
+    async def open(
+        self, service: str, alertname: str, cooldown_s: float | None = None
+    ) -> WorkflowHandle[Any, IncidentView]:
+        """Open the incident, with the stack's cool-down unless `cooldown_s` says otherwise."""
+        settings = self.settings
+        if cooldown_s is not None:
+            settings = settings.model_copy(update={"incident_cooldown_s": cooldown_s})
+        return await open_or_join(self.client, IncidentBehaviour(settings), self._request(service, alertname))
 
     async def resolve(self, handle: WorkflowHandle[Any, Any], service: str, alertname: str) -> None:
         await handle.signal("add_signal", self._request(service, alertname, status="resolved").signal)

@@ -139,7 +139,10 @@ async def test_a_second_decision_is_refused_by_the_workflow_through_another_api_
 ) -> None:
     await stack.bad_deploy("chat")
     first_api, second_api = await asyncio.gather(stack.api(), stack.api())
-    handle = await stack.open("chat", "ApprovalDrill")
+    # A cool-down keeps the incident running after the decision, so the one made after the fact
+    # below reaches the workflow: without one a rejected incident closes at once, and the API then
+    # answers 404 (no running incident) before the workflow can refuse it.
+    handle = await stack.open("chat", "ApprovalDrill", cooldown_s=10.0)
     pending = await stack.pending_approval(handle)
     message = await stack.approval_message(pending.request_id)
 
