@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client import CustomObjectsApi
+from temporalio.client import Client
 
 from activities.gitops.activities import (
     FindCulpritRequest,
@@ -23,11 +24,25 @@ from activities.gitops.activities import (
 )
 from activities.kube import history
 from activities.kube.client import KubeApis
+from config import Settings
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.argocd import ArgoCD
+from devstack.receivers.pagerduty import PagerDutyReceiver
+from devstack.receivers.server import TlsFiles
+from devstack.receivers.slack import SlackReceiver
 from incidents.gitops import ObjectRef
-from tests.gitops.conftest import GIT_TOKEN, GIT_USER, ConfigMapHistory, Fleet, configmap_manifest, wait_until
+from tests.gitops.conftest import (
+    GIT_TOKEN,
+    GIT_USER,
+    ConfigMapHistory,
+    Fleet,
+    configmap_manifest,
+    ensure_git_auth,
+    gitops_config,
+    wait_until,
+)
 from tests.gitops.test_handshake import HOLD_S, stays
+from tests.gitops.test_incident_workflow import Incident, actions_of, rolled_back, worker_settings
 from tests.gitops.test_problem_is_real import BAD, GOOD, backout
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -189,3 +204,61 @@ async def test_argocd_handshake_keeps_the_rollback(
     assert reconciled.outcome == "Successful", reconciled.message
     assert reconciled.status is not None and reconciled.status.sync_status == "Synced"
     assert stays(lambda: argo_setup.configmap_data() == GOOD, HOLD_S)
+
+
+@pytest.mark.temporal
+async def test_the_real_workflow_keeps_an_argocd_rollback(
+    argo_setup: ArgoSetup,
+    kube_cluster: LocalCluster,
+    temporal_client: Client,
+    backout_settings: Settings,
+    receivers_tls: TlsFiles,
+    pagerduty_receiver: PagerDutyReceiver,
+    slack_receiver: SlackReceiver,
+) -> None:
+    """The whole IncidentWorkflow (a real worker, every activity the product registers) on an
+    Argo CD Application with automated sync and self-heal: auto-sync off, rollback, the revert pushed
+    to the tracked branch, recovery verified, auto-sync back on exactly as it was, and Argo CD
+    syncing the revert keeps the good prompt."""
+    bad = bad_prompt_synced(argo_setup)
+    ensure_git_auth(argo_setup.apis, argo_setup.namespace)
+    gitops = gitops_config(
+        argo_setup.fleet, argo_setup.namespace, backout_settings.state_dir / "gitops-cache"
+    )
+    gitops = gitops.model_copy(update={"argocd_namespaces": [ARGOCD_NAMESPACE]})
+    settings = worker_settings(
+        backout_settings,
+        kube_cluster,
+        argo_setup.namespace,
+        gitops,
+        receivers_tls,
+        pagerduty_receiver,
+        slack_receiver,
+    )
+    view = await Incident(settings, temporal_client, argo_setup, "revert_push").run(rolled_back)
+
+    assert view.state == "recovered", view.timeline_for_people()
+    assert actions_of(view) == [
+        ("suspend_reconciler", "Successful"),
+        ("rollback", "Successful"),
+        ("revert_commit", "Successful"),
+        ("verify_symptom", "Successful"),
+        ("revert_landed", "Successful"),
+        ("resume_reconciler", "Successful"),
+        ("verify_reconciled", "Successful"),
+    ]
+    progress = view.gitops
+    assert progress is not None and progress.stage == "reconciled", progress
+    assert progress.ownership is not None
+    assert progress.ownership.reconciler.describe() == f"Application/{ARGOCD_NAMESPACE}/{argo_setup.name}"
+    assert progress.culprit is not None and progress.culprit.commit.sha == bad
+    assert progress.revert is not None and progress.revert.revert is not None
+    revert_sha = progress.revert.revert.sha
+    assert argo_setup.fleet.remote_head() == revert_sha
+    assert argo_setup.fleet.log()[0] == 'Revert "prompt: let the model improvise"'
+    assert argo_setup.application()["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert argo_setup.synced_at(revert_sha), argo_setup.application().get("status")
+    assert stays(lambda: argo_setup.configmap_data() == GOOD, HOLD_S), (
+        "self-heal is back on and keeps the revert"
+    )
+    assert ("resolve", pagerduty_receiver.actions()[0][1]) in pagerduty_receiver.actions()

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from pydantic import SecretStr
@@ -22,6 +22,7 @@ from activities.incidents import IncidentBehaviour, open_or_join
 from activities.kube.client import KubeApis
 from api.sources.alertmanager import AlertmanagerPayload
 from config import Settings
+from config.gitops import GitOpsConfig
 from devstack.cluster.local import LocalCluster
 from devstack.gitops.forge import ForgeRecorder
 from devstack.receivers.pagerduty import PagerDutyReceiver
@@ -63,6 +64,12 @@ nodes:
 """
 
 
+class Reconciled(Protocol):
+    """A reconciler applying the fleet repository into a test namespace (Flux or Argo CD)."""
+
+    namespace: str
+
+
 class Incident:
     """The worker's settings for one test, and the alert that opens (and resolves) its incident."""
 
@@ -70,7 +77,7 @@ class Incident:
         self,
         settings: Settings,
         client: Client,
-        flux_setup: FluxSetup,
+        setup: Reconciled,
         policy: str,
         **runbook_options: Any,
     ) -> None:
@@ -79,7 +86,7 @@ class Incident:
         (folder / "gitops.yaml").write_text(runbook(policy, **runbook_options), encoding="utf-8")
         self.settings = settings.model_copy(update={"runbook_dir": folder})
         self.client = client
-        self.namespace = flux_setup.namespace
+        self.namespace = setup.namespace
         self.started = datetime.now(UTC)
 
     def _request(self, status: str) -> OpenIncidentRequest:
@@ -141,22 +148,45 @@ def gitops_settings(
         gitops = gitops_config(
             flux_setup.fleet, flux_setup.namespace, backout_settings.state_dir / "gitops-cache", forge
         )
-        return backout_settings.model_copy(
-            update={
-                "kubeconfig": kube_cluster.kubeconfig,
-                "allowed_namespaces": [flux_setup.namespace],
-                "gitops": gitops,
-                "pagerduty_routing_key": SecretStr(PD_TEST_ROUTING_KEY),
-                "pagerduty_events_url": pagerduty_receiver.url,
-                "pagerduty_ca_file": receivers_tls.ca_file,
-                "slack_token": SecretStr(SLACK_TEST_TOKEN),
-                "slack_api_url": f"{slack_receiver.url}/api/",
-                "slack_channel": "#incidents",
-                **overrides,
-            }
+        return worker_settings(
+            backout_settings,
+            kube_cluster,
+            flux_setup.namespace,
+            gitops,
+            receivers_tls,
+            pagerduty_receiver,
+            slack_receiver,
+            **overrides,
         )
 
     return make
+
+
+def worker_settings(
+    base: Settings,
+    cluster: LocalCluster,
+    namespace: str,
+    gitops: GitOpsConfig,
+    receivers_tls: TlsFiles,
+    pagerduty: PagerDutyReceiver,
+    slack: SlackReceiver,
+    **overrides: Any,
+) -> Settings:
+    """A worker acting in `namespace` of the local cluster, GitOps as given, paging the receivers."""
+    return base.model_copy(
+        update={
+            "kubeconfig": cluster.kubeconfig,
+            "allowed_namespaces": [namespace],
+            "gitops": gitops,
+            "pagerduty_routing_key": SecretStr(PD_TEST_ROUTING_KEY),
+            "pagerduty_events_url": pagerduty.url,
+            "pagerduty_ca_file": receivers_tls.ca_file,
+            "slack_token": SecretStr(SLACK_TEST_TOKEN),
+            "slack_api_url": f"{slack.url}/api/",
+            "slack_channel": "#incidents",
+            **overrides,
+        }
+    )
 
 
 def actions_of(view: IncidentView) -> list[tuple[str, str]]:
