@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any
 
 import uvicorn
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from config import Settings
+from config import Settings, SettingsError
 
 SLACK_PATH = "/v1/slack/interactions"
 # Methods that carry no body in this API: anything they send beyond this is refused.
@@ -240,6 +241,7 @@ def server_config(
     protocol = type("BackoutHttpProtocol", (guarded,), {"header_timeout_s": settings.api_header_timeout_s})
     return uvicorn.Config(
         app,
+        **tls_options(settings),
         host=host or settings.api_host,
         port=port if port is not None else settings.api_port,
         http=protocol,
@@ -250,3 +252,43 @@ def server_config(
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         server_header=False,
     )
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments for the API, checked first so a bad file is named, not a bare SSLError.
+
+    With `api_tls_client_ca_file` the handshake itself requires a client certificate that CA signed
+    (mutual TLS): a client without one never gets to send a request.
+    """
+    cert, key, client_ca = (
+        settings.api_tls_cert_file,
+        settings.api_tls_key_file,
+        settings.api_tls_client_ca_file,
+    )
+    if cert is None or key is None:
+        return {}
+    for name, path in (
+        ("api_tls_cert_file", cert),
+        ("api_tls_key_file", key),
+        ("api_tls_client_ca_file", client_ca),
+    ):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{name} {path} does not exist or is not a file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(
+            f"api_tls_cert_file {cert} and api_tls_key_file {key} do not load as a PEM certificate and its "
+            f"key: {exc}"
+        ) from exc
+    options: dict[str, Any] = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise SettingsError(
+                f"api_tls_client_ca_file {client_ca} does not load as PEM CA certificates: {exc}"
+            ) from exc
+        options.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options

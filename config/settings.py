@@ -175,6 +175,25 @@ class Settings(BaseSettings):
         default=None, description="removed: one token for every role; use the per-role tokens"
     )
     api_docs: bool = Field(default=False, description="serve /openapi.json (operator token) and /docs")
+    api_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) the API serves HTTPS with; unset: plain HTTP (a TLS-terminating "
+        "proxy, ingress or mesh in front)",
+    )
+    api_tls_key_file: Path | None = Field(default=None, description="the private key of api_tls_cert_file")
+    api_tls_client_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle: every client must present a certificate it signed (mutual TLS) before "
+        "a request is read; the bearer tokens still decide the role",
+    )
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle the CLI trusts for public_url (an API certificate of a private CA)",
+    )
+    client_cert_file: Path | None = Field(
+        default=None, description="certificate the CLI presents to an API that requires one (mutual TLS)"
+    )
+    client_key_file: Path | None = Field(default=None, description="the private key of client_cert_file")
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     slack_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -355,6 +374,20 @@ class Settings(BaseSettings):
             )
         if self.llm_api_key is not None and self.llm_endpoint is None:
             raise ValueError("llm_api_key is set without llm_endpoint: there is no judge to send it to")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        for cert, key in (("api_tls_cert_file", "api_tls_key_file"), ("client_cert_file", "client_key_file")):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                given, missing = (cert, key) if getattr(self, key) is None else (key, cert)
+                raise ValueError(
+                    f"{given} is set without {missing} (BACKOUT_{missing.upper()}): they go together"
+                )
+        if self.api_tls_client_ca_file is not None and self.api_tls_cert_file is None:
+            raise ValueError(
+                "api_tls_client_ca_file is set without api_tls_cert_file: mutual TLS needs the API on HTTPS"
+            )
         return self
 
     @model_validator(mode="after")

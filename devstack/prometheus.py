@@ -70,6 +70,11 @@ class AlertmanagerConfig(BaseModel):
     group_interval_s: float = Field(default=5.0, gt=0)
     repeat_interval_s: float = Field(default=60.0, gt=0)
     send_resolved: bool = True
+    # An API on HTTPS: the CA its certificate is checked against, and Alertmanager's own
+    # certificate and key when the API requires client certificates (mutual TLS).
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
 
 class PrometheusConfig(BaseModel):
@@ -94,8 +99,22 @@ class PrometheusConfig(BaseModel):
 def render_alertmanager_config(config: AlertmanagerConfig, token_file: Path | None) -> dict[str, Any]:
     """Alertmanager YAML as a dict; the token is read from `token_file` so it never sits in the config."""
     webhook: dict[str, Any] = {"url": config.webhook_url, "send_resolved": config.send_resolved}
+    http_config: dict[str, Any] = {}
     if token_file is not None:
-        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
+        http_config["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
+    tls = {
+        name: str(path)
+        for name, path in (
+            ("ca_file", config.tls_ca_file),
+            ("cert_file", config.tls_cert_file),
+            ("key_file", config.tls_key_file),
+        )
+        if path is not None
+    }
+    if tls:
+        http_config["tls_config"] = tls
+    if http_config:
+        webhook["http_config"] = http_config
     return {
         "route": {
             "receiver": "backout",

@@ -13,7 +13,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import is_loopback_host
-from api.transport import server_config
+from api.transport import server_config, tls_options
 from config import Settings, SettingsError
 from config.redact import install_log_redaction
 from config.settings import ROLE_TOKENS
@@ -33,6 +33,7 @@ def check_start_safety(settings: Settings, with_api: bool = True, with_worker: b
         )
     if not with_api:
         return
+    tls_options(settings)  # a certificate, key or client CA that does not load stops the start, named
     loopback = is_loopback_host(settings.api_host)
     if settings.allow_anonymous_loopback and not loopback:
         raise SettingsError(
@@ -113,7 +114,9 @@ async def run_up(settings: Settings, with_worker: bool = True, with_api: bool = 
             tasks.append(asyncio.create_task(run_worker(client, settings, stop)))
         if with_api:
             tasks.append(asyncio.create_task(_serve_api(settings, stop, ui_url)))
-            log.warning("backout API on http://%s:%s", settings.api_host, settings.api_port)
+            scheme = "https" if settings.api_tls_cert_file is not None else "http"
+            mutual = " (client certificates required)" if settings.api_tls_client_ca_file is not None else ""
+            log.warning("backout API on %s://%s:%s%s", scheme, settings.api_host, settings.api_port, mutual)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()
         for task in tasks:

@@ -210,6 +210,25 @@ def test_every_optional_part_passes_a_server_side_dry_run(
         (release_ns, f"{RELEASE}-git-credentials"),
     }, roles
     assert len(by_kind["RoleBinding"]) == len(roles)
+    # HTTPS with client certificates: the Secret mounted, its files named, probes on the port only
+    # (the kubelet has no client certificate), Prometheus scraping over https.
+    api = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == f"{RELEASE}-api")
+    pod = api["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    tls_env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("BACKOUT_API_TLS_")}
+    assert tls_env == {
+        "BACKOUT_API_TLS_CERT_FILE": "/etc/backout/api-tls/tls.crt",
+        "BACKOUT_API_TLS_KEY_FILE": "/etc/backout/api-tls/tls.key",
+        "BACKOUT_API_TLS_CLIENT_CA_FILE": "/etc/backout/api-tls/ca.crt",
+    }
+    assert {"name": "api-tls", "secret": {"secretName": "backout-api-tls"}} in pod["volumes"]
+    assert {"name": "api-tls", "mountPath": "/etc/backout/api-tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["tcpSocket"] == {"port": "http"} and "httpGet" not in container[probe]
+    scraped = by_kind["ServiceMonitor"][0]["spec"]["endpoints"][0]
+    assert scraped["scheme"] == "https" and scraped["tlsConfig"]["ca"]["secret"]["name"] == "backout-api-tls"
     shipped = [
         group["name"]
         for rules in sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yaml"))

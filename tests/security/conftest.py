@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -147,6 +149,23 @@ def recording_prometheus() -> Iterator[RecordingPrometheus]:
         yield prometheus
 
 
+def start_refused(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`backout api` with `env`: it must refuse to start (exit 2, the reason on stderr)."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("BACKOUT_")}
+    clean.update(
+        {
+            "BACKOUT_STATE_DIR": str(tmp_path / "state"),
+            "BACKOUT_TEMPORAL_ADDRESS": "127.0.0.1:1",
+            "BACKOUT_API_PORT": str(free_port()),
+            "BACKOUT_ALLOWED_NAMESPACES": "prod",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "api"], env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
 def secure_settings(server: TemporalDevServer, state_dir: Path, **overrides: Any) -> Settings:
     """Settings as a careful production install would have them: every role its token, a real allow
     list, Slack signing, an ownership file."""
@@ -209,16 +228,19 @@ class ApiProcess:
                 self.process.wait()
 
 
-def start_api(settings: Settings, log_name: str = "api.log") -> ApiProcess:
-    """`backout api` with `settings`, once /healthz answers and it reaches Temporal."""
+def start_api(settings: Settings, log_name: str = "api.log", **http_options: Any) -> ApiProcess:
+    """`backout api` with `settings`, once /healthz answers and it reaches Temporal. `http_options`:
+    how the health check connects (httpx: `verify`, an SSL context with a client certificate)."""
     process = backout_process(settings, "api", log_name=log_name)
     api = ApiProcess(settings, process, settings.state_dir / log_name)
+    if settings.api_tls_cert_file is not None:
+        api.url = api.url.replace("http://", "https://", 1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"backout api exited with {process.returncode}:\n{api.output()}")
         with contextlib.suppress(httpx.HTTPError):
-            health = httpx.get(f"{api.url}/healthz", timeout=2).json()
+            health = httpx.get(f"{api.url}/healthz", timeout=2, **http_options).json()
             if health.get("temporal") == "ok":
                 return api
         time.sleep(0.2)

@@ -6,9 +6,6 @@ Now each role has its own token, blank or shared tokens refuse to start, and eve
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,28 +14,10 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from config import Settings
-from tests.security.conftest import METRICS, OPERATOR, REPORTER, SENDER, SecureStack, bearer
+from tests.security.conftest import METRICS, OPERATOR, REPORTER, SENDER, SecureStack, bearer, start_refused
 from worker.temporal_client import connect
-from worker.temporal_server import free_port
 
 pytestmark = [pytest.mark.temporal]
-
-
-def _start_refused(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """`backout api` with `env`: it must refuse to start (exit 2, the reason on stderr)."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("BACKOUT_")}
-    clean.update(
-        {
-            "BACKOUT_STATE_DIR": str(tmp_path / "state"),
-            "BACKOUT_TEMPORAL_ADDRESS": "127.0.0.1:1",
-            "BACKOUT_API_PORT": str(free_port()),
-            "BACKOUT_ALLOWED_NAMESPACES": "prod",
-            **env,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "api"], env=clean, capture_output=True, text=True, timeout=60
-    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +61,7 @@ def _start_refused(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedP
     ],
 )
 def test_unsafe_credentials_refuse_to_start(env: dict[str, str], reason: str, tmp_path: Path) -> None:
-    done = _start_refused(env, tmp_path)
+    done = start_refused(env, tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert reason in done.stderr, done.stderr
 

@@ -1,11 +1,14 @@
 """`backout incidents list|show|confirm|watch`: incidents through the backout API.
 
-The API's address and token come from the settings (BACKOUT_PUBLIC_URL, BACKOUT_OPERATOR_TOKEN).
+The API's address and token come from the settings (BACKOUT_PUBLIC_URL, BACKOUT_OPERATOR_TOKEN); an
+API on HTTPS with a private CA or client certificates takes BACKOUT_CLIENT_CA_FILE,
+BACKOUT_CLIENT_CERT_FILE and BACKOUT_CLIENT_KEY_FILE.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +34,16 @@ def _api(config: Path | None, url: str | None) -> ApiClient:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     token = settings.operator_token.get_secret_value() if settings.operator_token is not None else None
-    return ApiClient(url or settings.public_url, token)
+    cert = None
+    if settings.client_cert_file is not None and settings.client_key_file is not None:
+        cert = (settings.client_cert_file, settings.client_key_file)
+    try:
+        return ApiClient(url or settings.public_url, token, ca_file=settings.client_ca_file, cert=cert)
+    except (OSError, ssl.SSLError) as exc:
+        typer.echo(
+            f"error: client_ca_file / client_cert_file / client_key_file do not load as PEM: {exc}", err=True
+        )
+        raise typer.Exit(2) from exc
 
 
 def _call(api: ApiClient, method: str, path: str, body: Any | None = None) -> Any:

@@ -8,10 +8,12 @@ unreachable API: it says so and the next refresh tries again.
 from __future__ import annotations
 
 import io
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,10 +43,24 @@ class ApiError(RuntimeError):
 class ApiClient:
     """The backout API over HTTP, with its bearer token."""
 
-    def __init__(self, url: str, token: str | None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout_s: float = 10.0,
+        ca_file: Path | None = None,
+        cert: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`ca_file`: the CA the API's certificate is checked against (else the system's); `cert`:
+        (certificate, key) presented to an API that requires client certificates."""
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None or cert is not None:
+            verify = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+            if cert is not None:
+                verify.load_cert_chain(str(cert[0]), str(cert[1]))
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, verify=verify)
 
     def call(self, method: str, path: str, body: Any | None = None) -> Any:
         try:
