@@ -57,7 +57,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	$(VENV)/bin/mypy config incidents workflows activities runbooks evals api worker attribution devstack
+	$(VENV)/bin/mypy config incidents workflows activities runbooks evals api worker attribution devstack tests
 
 pytest: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

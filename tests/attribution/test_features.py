@@ -11,7 +11,7 @@ import pytest
 from attribution.case import Case, ChangeData, SeriesData, case_from_bundle, case_to_bundle_dict
 from attribution.evidence import FEATURE_INDEX, extract, graph_relations
 from attribution.signals import family_of, family_weight, symptom_family
-from attribution.stats import compare, onset, paired
+from attribution.stats import Effect, compare, onset, paired
 
 EDGES = [("gateway", "rag-api"), ("rag-api", "retriever"), ("retriever", "vector-db"), ("admin", "billing")]
 T0 = 1.8e9
@@ -83,20 +83,25 @@ def test_graph_relations_follow_callers_and_callees() -> None:
     assert graph_relations(EDGES, None) == {}
 
 
+def _strength(effect: Effect | None) -> float:
+    assert effect is not None, "nothing to compare"
+    return effect.strength
+
+
 def test_compare_weighs_consistency_magnitude_and_size_and_does_not_saturate_on_a_flat_series() -> None:
     rng = np.random.default_rng(1)
     before = 0.01 + rng.normal(0, 0.001, 30)
-    assert compare(before * 5, before, 1.0).strength > 0.8  # consistent, large, many points
-    assert abs(compare(before + rng.normal(0, 0.001, 30), before, 1.0).strength) < 0.3  # noise
+    assert _strength(compare(before * 5, before, 1.0)) > 0.8  # consistent, large, many points
+    assert abs(_strength(compare(before + rng.normal(0, 0.001, 30), before, 1.0))) < 0.3  # noise
     one_spike = before.copy()
     one_spike[5] = 1.0  # one spike after does not make a shift
-    assert compare(one_spike, before, 1.0).strength < 0.3
+    assert _strength(compare(one_spike, before, 1.0)) < 0.3
     flat = np.zeros(30)
     tiny = np.full(30, 1e-6)
     # A flat zero before and a tiny constant after: consistent, but not a huge shift against
     # the metric's typical level in the bundle.
-    assert compare(tiny, flat, 1.0, reference_level=0.01).strength < 0.1
-    assert compare(before[:1] * 5, before[:1], 1.0).strength < compare(before * 5, before, 1.0).strength
+    assert _strength(compare(tiny, flat, 1.0, reference_level=0.01)) < 0.1
+    assert _strength(compare(before[:1] * 5, before[:1], 1.0)) < _strength(compare(before * 5, before, 1.0))
 
 
 def test_paired_comparison_cancels_what_both_versions_share() -> None:
@@ -106,7 +111,7 @@ def test_paired_comparison_cancels_what_both_versions_share() -> None:
     old = (times[: times.size // 2], ramp[: times.size // 2] + rng.normal(0, 2, times.size // 2))
     new = (times, ramp + rng.normal(0, 2, times.size))
     # Pooled, the new version looks worse (it also reports later, when the ramp is higher)...
-    assert compare(new[1], old[1], 1.0).strength > 0.3
+    assert _strength(compare(new[1], old[1], 1.0)) > 0.3
     # ...compared instant by instant it does not.
     assert abs(paired(new, old, 1.0, STEP).strength) < 0.3  # type: ignore[union-attr]
     worse = (times, ramp * 1.5 + rng.normal(0, 2, times.size))

@@ -31,7 +31,8 @@ from attribution.petshop import (
 
 
 def _split(cases: list[Case]) -> tuple[list[tuple[Case, ChangeData]], list[tuple[Case, ChangeData]]]:
-    culprits, others = [], []
+    culprits: list[tuple[Case, ChangeData]] = []
+    others: list[tuple[Case, ChangeData]] = []
     for case in cases:
         for change in case.changes:
             (culprits if change.id == case.culprit_id else others).append((case, change))

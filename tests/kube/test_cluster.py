@@ -107,7 +107,10 @@ def test_the_fake_nodes_keep_a_heartbeat(kube_cluster: LocalCluster, kube_apis: 
 
     def renewals() -> dict[str, object]:
         items = leases.list_namespaced_lease("kube-node-lease").items
-        return {lease.metadata.name: lease.spec.renew_time for lease in items}
+        return {
+            str(lease.metadata and lease.metadata.name): lease.spec and lease.spec.renew_time
+            for lease in items
+        }
 
     first = wait_until(lambda: renewals() if len(renewals()) == 3 else None, timeout_s=60)
     assert sorted(first) == ["kwok-node-0", "kwok-node-1", "kwok-node-2"]

@@ -325,8 +325,10 @@ async def test_a_twin_is_answered_without_building_its_signal(
     monkeypatch.setattr(intake, "within_signal_budget", counted)
     body = notification([alert(service="twins"), alert(name="TTFTHigh", service="twins")], group="twins")
     twin = {**body, "externalURL": "http://alertmanager-1:9093"}
-    answers = await asyncio.gather(
-        api.post("/v1/alerts/alertmanager", json=body), api.post("/v1/alerts/alertmanager", json=twin)
+    answers = list(
+        await asyncio.gather(
+            api.post("/v1/alerts/alertmanager", json=body), api.post("/v1/alerts/alertmanager", json=twin)
+        )
     )
     answers.append(await api.post("/v1/alerts/alertmanager", json=twin))
     assert [a.status_code for a in answers] == [202, 202, 202]

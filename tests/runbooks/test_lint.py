@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from incidents.actions.wait_verify import WaitVerifyAction
 from runbooks.lint import lint_text
 from runbooks.loader import LIBRARY_DIR
 from worker.cli import app
@@ -106,8 +107,9 @@ def test_stricter_action_mode_and_durations_are_fine() -> None:
     assert result.problems == []
     assert result.runbook is not None
     steps = result.runbook.nodes["b"].actions or []
-    assert steps[1].wait_verify is not None
-    assert (steps[1].wait_verify.duration_s, steps[1].wait_verify.timeout_s) == (90, 900)
+    wait = steps[1].action
+    assert isinstance(wait, WaitVerifyAction)
+    assert (wait.duration_s, wait.timeout_s) == (90, 900)
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,7 @@ async def test_a_storm_of_6000_alerts_keeps_the_incident_readable(secure_stack: 
             answer = await http.post("/v1/alerts/alertmanager", json=notification(alerts, group="storm6k"))
             assert answer.status_code == 202, answer.text
             incident_id = answer.json()["incident_id"]
+    assert isinstance(incident_id, str), incident_id
     async with secure_stack.http(OPERATOR) as http:
         view = await wait_for_state(http, incident_id, DONE)
         for _ in range(300):  # the six signals are in the incident's history; wait until it read them all

@@ -29,7 +29,7 @@ from config.redact import RedactingFilter
 from incidents.key import IncidentKey
 from incidents.models import ContextRequest, IncidentInput
 from incidents.remediation import RemediationRequest
-from tests.security.probe_workflow import ActivityFailure, RemediateProbe
+from tests.security.probe_workflow import RemediateProbe
 from workflows.state import IncidentState
 
 pytestmark = [pytest.mark.temporal]
@@ -57,7 +57,6 @@ async def test_a_non_retryable_error_stays_non_retryable_with_its_message(
             request,
             id=f"probe-{uuid.uuid4().hex}",
             task_queue=queue,
-            result_type=ActivityFailure,
         )
     assert failure is not None
     assert failure.non_retryable and failure.type == "KubeConfigMissing", failure
