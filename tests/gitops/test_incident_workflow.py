@@ -28,10 +28,18 @@ from devstack.gitops.forge import ForgeRecorder
 from devstack.receivers.pagerduty import PagerDutyReceiver
 from devstack.receivers.server import TlsFiles
 from devstack.receivers.slack import SlackReceiver
+from incidents.gitops import GitOpsRemediation
 from incidents.models import IncidentView, OpenIncidentRequest
 from tests.fixtures.receivers import PD_TEST_ROUTING_KEY, SLACK_TEST_TOKEN
 from tests.fixtures.temporal import running_worker
-from tests.gitops.conftest import FluxSetup, configmap_manifest, ensure_git_auth, gitops_config, wait_until
+from tests.gitops.conftest import (
+    Fleet,
+    FluxSetup,
+    configmap_manifest,
+    ensure_git_auth,
+    gitops_config,
+    wait_until,
+)
 from tests.gitops.test_handshake import HOLD_S, bad_prompt_applied, stays
 from tests.gitops.test_problem_is_real import BAD, GOOD
 from tests.pipeline.payloads import alert, notification
@@ -193,6 +201,34 @@ def actions_of(view: IncidentView) -> list[tuple[str, str]]:
     return [(record.action, record.outcome) for record in view.actions]
 
 
+# One remediation, in order: suspend, roll back, revert in Git, verify recovery, then the durable part.
+REVERTED_AND_RECONCILED = [
+    ("suspend_reconciler", "Successful"),
+    ("rollback", "Successful"),
+    ("revert_commit", "Successful"),
+    ("verify_symptom", "Successful"),
+    ("revert_landed", "Successful"),
+    ("resume_reconciler", "Successful"),
+    ("verify_reconciled", "Successful"),
+]
+
+
+def reverted_and_reconciled(view: IncidentView, reconciler: str, bad: str, fleet: Fleet) -> GitOpsRemediation:
+    """The incident recovered through the whole handshake under `reconciler`: the culprit commit
+    `bad` found, its revert pushed to the fleet's branch, the reconciler resumed and reconciled."""
+    assert view.state == "recovered", view.timeline_for_people()
+    assert actions_of(view) == REVERTED_AND_RECONCILED
+    progress = view.gitops
+    assert progress is not None and progress.stage == "reconciled", progress
+    assert progress.ownership is not None
+    assert progress.ownership.reconciler.describe() == reconciler
+    assert progress.culprit is not None and progress.culprit.commit.sha == bad
+    assert progress.revert is not None and progress.revert.revert is not None
+    assert fleet.remote_head() == progress.revert.revert.sha
+    assert fleet.log()[0] == 'Revert "prompt: let the model improvise"'
+    return progress
+
+
 def suspended(flux_setup: FluxSetup) -> bool:
     return bool(flux_setup.kustomization()["spec"].get("suspend"))
 
@@ -223,26 +259,10 @@ async def test_the_real_workflow_suspends_rolls_back_reverts_resumes_and_the_rol
     _good, bad = bad_prompt_applied(flux_setup)
     view = await Incident(gitops_settings(), temporal_client, flux_setup, "revert_push").run(rolled_back)
 
-    assert view.state == "recovered", view.timeline_for_people()
-    # One remediation, in order: suspend, roll back, revert in Git, verify recovery, then the durable part.
-    assert actions_of(view) == [
-        ("suspend_reconciler", "Successful"),
-        ("rollback", "Successful"),
-        ("revert_commit", "Successful"),
-        ("verify_symptom", "Successful"),
-        ("revert_landed", "Successful"),
-        ("resume_reconciler", "Successful"),
-        ("verify_reconciled", "Successful"),
-    ]
-    gitops = view.gitops
-    assert gitops is not None and gitops.stage == "reconciled", gitops
-    assert gitops.ownership is not None
-    assert gitops.ownership.reconciler.describe() == f"Kustomization/{flux_setup.namespace}/apps"
-    assert gitops.culprit is not None and gitops.culprit.commit.sha == bad
+    reconciler = f"Kustomization/{flux_setup.namespace}/apps"
+    gitops = reverted_and_reconciled(view, reconciler, bad, flux_setup.fleet)
     assert gitops.revert is not None and gitops.revert.revert is not None
     revert_sha = gitops.revert.revert.sha
-    assert flux_setup.fleet.remote_head() == revert_sha
-    assert flux_setup.fleet.log()[0] == 'Revert "prompt: let the model improvise"'
     assert gitops.landed is not None and gitops.landed.branch_tip == revert_sha
     assert gitops.reconciled is not None and gitops.reconciled.object_matches is True
     assert gitops.suspended_at and gitops.rolled_back_at and gitops.landed_at and gitops.reconciled_at
