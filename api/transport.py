@@ -241,7 +241,7 @@ def server_config(
     protocol = type("BackoutHttpProtocol", (guarded,), {"header_timeout_s": settings.api_header_timeout_s})
     return uvicorn.Config(
         app,
-        **tls_options(settings),
+        **tls_arguments(settings),
         host=host or settings.api_host,
         port=port if port is not None else settings.api_port,
         http=protocol,
@@ -254,8 +254,8 @@ def server_config(
     )
 
 
-def tls_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's TLS arguments for the API, checked first so a bad file is named, not a bare SSLError.
+def tls_arguments(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments for the API (none: plain HTTP).
 
     With `api_tls_client_ca_file` the handshake itself requires a client certificate that CA signed
     (mutual TLS): a client without one never gets to send a request.
@@ -267,6 +267,22 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     )
     if cert is None or key is None:
         return {}
+    arguments: dict[str, Any] = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+    if client_ca is not None:
+        arguments.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return arguments
+
+
+def check_tls_files(settings: Settings) -> None:
+    """Load the API's certificate, key and client CA once at start, so a bad file is named by its
+    setting instead of surfacing as a bare SSLError when uvicorn loads it."""
+    cert, key, client_ca = (
+        settings.api_tls_cert_file,
+        settings.api_tls_key_file,
+        settings.api_tls_client_ca_file,
+    )
+    if cert is None or key is None:
+        return
     for name, path in (
         ("api_tls_cert_file", cert),
         ("api_tls_key_file", key),
@@ -282,7 +298,6 @@ def tls_options(settings: Settings) -> dict[str, Any]:
             f"api_tls_cert_file {cert} and api_tls_key_file {key} do not load as a PEM certificate and its "
             f"key: {exc}"
         ) from exc
-    options: dict[str, Any] = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     if client_ca is not None:
         try:
             context.load_verify_locations(cafile=client_ca)
@@ -290,5 +305,3 @@ def tls_options(settings: Settings) -> dict[str, Any]:
             raise SettingsError(
                 f"api_tls_client_ca_file {client_ca} does not load as PEM CA certificates: {exc}"
             ) from exc
-        options.update(ssl_ca_certs=str(client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-    return options

@@ -362,28 +362,23 @@ class Settings(BaseSettings):
             raise ValueError(f"when_named evidence queries need unique names: {', '.join(duplicates)}")
         return value
 
+    def _set_together(self, first: str, second: str, why: str) -> None:
+        """Both settings or neither: one alone is a mistake, named with the variable that is missing."""
+        if (getattr(self, first) is None) != (getattr(self, second) is None):
+            given, missing = (first, second) if getattr(self, second) is None else (second, first)
+            raise ValueError(f"{given} is set without {missing}: {why} (BACKOUT_{missing.upper()})")
+
     @model_validator(mode="after")
     def _judge_complete(self) -> Settings:
-        if (self.llm_endpoint is None) != (self.llm_model is None):
-            given, missing = (
-                ("llm_endpoint", "llm_model") if self.llm_model is None else ("llm_model", "llm_endpoint")
-            )
-            raise ValueError(
-                f"{given} is set without {missing}: the default LLM judge needs both "
-                f"(BACKOUT_{missing.upper()})"
-            )
+        self._set_together("llm_endpoint", "llm_model", "the default LLM judge needs both")
         if self.llm_api_key is not None and self.llm_endpoint is None:
             raise ValueError("llm_api_key is set without llm_endpoint: there is no judge to send it to")
         return self
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Settings:
-        for cert, key in (("api_tls_cert_file", "api_tls_key_file"), ("client_cert_file", "client_key_file")):
-            if (getattr(self, cert) is None) != (getattr(self, key) is None):
-                given, missing = (cert, key) if getattr(self, key) is None else (key, cert)
-                raise ValueError(
-                    f"{given} is set without {missing} (BACKOUT_{missing.upper()}): they go together"
-                )
+        self._set_together("api_tls_cert_file", "api_tls_key_file", "a certificate is served with its key")
+        self._set_together("client_cert_file", "client_key_file", "a certificate is presented with its key")
         if self.api_tls_client_ca_file is not None and self.api_tls_cert_file is None:
             raise ValueError(
                 "api_tls_client_ca_file is set without api_tls_cert_file: mutual TLS needs the API on HTTPS"

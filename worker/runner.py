@@ -13,7 +13,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import is_loopback_host
-from api.transport import server_config, tls_options
+from api.transport import check_tls_files, server_config
 from config import Settings, SettingsError
 from config.redact import install_log_redaction
 from config.settings import ROLE_TOKENS
@@ -33,7 +33,7 @@ def check_start_safety(settings: Settings, with_api: bool = True, with_worker: b
         )
     if not with_api:
         return
-    tls_options(settings)  # a certificate, key or client CA that does not load stops the start, named
+    check_tls_files(settings)
     loopback = is_loopback_host(settings.api_host)
     if settings.allow_anonymous_loopback and not loopback:
         raise SettingsError(

@@ -209,7 +209,8 @@ class ApiProcess:
     url: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.url = f"http://127.0.0.1:{self.settings.api_port}"
+        scheme = "https" if self.settings.api_tls_cert_file is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.settings.api_port}"
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -233,8 +234,6 @@ def start_api(settings: Settings, log_name: str = "api.log", **http_options: Any
     how the health check connects (httpx: `verify`, an SSL context with a client certificate)."""
     process = backout_process(settings, "api", log_name=log_name)
     api = ApiProcess(settings, process, settings.state_dir / log_name)
-    if settings.api_tls_cert_file is not None:
-        api.url = api.url.replace("http://", "https://", 1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -34,6 +34,7 @@ from tests.security.conftest import (
     start_api,
     start_refused,
 )
+from worker.cli.watch import client_tls
 from worker.temporal_server import TemporalDevServer
 
 pytestmark = [pytest.mark.temporal]
@@ -47,11 +48,8 @@ class Pki:
     stranger: tuple[Path, Path]  # a client certificate another CA signed
 
     def context(self, cert: tuple[Path, Path] | None) -> ssl.SSLContext:
-        """A client's TLS: trusts the API's CA, presents `cert` (certificate, key) if given."""
-        context = ssl.create_default_context(cafile=str(self.ca))
-        if cert is not None:
-            context.load_cert_chain(str(cert[0]), str(cert[1]))
-        return context
+        """A client's TLS, as the CLI builds it: trusts the API's CA, presents `cert` if given."""
+        return client_tls(self.ca, cert)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,15 @@ class ApiError(RuntimeError):
         self.exit_code = exit_code
 
 
+def client_tls(ca_file: Path | None, cert: tuple[Path, Path] | None) -> ssl.SSLContext:
+    """A client's TLS to the API: trusts `ca_file` (else the system's CAs), presents `cert`
+    (certificate, key) if given."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    return context
+
+
 class ApiClient:
     """The backout API over HTTP, with its bearer token."""
 
@@ -55,11 +64,7 @@ class ApiClient:
         (certificate, key) presented to an API that requires client certificates."""
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None or cert is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-            if cert is not None:
-                verify.load_cert_chain(str(cert[0]), str(cert[1]))
+        verify = client_tls(ca_file, cert) if ca_file is not None or cert is not None else True
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s, verify=verify)
 
     def call(self, method: str, path: str, body: Any | None = None) -> Any:
